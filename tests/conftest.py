@@ -1,0 +1,69 @@
+"""Shared pytest fixtures: the tiny German->English corpus.
+
+``tiny_corpus`` runs the real builder (``scripts/prepare_mini.py --max-pairs 20``) once per test
+session and returns its data dir, laid out as StreamSpeech's (see
+``echostream_fairseq/data/build.py``): ``train_sampled.units.tsv`` (18 pairs),
+``dev_sampled.units.tsv`` and ``test_sampled.tsv`` (1 each), ``config_gcmvn.yaml``,
+``config_mtl_asr_st_ctcst.yaml``, ``units/unit_model.npz`` (K in ``report.json`` under
+``units.num_units``; pass it as ``--target-code-size``).
+
+Set ``ECHOSTREAM_TINY_CORPUS=/some/dir`` to build into (and on later sessions resume from) a
+fixed folder instead of a fresh temporary one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PREPARE_MINI = REPO_ROOT / "scripts" / "prepare_mini.py"
+TINY_PAIRS = 20
+TINY_SEED = 1
+# A cold build takes ~40 s on 2 idle cores; the margin is for shared, busy machines.
+_BUILD_TIMEOUT_S = 900
+
+
+def _run_prepare_mini(data_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+    """Run the corpus builder CLI on ``data_dir``; raise with its log tail if it fails."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")]).rstrip(
+        os.pathsep)
+    cmd = [sys.executable, str(PREPARE_MINI), "--data-dir", str(data_dir),
+           "--max-pairs", str(TINY_PAIRS), "--seed", str(TINY_SEED), *extra]
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                          timeout=_BUILD_TIMEOUT_S, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n"
+                           f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def prepare_mini() -> Callable[..., subprocess.CompletedProcess]:
+    """``prepare_mini(data_dir, *extra_flags)``: run the builder with the tiny-corpus flags."""
+    return _run_prepare_mini
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Data dir of a 20-pair corpus built once per session by ``scripts/prepare_mini.py``."""
+    fixed = os.environ.get("ECHOSTREAM_TINY_CORPUS")
+    data_dir = Path(fixed) if fixed else tmp_path_factory.mktemp("tiny_corpus") / "data"
+    _run_prepare_mini(data_dir)
+    report = json.loads((data_dir / "report.json").read_text(encoding="utf-8"))
+    assert report["splits"]["all"]["pairs"] == TINY_PAIRS, report["splits"]
+    return data_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_num_units(tiny_corpus: Path) -> int:
+    """Unit vocabulary K of the tiny corpus (``--target-code-size``)."""
+    report = json.loads((tiny_corpus / "report.json").read_text(encoding="utf-8"))
+    return int(report["units"]["num_units"])

@@ -17,6 +17,7 @@ CORE_REQUIREMENTS = [
     "pyyaml",
     "tqdm",
     "tensorboardX",
+    "editdistance",  # fairseq's CTC validation imports it
 ]
 # What the mini corpus, its report and the offline scorers need (all offline, no downloads).
 CORPUS_REQUIREMENTS = [

@@ -10,15 +10,26 @@ Checkpoint layouts understood by :func:`read_model_state`:
 * the plain ``{"epoch", "model", "optimizer", "loss"}`` layout of earlier EchoStream scripts,
   which :func:`upgrade_plain_checkpoint` turns into fairseq's layout;
 * a bare state dict (``{parameter name: tensor}``).
+
+:func:`install` (called on package import) hooks this module into fairseq's checkpointing:
+plain checkpoints are upgraded when fairseq loads them, every checkpoint fairseq writes
+(``checkpoint_last.pt`` and ``checkpoint_best.pt`` included) replaces the previous one atomically,
+and the training iterator's state carries the Python/NumPy/torch RNG states so a resumed run
+draws the same data augmentation as an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
+import os
+import random
+import shutil
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -30,11 +41,19 @@ __all__ = [
     "GroupReport",
     "PARAMETER_GROUPS",
     "PartialLoadReport",
+    "adapt_streamspeech_state_dict",
+    "atomic_torch_save",
+    "capture_rng_state",
     "group_of",
+    "install",
     "is_plain_checkpoint",
+    "is_streamspeech_state",
     "load_partial_checkpoint",
+    "plan_partial_load",
     "read_model_state",
+    "restore_rng_state",
     "upgrade_plain_checkpoint",
+    "vocabulary_sizes",
 ]
 
 logger = logging.getLogger(__name__)
@@ -52,6 +71,17 @@ DECODER_GROUPS: Tuple[str, ...] = ("asr_ctc_decoder", "st_ctc_decoder", "mt_deco
 # The vocoder is a separate file (CodeHiFiGAN generator + JSON), never part of a model state dict.
 VOCODER_GROUP = "vocoder"
 PLAIN_CHECKPOINT_KEYS = frozenset({"epoch", "model", "optimizer", "loss"})
+# StreamSpeech's Conformer encoder (researches/chunk_unity/models/s2t_conformer.py) names its
+# layers ``conformer_layers``; EchoStream's Emformer never does, so this prefix tells them apart.
+CONFORMER_LAYER_PREFIX = "encoder.conformer_layers."
+# Tensors whose first dimension is a vocabulary size (text CTC heads, MT and unit embeddings).
+VOCABULARY_KEYS: Dict[str, str] = {
+    "asr_spm": "source_unigram_decoder.proj.weight",
+    "st_spm": "ctc_target_unigram_decoder.proj.weight",
+    "mt_spm": "target_unigram_decoder.embed_tokens.weight",
+    "units": "decoder.embed_tokens.weight",
+}
+RNG_STATE_KEY = "echostream_rng"
 
 
 def group_of(key: str) -> Optional[str]:
@@ -67,11 +97,18 @@ def is_plain_checkpoint(state: Mapping[str, Any]) -> bool:
     return PLAIN_CHECKPOINT_KEYS.issubset(state.keys()) and "cfg" not in state
 
 
+def is_streamspeech_state(keys: Iterable[str]) -> bool:
+    """Whether a model state dict has StreamSpeech's Conformer encoder (keys or a mapping)."""
+    return any(key.startswith(CONFORMER_LAYER_PREFIX) for key in keys)
+
+
 def upgrade_plain_checkpoint(state: Mapping[str, Any]) -> Dict[str, Any]:
     """Turns a plain ``{epoch, model, optimizer, loss}`` checkpoint into fairseq's layout.
 
     The model weights and optimizer state are kept; the training configuration, which the plain
-    layout never stored, is ``None`` (fairseq then takes it from the command line).
+    layout never stored, is ``None`` (fairseq then takes it from the command line). The optimizer
+    is recorded under a name no fairseq optimizer has, so resuming from it asks for
+    ``--reset-optimizer`` instead of loading a torch Adam state into fairseq's Adam.
     """
     epoch = int(state["epoch"])
     loss = state["loss"]
@@ -84,7 +121,7 @@ def upgrade_plain_checkpoint(state: Mapping[str, Any]) -> Dict[str, Any]:
         "optimizer_history": [
             {
                 "criterion_name": "SpeechToUnit2passCTCASRSTCriterion",
-                "optimizer_name": "Adam",
+                "optimizer_name": "PlainCheckpointOptimizer",
                 "lr_scheduler_state": {"best": loss_value},
                 "num_updates": int(state.get("num_updates", 0)),
             }
@@ -99,8 +136,9 @@ def read_model_state(path: Union[str, Path]) -> Tuple[Dict[str, torch.Tensor], D
     """Reads the model weights of a checkpoint in any layout this module knows.
 
     Returns:
-        ``(state_dict, info)``: the weights, and ``info`` with ``layout`` (``fairseq``, ``plain``
-        or ``state_dict``) and ``arch`` (the training arch when the checkpoint records one).
+        ``(state_dict, info)``: the weights, and ``info`` with ``layout`` (``fairseq``,
+        ``streamspeech``, ``plain`` or ``state_dict``), ``arch`` (the training arch when the
+        checkpoint records one) and ``num_updates`` (``None`` when not recorded).
 
     Raises:
         CheckpointLoadError: the file is missing, refused, truncated, or holds no model weights.
@@ -115,7 +153,11 @@ def read_model_state(path: Union[str, Path]) -> Tuple[Dict[str, torch.Tensor], D
         layout, weights = "state_dict", dict(state)
     else:
         raise CheckpointLoadError(path, "no model weights (neither a 'model' entry nor a state dict)")
-    return weights, {"layout": layout, "arch": _recorded_arch(state)}
+    if layout == "fairseq" and is_streamspeech_state(weights):
+        layout = "streamspeech"
+    history = state.get("optimizer_history") or [{}]
+    num_updates = history[-1].get("num_updates") if isinstance(history[-1], Mapping) else None
+    return weights, {"layout": layout, "arch": _recorded_arch(state), "num_updates": num_updates}
 
 
 def _recorded_arch(state: Mapping[str, Any]) -> Optional[str]:
@@ -124,6 +166,15 @@ def _recorded_arch(state: Mapping[str, Any]) -> Optional[str]:
         if arch:
             return str(arch)
     return None
+
+
+def vocabulary_sizes(state: Mapping[str, torch.Tensor]) -> Dict[str, int]:
+    """Vocabulary sizes a state dict was built for (``asr_spm``, ``st_spm``, ``mt_spm``, ``units``).
+
+    Text sizes include fairseq's 4 specials; ``units`` includes them and the CTC ``<blank>``
+    (K + 5). Heads absent from the state dict are left out.
+    """
+    return {name: int(state[key].shape[0]) for name, key in VOCABULARY_KEYS.items() if key in state}
 
 
 @dataclasses.dataclass
@@ -135,6 +186,7 @@ class GroupReport:
     shape_mismatch: List[Tuple[str, Tuple[int, ...], Tuple[int, ...]]] = dataclasses.field(default_factory=list)
     missing: List[str] = dataclasses.field(default_factory=list)  # in the model, not in the file
     unexpected: List[str] = dataclasses.field(default_factory=list)  # in the file, not in the model
+    note: str = ""  # why a requested group was not loaded as a whole (e.g. a Conformer encoder)
 
     @property
     def left_initialised(self) -> int:
@@ -142,6 +194,11 @@ class GroupReport:
         if not self.requested:
             return len(self.loaded) + len(self.shape_mismatch) + len(self.missing)
         return len(self.shape_mismatch) + len(self.missing)
+
+    @property
+    def loadable(self) -> bool:
+        """Every model tensor of the group has a same-shaped counterpart in the file."""
+        return bool(self.loaded) and not self.shape_mismatch and not self.missing and not self.note
 
 
 @dataclasses.dataclass
@@ -176,6 +233,7 @@ class PartialLoadReport:
             out.append(
                 f"  {name}: loaded {len(group.loaded)}, skipped for shape {len(group.shape_mismatch)}, "
                 f"missing in checkpoint {len(group.missing)}, unexpected {len(group.unexpected)}"
+                + (f" ({group.note})" if group.note else "")
             )
             for key, found, expected in group.shape_mismatch[:3]:
                 out.append(f"    shape: {key} is {list(found)} in the checkpoint, {list(expected)} in the model")
@@ -201,14 +259,20 @@ def _requested_groups(load_encoder: bool, load_decoders: bool, groups: Optional[
 def compare_state(
     model_state: Mapping[str, torch.Tensor], file_state: Mapping[str, torch.Tensor], requested: Sequence[str]
 ) -> Dict[str, GroupReport]:
-    """Sorts every key of both state dicts into its group's report (nothing is loaded here)."""
+    """Sorts every key of both state dicts into its group's report (nothing is loaded here).
+
+    A StreamSpeech Conformer encoder is never matched tensor by tensor: some of its keys
+    (``encoder.subsample.*``, ``encoder.linear.*``) share names and shapes with the Emformer's
+    front end but feed different layers, so the whole group is reported as not loadable.
+    """
     reports = {name: GroupReport(requested=name in requested) for name in PARAMETER_GROUPS}
+    conformer = is_streamspeech_state(file_state)
     for key, tensor in model_state.items():
         group = group_of(key)
         if group is None:
             continue
         report = reports[group]
-        if key not in file_state:
+        if key not in file_state or (conformer and group == "encoder"):
             report.missing.append(key)
         elif tuple(file_state[key].shape) != tuple(tensor.shape):
             report.shape_mismatch.append((key, tuple(file_state[key].shape), tuple(tensor.shape)))
@@ -216,9 +280,30 @@ def compare_state(
             report.loaded.append(key)
     for key in file_state:
         group = group_of(key)
-        if group is not None and key not in model_state:
+        if group is not None and (key not in model_state or (conformer and group == "encoder")):
             reports[group].unexpected.append(key)
+    if conformer:
+        reports["encoder"].note = "StreamSpeech Conformer encoder: not loadable into the Emformer, re-initialised"
     return reports
+
+
+def plan_partial_load(
+    model_state: Mapping[str, torch.Tensor],
+    path: Union[str, Path],
+    load_encoder: bool = False,
+    load_decoders: bool = True,
+    groups: Optional[Iterable[str]] = None,
+) -> Tuple[PartialLoadReport, Dict[str, torch.Tensor]]:
+    """What :func:`load_partial_checkpoint` would load, without touching a model.
+
+    Returns:
+        The report and the tensors (checkpoint values, keyed like ``model_state``) to copy.
+    """
+    requested = _requested_groups(load_encoder, load_decoders, groups)
+    file_state, info = read_model_state(path)
+    reports = compare_state(model_state, file_state, requested)
+    to_load = {key: file_state[key] for name in requested for key in reports[name].loaded}
+    return PartialLoadReport(str(path), info["layout"], info["arch"], reports), to_load
 
 
 def load_partial_checkpoint(
@@ -233,7 +318,7 @@ def load_partial_checkpoint(
     Args:
         model: an ``echostream`` model (any module whose keys use :data:`PARAMETER_GROUPS`).
         path: a checkpoint in fairseq, plain or bare-state-dict layout (StreamSpeech's included).
-        load_encoder: load the ``encoder`` group.
+        load_encoder: load the ``encoder`` group (never from a StreamSpeech Conformer encoder).
         load_decoders: load the four decoder groups (ASR CTC, ST CTC, MT, unit decoder).
         groups: explicit group names; overrides ``load_encoder``/``load_decoders``.
 
@@ -245,15 +330,160 @@ def load_partial_checkpoint(
         CheckpointLoadError: the file cannot be read as a checkpoint.
         ValueError: an unknown group name.
     """
-    requested = _requested_groups(load_encoder, load_decoders, groups)
-    file_state, info = read_model_state(path)
     model_state = model.state_dict()
-    reports = compare_state(model_state, file_state, requested)
-    to_load = {key: file_state[key] for name in requested for key in reports[name].loaded}
+    report, to_load = plan_partial_load(model_state, path, load_encoder, load_decoders, groups)
     with torch.no_grad():
         for key, value in to_load.items():
             model_state[key].copy_(value.to(model_state[key].dtype))
-    report = PartialLoadReport(str(path), info["layout"], info["arch"], reports)
     for line in report.lines():
         logger.info(line)
     return report
+
+
+def adapt_streamspeech_state_dict(
+    model: nn.Module, state_dict: Dict[str, torch.Tensor], name: str = ""
+) -> Optional[PartialLoadReport]:
+    """The model's ``upgrade_state_dict_named`` hook: fits a StreamSpeech checkpoint, in place.
+
+    fairseq loads ``--finetune-from-model``/``--restore-file`` weights strictly. For a StreamSpeech
+    checkpoint (Conformer encoder) this replaces the encoder with the model's own initial tensors,
+    keeps the model's tensors wherever a decoder tensor is missing or shaped differently (another
+    vocabulary), drops keys the model lacks, and logs the per-group report. Any other checkpoint
+    is left untouched, so resuming an EchoStream run still fails loudly on a changed architecture.
+
+    Args:
+        model: the model being loaded (its current tensors fill the gaps).
+        state_dict: the checkpoint's weights, modified in place.
+        name: fairseq's module prefix ("" for the whole model).
+    Returns:
+        The report, or ``None`` when ``state_dict`` is not a StreamSpeech one.
+    """
+    prefix = f"{name}." if name else ""
+    file_state = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    if not is_streamspeech_state(file_state):
+        return None
+    model_state = model.state_dict()
+    reports = compare_state(model_state, file_state, DECODER_GROUPS)
+    for report in reports.values():
+        for key in report.unexpected:
+            del state_dict[prefix + key]
+        for key in [*report.missing, *(k for k, _, _ in report.shape_mismatch)]:
+            state_dict[prefix + key] = model_state[key].detach().clone()
+    report = PartialLoadReport("StreamSpeech checkpoint", "streamspeech", "streamspeech", reports)
+    for line in report.lines():
+        logger.info(line)
+    return report
+
+
+# ------------------------------------------------------------------------------------- resume
+def capture_rng_state() -> Dict[str, Any]:
+    """Python, NumPy and torch (CPU) RNG states, as types torch's weights-only loader accepts."""
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "python": [version, list(internal), gauss],
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state(),
+    }
+
+
+def restore_rng_state(state: Mapping[str, Any]) -> None:
+    """Inverse of :func:`capture_rng_state`."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    numpy_state = state["numpy"]
+    np.random.set_state((numpy_state["kind"], numpy_state["keys"].numpy().astype(np.uint32),
+                         numpy_state["pos"], numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+
+
+def atomic_torch_save(obj: Any, path: Union[str, Path]) -> None:
+    """``torch.save`` that never leaves a partial file at ``path``: write beside it, then rename."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _atomic_copy(src_path: str, dst_path: str) -> bool:
+    # fairseq copies checkpoint_N.pt to checkpoint_last.pt with shutil.copyfile, which truncates
+    # the destination first: a kill mid-copy would destroy the checkpoint a resume needs.
+    tmp = f"{dst_path}.tmp"
+    shutil.copyfile(src_path, tmp)
+    os.replace(tmp, dst_path)
+    return True
+
+
+def _make_atomic_path_manager(base: type) -> type:
+    class AtomicCopyPathManager(base):  # type: ignore[misc, valid-type]
+        """fairseq's PathManager whose ``copy`` replaces local files atomically."""
+
+        @staticmethod
+        def copy(src_path: str, dst_path: str, overwrite: bool = False) -> bool:
+            if base.path_requires_pathmanager(dst_path):  # remote (iopath) storage: fairseq's way
+                return base.copy(src_path, dst_path, overwrite)
+            return _atomic_copy(src_path, dst_path)
+
+    return AtomicCopyPathManager
+
+
+def _with_rng_state(state_dict_fn: Callable[..., Dict[str, Any]]) -> Callable[..., Dict[str, Any]]:
+    @functools.wraps(state_dict_fn)
+    def state_dict(self: Any) -> Dict[str, Any]:
+        return {**state_dict_fn(self), RNG_STATE_KEY: capture_rng_state()}
+
+    return state_dict
+
+
+def _restoring_rng_state(load_fn: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(load_fn)
+    def load_state_dict(self: Any, state_dict: Mapping[str, Any]) -> None:
+        load_fn(self, state_dict)
+        if RNG_STATE_KEY in state_dict:
+            restore_rng_state(state_dict[RNG_STATE_KEY])
+            logger.info("restored the RNG states saved with the training iterator")
+
+    return load_state_dict
+
+
+def _upgrading_plain(upgrade: Callable[[Dict[str, Any]], Dict[str, Any]]) -> Callable[[Dict[str, Any]], Dict[str, Any]]:
+    @functools.wraps(upgrade)
+    def _upgrade_state_dict(state: Dict[str, Any]) -> Dict[str, Any]:
+        if is_plain_checkpoint(state):
+            logger.info("upgrading a plain {epoch, model, optimizer, loss} checkpoint to fairseq's layout")
+            state = upgrade_plain_checkpoint(state)
+        return upgrade(state)
+
+    return _upgrade_state_dict
+
+
+def install() -> None:
+    """Hooks resume safety into fairseq (idempotent; called when the package is imported).
+
+    * ``checkpoint_utils._upgrade_state_dict`` also upgrades plain checkpoints;
+    * ``checkpoint_utils`` copies checkpoints (``checkpoint_last.pt``, ``checkpoint_best.pt``)
+      atomically; fairseq already writes the first file to ``.tmp`` and renames it;
+    * ``EpochBatchIterator.state_dict``/``load_state_dict`` carry the RNG states, so they are
+      saved in ``extra_state["train_iterator"]`` and restored exactly when fairseq restores the
+      data position (not for ``--finetune-from-model`` or ``--reset-dataloader``).
+    """
+    from fairseq import checkpoint_utils
+    from fairseq.data import iterators
+
+    if getattr(checkpoint_utils, "__echostream_resume__", False):
+        return
+    checkpoint_utils._upgrade_state_dict = _upgrading_plain(checkpoint_utils._upgrade_state_dict)
+    checkpoint_utils.PathManager = _make_atomic_path_manager(checkpoint_utils.PathManager)
+    batches = iterators.EpochBatchIterator
+    batches.state_dict = _with_rng_state(batches.state_dict)
+    batches.load_state_dict = _restoring_rng_state(batches.load_state_dict)
+    checkpoint_utils.__echostream_resume__ = True
+    logger.debug("fairseq checkpointing hooked: plain upgrade, atomic copies, RNG state on resume")

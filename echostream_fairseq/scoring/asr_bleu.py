@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
+import editdistance
 import numpy as np
 import sacrebleu
 
@@ -124,15 +125,6 @@ def transcribe(model: Any, audio: Audio, sample_rate: int = SAMPLE_RATE,
         raise AsrError(f"{name}: transcription failed ({err})") from err
 
 
-def _edit_distance(hyp: Sequence[str], ref: Sequence[str]) -> int:
-    previous = list(range(len(ref) + 1))
-    for i, h in enumerate(hyp, start=1):
-        current = [i] + [0] * len(ref)
-        for j, r in enumerate(ref, start=1):
-            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (h != r))
-        previous = current
-    return previous[-1]
-
 
 def word_error_rate(hypotheses: Sequence[str], references: Sequence[str]) -> float:
     """Corpus WER in percent on already-normalised texts.
@@ -142,7 +134,7 @@ def word_error_rate(hypotheses: Sequence[str], references: Sequence[str]) -> flo
     """
     if len(hypotheses) != len(references):
         raise AsrError(f"{len(hypotheses)} hypotheses but {len(references)} references")
-    errors = sum(_edit_distance(h.split(), r.split()) for h, r in zip(hypotheses, references))
+    errors = sum(editdistance.eval(h.split(), r.split()) for h, r in zip(hypotheses, references))
     words = sum(len(r.split()) for r in references)
     if words == 0:
         raise AsrError("references hold no words")

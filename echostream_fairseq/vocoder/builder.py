@@ -1,0 +1,91 @@
+"""Pick the vocoder a data config asks for: fairseq CodeHiFiGAN, else the embedded one.
+
+``config_gcmvn.yaml`` may carry StreamSpeech's entry ``vocoder: {type: code_hifigan, config:
+<json>, checkpoint: <file>}``; then :class:`CodeHiFiGANUnitVocoder` is built. An entry
+``vocoder: {type: echostream_centroid, checkpoint: <vocoder.npz>}`` names an embedded vocoder file.
+Without an entry, the embedded centroid vocoder is loaded from the corpus's ``units/`` folder:
+``vocoder.npz`` (fitted durations, ``scripts/fit_vocoder.py``) when present, else
+``unit_model.npz`` (per-unit mean durations).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Mapping, Optional, Union
+
+import yaml
+
+from echostream_fairseq.vocoder.base import UnitVocoder
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["EMBEDDED_VOCODER_FILE", "UNIT_MODEL_FILE", "build_vocoder"]
+
+EMBEDDED_VOCODER_FILE = Path("units") / "vocoder.npz"
+UNIT_MODEL_FILE = Path("units") / "unit_model.npz"
+CODE_HIFIGAN = "code_hifigan"
+EMBEDDED = "echostream_centroid"
+
+
+def _read_config(config: Union[str, Path, Mapping[str, Any]],
+                 data_dir: Optional[Path]) -> tuple[Mapping[str, Any], Optional[Path]]:
+    if isinstance(config, Mapping):
+        return config, data_dir
+    path = Path(config)
+    if not path.is_file():
+        raise FileNotFoundError(f"data config {path} does not exist")
+    with open(path, encoding="utf-8") as handle:
+        parsed = yaml.safe_load(handle) or {}
+    if not isinstance(parsed, Mapping):
+        raise ValueError(f"{path}: expected a YAML mapping, got {type(parsed).__name__}")
+    return parsed, data_dir or path.parent
+
+
+def _entry_path(entry: Mapping[str, Any], key: str, base: Optional[Path]) -> Path:
+    if key not in entry:
+        raise ValueError(f"vocoder entry {dict(entry)} lacks the key {key!r}")
+    path = Path(entry[key])
+    return path if path.is_absolute() or base is None else base / path
+
+
+def build_vocoder(config: Union[str, Path, Mapping[str, Any]],
+                  data_dir: Optional[Union[str, Path]] = None) -> UnitVocoder:
+    """Build the vocoder a data config describes.
+
+    Args:
+        config: ``config_gcmvn.yaml`` path, or its parsed content.
+        data_dir: corpus folder for the embedded vocoder's files and relative paths (default:
+            the config's folder).
+
+    Returns:
+        A :class:`UnitVocoder`.
+
+    Raises:
+        ValueError: unknown vocoder type, a missing key, or no corpus folder to look in.
+        FileNotFoundError: a named file does not exist.
+    """
+    from echostream_fairseq.vocoder.centroid import load_centroid_vocoder
+    from echostream_fairseq.vocoder.codehifigan import load_code_hifigan
+
+    content, base = _read_config(config, Path(data_dir) if data_dir is not None else None)
+    entry = content.get("vocoder")
+    if entry:
+        kind = entry.get("type")
+        if kind == CODE_HIFIGAN:
+            return load_code_hifigan(_entry_path(entry, "config", base),
+                                     _entry_path(entry, "checkpoint", base))
+        if kind == EMBEDDED:
+            return load_centroid_vocoder(_entry_path(entry, "checkpoint", base))
+        raise ValueError(f"unknown vocoder type {kind!r}; expected {CODE_HIFIGAN!r} or "
+                         f"{EMBEDDED!r}")
+    if base is None:
+        raise ValueError("no vocoder entry in the config and no data_dir to find the embedded "
+                         "vocoder in")
+    fitted = base / EMBEDDED_VOCODER_FILE
+    if fitted.is_file():
+        logger.info("embedded vocoder from %s", fitted)
+        return load_centroid_vocoder(fitted)
+    logger.info("no %s: embedded vocoder with per-unit mean durations from %s", fitted,
+                base / UNIT_MODEL_FILE)
+    return load_centroid_vocoder(base / UNIT_MODEL_FILE)

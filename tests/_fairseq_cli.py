@@ -1,0 +1,94 @@
+"""Helpers for tests that drive the real ``fairseq-train`` on a StreamSpeech-layout corpus."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Sequence, Tuple
+
+REPO = Path(__file__).resolve().parents[1]
+USER_DIR = REPO / "echostream_fairseq"
+FAIRSEQ_TRAIN = str(Path(sys.executable).with_name("fairseq-train"))
+GCMVN_YAML = "config_gcmvn.yaml"
+MULTITASK_YAML = "config_mtl_asr_st_ctcst.yaml"
+TRAIN_SPLIT = "train_sampled.units"
+DEV_SPLIT = "dev_sampled.units"
+
+# A model small enough for a few CPU updates in seconds; every option is a real CLI flag.
+TINY_MODEL: Tuple[str, ...] = (
+    "--encoder-layers", "2", "--encoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64",
+    "--encoder-attention-heads", "2", "--conv-channels", "32",
+    "--translation-decoder-layers", "1", "--synthesizer-encoder-layers", "1",
+    "--decoder-layers", "1", "--decoder-embed-dim", "32", "--decoder-ffn-embed-dim", "64",
+    "--decoder-attention-heads", "2",
+)
+
+
+def corpus_dir(fixture: Any) -> Path:
+    """The data folder of the ``tiny_corpus`` fixture (a path, or an object holding one)."""
+    if isinstance(fixture, (str, os.PathLike)):
+        return Path(fixture)
+    for attr in ("data_dir", "root", "path"):
+        if hasattr(fixture, attr):
+            return Path(getattr(fixture, attr))
+    return Path(fixture)
+
+
+def code_size(data_dir: Path) -> int:
+    """K for ``--target-code-size``: the corpus report's, else 1 + the largest unit used."""
+    report = data_dir / "report.json"
+    if report.is_file():
+        units = json.loads(report.read_text()).get("units", {})
+        if "num_units" in units:
+            return int(units["num_units"])
+    largest = 0
+    for manifest in data_dir.glob("*.tsv"):
+        lines = manifest.read_text().splitlines()
+        column = lines[0].split("\t").index("tgt_audio")
+        for line in lines[1:]:
+            units = line.split("\t")[column].split()
+            largest = max([largest] + [int(u) for u in units])
+    return largest + 1
+
+
+def data_args(data_dir: Path, save_dir: Path) -> List[str]:
+    """Data, task and criterion flags as StreamSpeech's recipe passes them."""
+    return [
+        str(data_dir), "--user-dir", str(USER_DIR),
+        "--config-yaml", GCMVN_YAML, "--multitask-config-yaml", MULTITASK_YAML,
+        "--task", "speech_to_speech_ctc", "--target-is-code", "--target-code-size", str(code_size(data_dir)),
+        "--criterion", "speech_to_unit_2pass_ctc_asr_st",
+        "--train-subset", TRAIN_SPLIT, "--valid-subset", DEV_SPLIT, "--save-dir", str(save_dir),
+    ]
+
+
+def run_fairseq_train(args: Sequence[str], timeout: int = 240) -> subprocess.CompletedProcess:
+    """Runs ``fairseq-train`` with one thread (the machine is shared); output captured as text."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    return subprocess.run(
+        [FAIRSEQ_TRAIN, *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO
+    )
+
+
+def json_logs(output: str, tag: str) -> List[Dict[str, float]]:
+    """The ``--log-format json`` records fairseq printed under ``| <tag> |`` (values as floats)."""
+    records = []
+    marker = f"| {tag} | "
+    for line in output.splitlines():
+        if marker in line and line.rstrip().endswith("}"):
+            raw = json.loads(line.split(marker, 1)[1])
+            records.append({k: float(v) for k, v in raw.items() if _is_number(v)})
+    return records
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def tail(output: str, lines: int = 40) -> str:
+    return "\n".join(output.splitlines()[-lines:])

@@ -24,7 +24,11 @@ COMPONENTS = {
 
 
 def read_records(log_path: Path, tag: str) -> List[Dict[str, float]]:
-    """The JSON records fairseq printed after ``| <tag> |`` in ``log_path``."""
+    """The JSON records fairseq printed after ``| <tag> |`` in ``log_path``.
+
+    Validation records are tagged with the subset name and their keys carry it as a prefix
+    (``dev_sampled.units_loss``); the prefix is removed so both splits share key names.
+    """
     marker = f"| {tag} | "
     records = []
     for line_number, line in enumerate(log_path.read_text(errors="replace").splitlines(), start=1):
@@ -34,7 +38,7 @@ def read_records(log_path: Path, tag: str) -> List[Dict[str, float]]:
             raw = json.loads(line.split(marker, 1)[1])
         except json.JSONDecodeError as error:
             raise SystemExit(f"{log_path}:{line_number}: not a fairseq JSON record ({error})")
-        records.append({key: _number(value) for key, value in raw.items()})
+        records.append({key.removeprefix(f"{tag}_"): _number(value) for key, value in raw.items()})
     return records
 
 
@@ -45,6 +49,10 @@ def _number(value: object) -> float:
         return float("nan")
 
 
+def _cell(value: float, digits: int) -> str:
+    return "" if value != value else f"{value:.{digits}f}"  # NaN (not logged) -> empty cell
+
+
 def table(train: List[Dict[str, float]], valid: List[Dict[str, float]]) -> str:
     header = ["split", "update", "wall (s)", "loss", *COMPONENTS, "utt/s"]
     rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -52,8 +60,8 @@ def table(train: List[Dict[str, float]], valid: List[Dict[str, float]]) -> str:
         for record in records:
             speed = record.get("bsz", float("nan")) * record.get("ups", float("nan"))
             cells = [split, f"{record.get('num_updates', record.get('update', 0)):.0f}",
-                     f"{record.get('wall', float('nan')):.0f}", f"{record.get('loss', float('nan')):.3f}",
-                     *(f"{record.get(key, float('nan')):.3f}" for key in COMPONENTS.values()),
+                     _cell(record.get("wall", float("nan")), 0), _cell(record.get("loss", float("nan")), 3),
+                     *(_cell(record.get(key, float("nan")), 3) for key in COMPONENTS.values()),
                      "" if split == "valid" else f"{speed:.2f}"]
             rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
@@ -62,12 +70,14 @@ def table(train: List[Dict[str, float]], valid: List[Dict[str, float]]) -> str:
 def main(argv: List[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("log", type=Path, help="fairseq-train output written with --log-format json")
+    parser.add_argument("--valid-subset", default="dev_sampled.units",
+                        help="the validation subset name fairseq tagged its records with")
     parser.add_argument("--markdown", type=Path, help="also write the table to this file")
     parser.add_argument("--json", type=Path, help="also write the parsed records to this file")
     args = parser.parse_args(argv)
     if not args.log.is_file():
         parser.error(f"{args.log}: no such log file")
-    train, valid = read_records(args.log, "train_inner"), read_records(args.log, "valid")
+    train, valid = read_records(args.log, "train_inner"), read_records(args.log, args.valid_subset)
     if not train:
         parser.error(f"{args.log}: no '| train_inner |' JSON records (was --log-format json used?)")
     text = table(train, valid)

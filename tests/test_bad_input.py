@@ -110,7 +110,8 @@ def test_manifest_unit_outside_dictionary_names_file_and_line(tiny_corpus, tmp_p
     bad = tmp_path / f"{TRAIN_SPLIT}.tsv"
     bad.write_text("\n".join(lines) + "\n")
     task, _, _ = _setup(tmp_path, k)
-    with pytest.raises(ValueError, match=rf"{bad}:3 .*unit '{k}' is outside the unit dictionary"):
+    with pytest.raises(ValueError, match=rf"{bad}:3: column 'tgt_audio': .*unit\(s\) \[{k}\] outside "
+                                         rf"the dictionary \[0, {k}\) \(--target-code-size {k}\)"):
         task.load_dataset(TRAIN_SPLIT)
 
 

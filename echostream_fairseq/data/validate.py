@@ -33,8 +33,8 @@ from echostream_fairseq.data.text import parse_units
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ManifestError", "Problem", "find_multitask_problems", "find_problems", "main",
-           "validate_manifest"]
+__all__ = ["ManifestError", "Problem", "find_multitask_problems", "find_problems",
+           "find_unit_problems", "main", "validate_manifest"]
 
 _AUDIO_SUFFIXES = (".wav", ".flac")
 
@@ -142,14 +142,21 @@ def _row_problems(row: dict[str, str], where: tuple[str, int], manifest: Path,
         add("tgt_audio", "no units")
     if tgt_n is not None and units and len(units) != tgt_n:
         add("tgt_n_frames", f"{tgt_n} but tgt_audio holds {len(units)} units")
-    if num_units is not None:
-        outside = sorted({u for u in units if u >= num_units})
-        if outside:
-            add("tgt_audio", f"unit(s) {outside[:10]} outside the dictionary [0, {num_units})")
+    if num_units is not None and _units_outside(units, num_units):
+        add("tgt_audio", _units_outside(units, num_units))
     repeats = sum(1 for a, b in zip(units, units[1:]) if a == b)
     if repeats:
         add("tgt_audio", f"{repeats} repeated neighbouring unit(s): units must be de-duplicated")
     return problems
+
+
+def _units_outside(units: Sequence[int], num_units: int) -> str:
+    """The problem text for units >= K, or "" when every unit is inside the dictionary."""
+    outside = sorted({u for u in units if u >= num_units})
+    if not outside:
+        return ""
+    return (f"unit(s) {outside[:10]} outside the dictionary [0, {num_units}) "
+            f"(--target-code-size {num_units})")
 
 
 def _read_rows(manifest: Path, required: Sequence[str]
@@ -201,6 +208,23 @@ def find_problems(manifest: Path, num_units: Optional[int] = None,
     for lineno, row in rows:
         problems.extend(_row_problems(row, (str(manifest), lineno), manifest, num_units))
     return sorted(problems, key=lambda p: p.line)  # stable: a row's problems keep their order
+
+
+def find_unit_problems(manifest: Path, num_units: int) -> list[Problem]:
+    """Only the ``tgt_audio`` units of ``manifest``: unparsable or outside ``[0, num_units)``.
+
+    Cheap (no audio or feature file is opened), for checking a split when training starts.
+    """
+    manifest = Path(manifest)
+    problems, rows = _read_rows(manifest, ("id", "tgt_audio"))
+    for lineno, row in rows:
+        try:
+            outside = _units_outside(parse_units(row["tgt_audio"]), num_units)
+        except ValueError as err:
+            outside = str(err)
+        if outside:
+            problems.append(Problem(str(manifest), lineno, "tgt_audio", f"id {row['id']!r}: {outside}"))
+    return problems
 
 
 def find_multitask_problems(tsv: Path, dict_path: Optional[Path] = None,

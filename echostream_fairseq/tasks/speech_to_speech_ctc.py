@@ -6,7 +6,6 @@ Same name, options and data layout as StreamSpeech's task: the unit dictionary i
 the dictionary is an error naming the file and line (fairseq would silently map it to ``<unk>``).
 """
 
-import csv
 import logging
 from pathlib import Path
 from typing import Any, Optional
@@ -15,40 +14,13 @@ from fairseq.data import Dictionary
 from fairseq.tasks import register_task
 from fairseq.tasks.speech_to_speech import SpeechToSpeechTask
 
+from echostream_fairseq.data.validate import ManifestError, find_unit_problems
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["SpeechToSpeechCTCTask", "BLANK_SYMBOL", "check_unit_manifest"]
+__all__ = ["SpeechToSpeechCTCTask", "BLANK_SYMBOL"]
 
 BLANK_SYMBOL = "<blank>"
-UNIT_COLUMN = "tgt_audio"
-
-
-def check_unit_manifest(path: Path, code_size: int) -> int:
-    """Raises ValueError at the first unit that is not an integer in [0, code_size).
-
-    Args:
-        path: a fairseq speech-to-speech manifest (TSV with a ``tgt_audio`` column of units).
-        code_size: K of ``--target-code-size``.
-    Returns:
-        the number of rows checked.
-    """
-    with open(path, newline="", encoding="utf-8") as f:
-        # the same dialect as fairseq's manifest reader, so both see the same rows
-        reader = csv.DictReader(
-            f, delimiter="\t", quotechar=None, doublequote=False, lineterminator="\n",
-            quoting=csv.QUOTE_NONE,
-        )
-        if reader.fieldnames is None or UNIT_COLUMN not in reader.fieldnames:
-            raise ValueError(f"{path}: no '{UNIT_COLUMN}' column in the header {reader.fieldnames}")
-        rows = 0
-        for rows, row in enumerate(reader, start=1):
-            for unit in (row[UNIT_COLUMN] or "").split():
-                if not unit.isdigit() or int(unit) >= code_size:
-                    raise ValueError(
-                        f"{path}:{rows + 1} (id {row.get('id')!r}): unit {unit!r} is outside the unit "
-                        f"dictionary (integers 0..{code_size - 1}, --target-code-size {code_size})"
-                    )
-    return rows
 
 
 @register_task("speech_to_speech_ctc")
@@ -69,5 +41,7 @@ class SpeechToSpeechCTCTask(SpeechToSpeechTask):
                 path = Path(self.args.data) / f"{name}.tsv"
                 if not path.is_file():
                     raise FileNotFoundError(f"split '{name}': manifest {path} not found")
-                check_unit_manifest(path, self.args.target_code_size)
+                problems = find_unit_problems(path, self.args.target_code_size)
+                if problems:
+                    raise ManifestError(problems)
         super().load_dataset(split, epoch=epoch, combine=combine, **kwargs)

@@ -130,8 +130,10 @@ def test_streaming_cost_is_constant_per_chunk(vocoder: CentroidVocoder,
     assert state.raw_offset > 0
 
 
-def test_empty_units_give_empty_audio(vocoder: CentroidVocoder) -> None:
+def test_empty_and_one_unit_inputs(vocoder: CentroidVocoder) -> None:
     assert vocoder.synthesize([]).shape == (0,)
+    one = vocoder.synthesize([3])  # shorter than the STFT window
+    assert one.shape[0] == vocoder.frames_for([3]).shape[0] * vocoder.samples_per_frame
     audio, state = vocoder.synthesize_chunk([], None, final=False)
     assert audio.shape == (0,) and not state.finished
     audio, state = vocoder.synthesize_chunk([], state, final=True)

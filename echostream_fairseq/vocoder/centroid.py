@@ -10,11 +10,11 @@ pseudo-inverse of the mel filterbank, and Griffin-Lim (fast variant, with moment
 All STFT numbers (sample rate, n_fft, hop = samples per unit frame, mel bins) come from the mel
 settings saved with the units, so the vocoder inverts exactly the analysis the units came from.
 
-Streaming: durations and spectra need one unit of look-ahead (``context`` kind) and the smoothing needs
-``len(taps) // 2`` frames, so those are held back. Each chunk runs Griffin-Lim only over the new
-frames plus ``context_frames`` already-synthesized frames (their phase carried from the previous
-chunk, so the re-estimate agrees with what was emitted) and holds back ``lookahead_frames``
-frames whose samples still depend on frames not yet known. The join is cross-faded over
+Streaming: durations and spectra need one unit of look-ahead (``context`` kind) and the smoothing
+needs ``len(taps) // 2`` frames, so those are held back. Each chunk runs Griffin-Lim only over the
+new frames plus ``context_frames`` already-synthesized frames (their phase carried from the previous
+chunk, so the re-estimate agrees with what was emitted) and holds back ``lookahead_frames`` frames
+whose samples still depend on frames not yet known. The join is cross-faded over
 ``crossfade_frames`` frames. Cost per chunk is constant: nothing before the context is touched.
 
 Files: ``<data>/units/vocoder.npz`` (:meth:`CentroidVocoder.save`, written by
@@ -46,6 +46,9 @@ __all__ = ["CentroidStreamState", "CentroidVocoder", "CentroidVocoderSettings",
            "load_centroid_vocoder"]
 
 VOCODER_FILE_VERSION = 2
+# Columns of the fixed initial-phase table; frame f starts from column f % period (a prime, so
+# the repetition never lines up with a unit or chunk pattern).
+_PHASE_PERIOD = 1009
 _REQUIRED_VOCODER_KEYS = ("version", *ContextModel.array_names("spec"),
                           *ContextModel.array_names("dur"), "synth_smoothing_taps",
                           "synth_griffin_lim_iters", "synth_cumulative_rounding")
@@ -63,6 +66,9 @@ class CentroidVocoderSettings:
         context_frames: already-emitted frames re-run with each chunk (phase carried).
         lookahead_frames: frames held back until later frames exist (>= crossfade_frames + 1).
         crossfade_frames: length of the cross-fade at each join, in frames.
+        random_phase: start new frames from a fixed pseudo-random phase (indexed by global
+            frame, so whole-utterance and streaming runs start alike) instead of zero phase,
+            whose identical frames add up to a buzz at the frame rate.
     """
 
     smoothing_taps: tuple[float, ...] = (0.25, 0.5, 0.25)
@@ -72,6 +78,7 @@ class CentroidVocoderSettings:
     context_frames: int = 8
     lookahead_frames: int = 3
     crossfade_frames: int = 1
+    random_phase: bool = True
 
     def __post_init__(self) -> None:
         if len(self.smoothing_taps) % 2 != 1:
@@ -133,6 +140,9 @@ class CentroidVocoder(UnitVocoder):
         self._inverse_mel = torch.linalg.pinv(fbank.T).float()
         self._window = torch.hann_window(mel.win_length)
         self._taps = np.asarray(settings.smoothing_taps, dtype=np.float32)
+        generator = torch.Generator().manual_seed(0)
+        phase = 2 * np.pi * torch.rand((mel.n_fft // 2 + 1, _PHASE_PERIOD), generator=generator)
+        self._phase_table = torch.polar(torch.ones_like(phase), phase)
 
     # -- UnitVocoder -----------------------------------------------------------------------
     @property
@@ -228,9 +238,14 @@ class CentroidVocoder(UnitVocoder):
         start = max(0, state.emitted_samples // hop - settings.context_frames)
         logmel = self._smoothed(state, start, ready, final)
         magnitude = torch.clamp(self._inverse_mel @ torch.from_numpy(np.exp(logmel).T), min=0.0)
-        angles = self._initial_angles(state, start, ready, magnitude.shape[0])
+        # The STFT's reflect padding needs more than n_fft / 2 samples: pad a very short final
+        # segment (a 1-frame utterance) with silent frames, cut afterwards.
+        short = max(0, self.mel.n_fft // (2 * hop) + 1 - magnitude.shape[1])
+        magnitude = torch.nn.functional.pad(magnitude, (0, short))
+        angles = self._initial_angles(state, start, ready + short, magnitude.shape[0])
         with torch.inference_mode():
-            segment, angles = self._griffin_lim(magnitude, angles, (ready - start) * hop)
+            segment, angles = self._griffin_lim(magnitude, angles, (ready + short - start) * hop)
+        segment, angles = segment[:(ready - start) * hop], angles[:, :ready - start]
         samples = emit_with_crossfade(state, np.clip(segment.numpy(), -1.0, 1.0), start * hop,
                                       emit_end, settings.crossfade_frames * hop)
         # Keep only what the next chunk can touch: its context and smoothing window.
@@ -242,8 +257,11 @@ class CentroidVocoder(UnitVocoder):
 
     def _initial_angles(self, state: CentroidStreamState, start: int, end: int,
                         n_freqs: int) -> torch.Tensor:
-        """Phase to start Griffin-Lim from: carried for known frames, zero for new ones."""
-        angles = torch.ones((n_freqs, end - start), dtype=torch.complex64)
+        """Phase to start Griffin-Lim from: carried for known frames, fixed for new ones."""
+        if self.settings.random_phase:
+            angles = self._phase_table[:, torch.arange(start, end) % _PHASE_PERIOD]
+        else:
+            angles = torch.ones((n_freqs, end - start), dtype=torch.complex64)
         if state.angles is not None:
             lo = max(start, state.angle_offset)
             hi = min(end, state.angle_offset + state.angles.shape[1])

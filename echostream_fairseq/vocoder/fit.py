@@ -80,7 +80,7 @@ def fit_spectra(runs: Sequence[UnitRuns], model: UnitModel, min_count: int = 2,
 
 
 def fit_centroid_vocoder(data_dir: Union[str, Path], kind: str = "context",
-                         spectra_kind: str = "context",
+                         spectra_kind: str = "unit",
                          settings: CentroidVocoderSettings = CentroidVocoderSettings(),
                          ids: Optional[Sequence[str]] = None, min_count: int = 2
                          ) -> CentroidVocoder:
@@ -90,7 +90,8 @@ def fit_centroid_vocoder(data_dir: Union[str, Path], kind: str = "context",
         data_dir: corpus folder (``train_sampled.units.tsv``, ``units/unit_model.npz``,
             ``wav/target/``).
         kind: duration model kind (``unit`` or ``context``).
-        spectra_kind: spectra kind (``unit``: the unit's mean log-mel; ``context``).
+        spectra_kind: ``unit`` (each unit's mean log-mel; the measured default, a small file)
+            or ``context`` (also the per-context tables, ~13 MB at K = 500 on 900 utterances).
         settings: synthesis settings stored with the vocoder.
         ids: utterances to fit on (default: the whole train split).
         min_count: fewest examples for a context duration or spectrum.
@@ -107,5 +108,7 @@ def fit_centroid_vocoder(data_dir: Union[str, Path], kind: str = "context",
                                    fallback=model.unit_mean_run_length, min_count=min_count,
                                    kind=kind)
     spectra = fit_spectra(runs, model, min_count=min_count, kind=spectra_kind)
+    if spectra_kind == "unit":  # drop the context tables nobody will read
+        spectra = ContextModel.per_unit(spectra.unit_values)
     logger.info("fitted durations and spectra on %d utterances of %s", len(runs), data_dir)
     return CentroidVocoder(spectra, durations, model.mel, settings)

@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""Fit the embedded centroid vocoder's duration model and write ``<data>/units/vocoder.npz``.
+
+Examples::
+
+    python scripts/fit_vocoder.py --data-dir data
+    python scripts/fit_vocoder.py --data-dir /tmp/mini --kind unit --out /tmp/mini/voc.npz
+
+Reads ``train_sampled.units.tsv``, ``units/unit_model.npz`` and the train target wavs (to count
+unit run lengths); takes a few seconds per hundred utterances. ``build_vocoder`` picks the file up
+from ``<data>/units/`` when ``config_gcmvn.yaml`` names no CodeHiFiGAN vocoder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+from echostream_fairseq.vocoder.builder import EMBEDDED_VOCODER_FILE
+from echostream_fairseq.vocoder.duration import DURATION_KINDS
+from echostream_fairseq.vocoder.fit import fit_centroid_vocoder
+
+logger = logging.getLogger(__name__)
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, required=True,
+                        help="corpus folder built by scripts/prepare_mini.py")
+    parser.add_argument("--kind", choices=DURATION_KINDS, default="context",
+                        help="duration model: per-unit mean, or (prev, unit, next) context "
+                             "means with back-off (measured best)")
+    parser.add_argument("--spectra-kind", choices=DURATION_KINDS, default="unit",
+                        help="log-mel per unit (default; measured as good as context spectra "
+                             "and 40x smaller) or per (prev, unit, next) context with back-off")
+    parser.add_argument("--min-count", type=int, default=2,
+                        help="fewest examples for a context duration to be used")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output file (default: <data-dir>/units/vocoder.npz)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads for the log-mel analysis")
+    parser.add_argument("--log-level", default="INFO", help="logging level")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: "
+                                                     "%(message)s")
+    torch.set_num_threads(args.threads)
+    out = args.out or args.data_dir / EMBEDDED_VOCODER_FILE
+    start = time.perf_counter()
+    vocoder = fit_centroid_vocoder(args.data_dir, kind=args.kind, spectra_kind=args.spectra_kind,
+                                   min_count=args.min_count)
+    vocoder.save(out)
+    logger.info("wrote %s (K = %d, %s durations, %s spectra) in %.1f s", out, vocoder.num_units,
+                args.kind, args.spectra_kind, time.perf_counter() - start)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

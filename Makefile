@@ -23,9 +23,11 @@ $(STAMP): setup.py
 
 corpus: $(STAMP)
 	$(PY) scripts/prepare_mini.py --data-dir $(DATA_DIR)
+	$(PY) scripts/fit_vocoder.py --data-dir $(DATA_DIR)
 
 demo: $(STAMP)
 	$(PY) scripts/prepare_mini.py --data-dir $(DEMO_DIR) --max-pairs $(DEMO_PAIRS)
+	$(PY) scripts/fit_vocoder.py --data-dir $(DEMO_DIR)
 	cat $(DEMO_DIR)/REPORT.md
 
 test: $(STAMP)

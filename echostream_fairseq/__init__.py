@@ -26,7 +26,12 @@ from echostream_fairseq import checkpoint_safety  # noqa: E402
 
 checkpoint_safety.install()
 
-from echostream_fairseq import criterions, models, tasks  # noqa: E402  (registration side effects)
+from echostream_fairseq import checkpoints  # noqa: E402
 
-__all__ = ["checkpoint_safety", "criterions", "models", "tasks"]
+checkpoints.install()
+
+# registration side effects: models, tasks, criterions and the echostream_adam optimizer
+from echostream_fairseq import criterions, models, tasks, training  # noqa: E402
+
+__all__ = ["checkpoint_safety", "checkpoints", "criterions", "models", "tasks", "training"]
 __version__ = "0.1.0"

@@ -64,8 +64,25 @@ _UNSAFE_LOAD_VARIABLE = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
 _REFUSED_MARKERS = ("Unsupported global", "Weights only load failed", "weights_only")
 
 
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since torch 1.6
+_PICKLE_MAGIC = b"\x80"  # torch's legacy format starts with a pickle protocol marker
+
+
+def _not_torch_format(path: str) -> bool:
+    """True for an existing file that is neither torch's zip format nor a pickle (e.g. text)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(_ZIP_MAGIC))
+    except OSError:
+        return False
+    return bool(head) and not head.startswith((_ZIP_MAGIC, _PICKLE_MAGIC))
+
+
 def _explain(path: str, error: BaseException) -> CheckpointLoadError:
     message = str(error)
+    # a text or other non-torch file fails in the unpickler too; say what it is, not "refused"
+    if not isinstance(error, (FileNotFoundError, IsADirectoryError)) and _not_torch_format(path):
+        return CheckpointLoadError(path, "not a torch checkpoint (neither torch's zip format nor a pickle)")
     if isinstance(error, pickle.UnpicklingError) or any(m in message for m in _REFUSED_MARKERS):
         first_line = next((line for line in message.splitlines() if "GLOBAL" in line), "")
         detail = f" ({first_line.strip()})" if first_line else ""

@@ -228,7 +228,8 @@ class PartialLoadReport:
                f"loaded {self.loaded}, skipped {self.skipped}, left initialised {self.left_initialised}"]
         for name, group in self.groups.items():
             if not group.requested:
-                out.append(f"  {name}: not requested, {group.left_initialised} tensors left initialised")
+                out.append(f"  {name}: not requested, {group.left_initialised} tensors left initialised"
+                           + (f" ({group.note})" if group.note else ""))
                 continue
             out.append(
                 f"  {name}: loaded {len(group.loaded)}, skipped for shape {len(group.shape_mismatch)}, "

@@ -193,6 +193,10 @@ class EchoStreamAdam(FairseqAdam):
 
     def step(self, closure: Any = None, scale: float = 1.0, groups: Any = None) -> None:
         """One Adam update; frozen parameters have no gradient, so Adam skips them entirely."""
+        if self.decoders_frozen and not self._frozen:
+            # fairseq's FP16Optimizer keeps its own fp32 copies and never calls our zero_grad
+            raise RuntimeError("--freeze-decoders-updates needs fp32 training or --memory-efficient-fp16: "
+                               "the decoders were not frozen before this update")
         super().step(closure, scale=scale, groups=groups)
         self._num_updates += 1
         was_frozen = bool(self._frozen)
@@ -215,7 +219,9 @@ class EchoStreamAdam(FairseqAdam):
         state[_STATE_KEY] = {"num_updates": self._num_updates}
         return state
 
-    def load_state_dict(self, state_dict: Mapping[str, Any], optimizer_overrides: Optional[Dict[str, Any]] = None) -> None:
+    def load_state_dict(
+        self, state_dict: Mapping[str, Any], optimizer_overrides: Optional[Dict[str, Any]] = None
+    ) -> None:
         """Restores Adam's state and the update count; lr scales come from the current options."""
         state = dict(state_dict)
         ours = state.pop(_STATE_KEY, None)

@@ -1,16 +1,28 @@
-"""load_partial_checkpoint: per-group loading and counts; plain-layout upgrade; bad files."""
+"""load_partial_checkpoint: per-group loading and counts; plain-layout upgrade; bad files;
+StreamSpeech checkpoints (its real key names) into a real echostream model, directly and through
+fairseq's loader."""
+
+import copy
+from typing import List
 
 import pytest
 import torch
 from torch import nn
 
+from _streamspeech_state import (
+    RELEASED_VOCABULARY, STREAMSPEECH_KEYS, build_tiny_model, save_streamspeech, streamspeech_state,
+)
 from echostream_fairseq.checkpoint_safety import CheckpointLoadError
 from echostream_fairseq.checkpoints import (
+    DECODER_GROUPS,
     PARAMETER_GROUPS,
     group_of,
+    install,
+    is_streamspeech_state,
     load_partial_checkpoint,
     read_model_state,
     upgrade_plain_checkpoint,
+    vocabulary_sizes,
 )
 
 
@@ -103,3 +115,97 @@ def test_unknown_group_and_bad_files_get_clear_errors(tmp_path):
     torch.save([1, 2, 3], not_weights)
     with pytest.raises(CheckpointLoadError, match="expected a dict"):
         read_model_state(not_weights)
+
+
+# ------------------------------------------------------------------ a real echostream model
+@pytest.fixture(scope="module")
+def tiny_model(tiny_corpus, tmp_path_factory):
+    return build_tiny_model(tiny_corpus, tmp_path_factory.mktemp("unused"))
+
+
+def _group_keys(model: nn.Module, group: str) -> List[str]:
+    return [key for key in model.state_dict() if group_of(key) == group]
+
+
+def test_streamspeech_decoder_names_are_exactly_echostreams(tiny_model):
+    _, model = tiny_model
+    own_decoders = {k for k in model.state_dict() if group_of(k) != "encoder"}
+    theirs = {k for k in STREAMSPEECH_KEYS if not k.startswith("encoder.")}
+    assert own_decoders == theirs
+    assert is_streamspeech_state(STREAMSPEECH_KEYS) and not is_streamspeech_state(model.state_dict())
+
+
+def test_streamspeech_checkpoint_loads_decoders_and_reports_its_conformer_encoder(tiny_model, tmp_path):
+    _, model = tiny_model
+    model = copy.deepcopy(model)
+    state = streamspeech_state(model)
+    path = tmp_path / "streamspeech.pt"
+    save_streamspeech(state, path)
+    encoder_before = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("encoder.")}
+    report = load_partial_checkpoint(model, path, load_encoder=True, load_decoders=True)
+    assert (report.layout, report.arch) == ("streamspeech", "streamspeech")
+    for group in DECODER_GROUPS:
+        result = report.groups[group]
+        assert len(result.loaded) == len(_group_keys(model, group)) > 0, group
+        assert not (result.shape_mismatch or result.missing or result.unexpected), group
+    encoder = report.groups["encoder"]
+    assert encoder.loaded == [] and "Conformer" in encoder.note
+    assert len(encoder.missing) == len(encoder_before)
+    assert len(encoder.unexpected) == sum(k.startswith("encoder.") for k in STREAMSPEECH_KEYS)
+    assert report.left_initialised == len(encoder_before)
+    after = model.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in encoder_before.items())
+    assert torch.equal(after["target_unigram_decoder.layers.0.fc1.weight"],
+                       state["target_unigram_decoder.layers.0.fc1.weight"])
+
+
+def test_other_vocabularies_are_reported_per_group_not_a_crash(tiny_model, tmp_path):
+    _, model = tiny_model
+    model = copy.deepcopy(model)
+    resize = {k: rows for k, rows in RELEASED_VOCABULARY.items() if k.startswith(("source_unigram", "decoder."))}
+    state = streamspeech_state(model, resize)
+    path = tmp_path / "streamspeech_other_vocab.pt"
+    save_streamspeech(state, path)
+    report = load_partial_checkpoint(model, path)
+    assert len(report.groups["asr_ctc_decoder"].shape_mismatch) == 2
+    assert len(report.groups["unit_decoder"].shape_mismatch) == 2
+    assert report.groups["st_ctc_decoder"].loadable and report.groups["mt_decoder"].loadable
+    assert any("[6000, 32] in the checkpoint" in line for line in report.lines())
+    assert vocabulary_sizes(state)["units"] == 1005
+    assert vocabulary_sizes(model.state_dict())["units"] == model.decoder.embed_tokens.weight.shape[0]
+
+
+def test_fairseq_loads_a_streamspeech_checkpoint_through_the_upgrade_hook(tiny_model):
+    cfg, model = tiny_model
+    model = copy.deepcopy(model)
+    resize = {k: rows for k, rows in RELEASED_VOCABULARY.items() if k.startswith("source_unigram")}
+    state = streamspeech_state(model, resize)
+    asr_before = model.source_unigram_decoder.proj.weight.clone()
+    encoder_before = model.encoder.linear.weight.clone()
+    model.load_state_dict(dict(state), strict=True, model_cfg=cfg.model)  # what --finetune-from-model does
+    assert torch.equal(model.encoder.linear.weight, encoder_before)  # Conformer: re-initialised
+    assert torch.equal(model.source_unigram_decoder.proj.weight, asr_before)  # other vocab: kept
+    assert torch.equal(model.decoder.layers[0].fc1.weight, state["decoder.layers.0.fc1.weight"])
+
+
+def test_fairseq_loader_upgrades_a_plain_checkpoint(tmp_path):
+    from fairseq import checkpoint_utils
+
+    install()  # idempotent; the package import does it too
+    path = tmp_path / "plain.pt"
+    torch.save({"epoch": 3, "model": _FiveHeads().state_dict(), "optimizer": {}, "loss": 1.5}, path)
+    state = checkpoint_utils.load_checkpoint_to_cpu(str(path))
+    assert state["extra_state"]["train_iterator"]["epoch"] == 3
+    assert state["optimizer_history"][-1]["num_updates"] == 0
+    assert set(state["model"]) == set(_FiveHeads().state_dict())
+
+
+def test_bad_paths_get_one_line_errors_naming_the_path(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("not a checkpoint\n")
+    cases = {tmp_path / "absent.pt": "no such file", text: "not a torch checkpoint", tmp_path: "is a directory"}
+    for path, reason in cases.items():
+        with pytest.raises(CheckpointLoadError) as caught:
+            load_partial_checkpoint(_FiveHeads(), path)
+        message = str(caught.value)
+        assert reason in message and str(path) in message and "\n" not in message

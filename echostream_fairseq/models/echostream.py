@@ -43,9 +43,11 @@ from fairseq.models.speech_to_speech.s2s_transformer import (
 from fairseq.models.transformer import TransformerModelBase
 from torch import Tensor
 
+from echostream_fairseq.checkpoints import adapt_streamspeech_state_dict
 from echostream_fairseq.models.emformer_encoder import EchoStreamEncoder
 from echostream_fairseq.models.t2u import CTCUnitDecoder, T2UEncoder
 from echostream_fairseq.models.text_decoder import StreamingTransformerDecoder
+from echostream_fairseq.training import tag_parameter_groups
 
 logger = logging.getLogger(__name__)
 
@@ -255,7 +257,13 @@ class EchoStreamModel(S2STransformerMultitaskModelBase):
             raise ValueError("the multitask YAML needs a first-pass text decoder: a 'transformer' "
                              "entry whose key starts with 'target' (e.g. target_unigram)")
         model.synthesizer_encoder = cls.build_t2u_encoder(args)
+        tag_parameter_groups(model)  # per-group learning rates and freezing read these tags
         return model
+
+    def upgrade_state_dict_named(self, state_dict: Dict[str, Tensor], name: str) -> None:
+        """fairseq's hook on every load: a StreamSpeech (Conformer) encoder is re-initialised."""
+        super().upgrade_state_dict_named(state_dict, name)
+        adapt_streamspeech_state_dict(self, state_dict, name)
 
     # --------------------------------------------------------------------------------- forward
     def forward(  # type: ignore[override]

@@ -1,0 +1,111 @@
+"""scripts/restart_advisor.py picks evaluate / resume / decoders only / from scratch for the
+checkpoint in hand, names the groups and vocabularies that do not fit, and prints the commands."""
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any, Dict
+
+import pytest
+import torch
+
+from _fairseq_cli import REPO, TINY_MODEL, corpus_dir
+from _streamspeech_state import RELEASED_VOCABULARY, build_tiny_model, save_streamspeech, streamspeech_state
+
+CONFIG = REPO / "configs" / "echostream_config.mini.yaml"
+
+
+def _advisor() -> Any:
+    spec = importlib.util.spec_from_file_location("echostream_restart_advisor", REPO / "scripts" / "restart_advisor.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def setting(tiny_corpus, tmp_path_factory) -> Dict[str, Any]:
+    root = tmp_path_factory.mktemp("advisor")
+    _, model = build_tiny_model(tiny_corpus, root)
+    return {"data": corpus_dir(tiny_corpus), "model": model, "root": root, "advisor": _advisor()}
+
+
+def _advise(setting: Dict[str, Any], checkpoint: Path, capsys: Any, *extra: str) -> Dict[str, Any]:
+    data = setting["data"]
+    code = setting["advisor"].main([
+        "--config", str(CONFIG), "--checkpoint", str(checkpoint), "--json",
+        "--train-manifest", str(data / "train_sampled.units.tsv"),
+        "--dev-manifest", str(data / "dev_sampled.units.tsv"),
+        *TINY_MODEL, *extra,
+    ])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    return json.loads(out)
+
+
+def _own_checkpoint(setting: Dict[str, Any], name: str, num_updates: int) -> Path:
+    folder = setting["root"] / name
+    folder.mkdir()
+    path = folder / "checkpoint_last.pt"
+    torch.save({"args": None, "cfg": None, "model": setting["model"].state_dict(),
+                "optimizer_history": [{"optimizer_name": "EchoStreamAdam", "num_updates": num_updates}],
+                "extra_state": {"train_iterator": {"epoch": 2, "iterations_in_epoch": 3}},
+                "last_optimizer_state": {"state": {}, "param_groups": []}}, path)
+    return path
+
+
+def test_unfinished_echostream_run_is_resumed_in_place_after_a_backup(setting, capsys):
+    path = _own_checkpoint(setting, "unfinished", 40)
+    advice = _advise(setting, path, capsys)
+    assert advice["recommendation"] == "resume"
+    backup, train = advice["commands"]
+    assert backup.startswith(f"cp -a {path.parent} {path.parent}.bak-")
+    assert "scripts/train.py" in train and f"--save-dir {path.parent}" in train and "--init-from" not in train
+    assert len(advice["groups"]) == 5 and all(": loads (" in line for line in advice["groups"])
+
+
+def test_finished_run_is_evaluated(setting, capsys):
+    path = _own_checkpoint(setting, "finished", 40)
+    advice = _advise(setting, path, capsys, "--max-update", "40")
+    assert advice["recommendation"] == "evaluate"
+
+
+def test_streamspeech_checkpoint_gets_decoders_only_and_the_freeze_variant(setting, capsys):
+    path = setting["root"] / "streamspeech.pt"
+    save_streamspeech(streamspeech_state(setting["model"]), path)
+    advice = _advise(setting, path, capsys)
+    assert advice["recommendation"] == "decoders-only"
+    assert advice["checkpoint"]["layout"] == "streamspeech"
+    assert any(line.startswith("encoder: does not load (StreamSpeech Conformer") for line in advice["groups"])
+    backup, command, alternative = advice["commands"]
+    assert backup.startswith("cp -a ")
+    for flag in ("--init-from", "--no-load-encoder", "--load-decoders"):
+        assert flag in command.split()
+    words = alternative.split()
+    assert "--freeze-decoders-updates" in words
+    assert float(words[words.index("--encoder-lr") + 1]) > float(words[words.index("--decoder-lr") + 1])
+
+
+def test_other_vocabularies_everywhere_mean_from_scratch_with_each_mismatch_named(setting, capsys):
+    path = setting["root"] / "streamspeech_released_vocab.pt"
+    save_streamspeech(streamspeech_state(setting["model"], RELEASED_VOCABULARY), path)
+    advice = _advise(setting, path, capsys)
+    assert advice["recommendation"] == "from-scratch"
+    text = "\n".join(advice["groups"])
+    assert "asr_ctc_decoder: does not load" in text and "unit_decoder: does not load" in text
+    assert "unit vocabulary (K+5) is 1005 in the checkpoint" in text
+    assert "the checkpoint has K=1000 units" in text
+    assert "asr_spm size is 6000 in the checkpoint" in text
+
+
+def test_missing_checkpoint_and_missing_manifests_get_clear_answers(setting, capsys, tmp_path):
+    advisor = setting["advisor"]
+    absent = tmp_path / "nope.pt"
+    assert advisor.main(["--config", str(CONFIG), "--checkpoint", str(absent)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: cannot load checkpoint {absent}: no such file"
+    path = _own_checkpoint(setting, "no_data", 5)
+    code = advisor.main(["--config", str(CONFIG), "--checkpoint", str(path),
+                         "--train-manifest", str(tmp_path / "train.tsv"), "--dev-manifest", str(tmp_path / "dev.tsv")])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "problem: manifest" in out and "recommended: FIX-DATA" in out and "prepare_mini.py" in out

@@ -168,11 +168,5 @@ class CTCUnitDecoder(StreamingTransformerDecoder):
         x, inner_states = self.run_layers(
             x, encoder_out, _future_mask(x.size(0), x), self_pad, cross_mask
         )
-        if self.layer_norm is not None:
-            x = self.layer_norm(x)
-        x = x.transpose(0, 1)
-        if self.project_out_dim is not None:
-            x = self.project_out_dim(x)
-        if not features_only:
-            x = self.output_layer(x)
+        x = self.project_output(x, features_only)
         return x, {"attn": [None], "inner_states": inner_states, "decoder_padding_mask": self_pad}

@@ -179,14 +179,17 @@ class StreamingTransformerDecoder(TransformerDecoder):
             x, encoder_out, self.buffered_future_mask(x),
             self_pad if self_pad.any() else None, cross_attn_mask,
         )
+        return self.project_output(x, features_only), {"attn": [None], "inner_states": inner_states}
+
+    def project_output(self, x: Tensor, features_only: bool) -> Tensor:
+        """Final LayerNorm and output projection: ``(T, B, D)`` states -> ``(B, T, V)`` logits
+        (or ``(B, T, D)`` features when ``features_only``)."""
         if self.layer_norm is not None:
             x = self.layer_norm(x)
         x = x.transpose(0, 1)
         if self.project_out_dim is not None:
             x = self.project_out_dim(x)
-        if not features_only:
-            x = self.output_layer(x)
-        return x, {"attn": [None], "inner_states": inner_states}
+        return x if features_only else self.output_layer(x)
 
     def run_layers(
         self,

@@ -19,7 +19,10 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, List, Optional, Sequence
+
+if TYPE_CHECKING:  # only for annotations: the corpus builder does not need fairseq loaded
+    from fairseq.data import Dictionary
 
 logger = logging.getLogger(__name__)
 
@@ -27,8 +30,11 @@ __all__ = [
     "DEU_ENG_DICT",
     "ENG_DEU_DICT",
     "SentencePair",
+    "WORD_START",
     "clean_sentence",
+    "complete_words",
     "dedup_units",
+    "detokenize",
     "extract_pairs",
     "format_units",
     "load_freedict_pairs",
@@ -240,3 +246,24 @@ def dedup_units(units: Sequence[int]) -> tuple[list[int], list[int]]:
             out.append(int(unit))
             runs.append(1)
     return out, runs
+
+
+#: sentencepiece's word-start marker.
+WORD_START = "\u2581"
+
+
+def detokenize(tokens: Sequence[int], dictionary: "Dictionary") -> str:
+    """Subword ids -> text: pieces joined, ``▁`` -> space, specials dropped, ends stripped.
+
+    Token ids always come from the fairseq dictionary; its specials (``<s>``, ``<pad>``,
+    ``</s>``, ``<unk>``) are the first ``nspecial`` entries.
+    """
+    pieces = [dictionary[t] for t in tokens if t >= dictionary.nspecial]
+    return "".join(pieces).replace(WORD_START, " ").strip()
+
+
+def complete_words(text: str, final: bool) -> List[str]:
+    """Words of a growing ``text`` that can no longer change: all but the last one, which the
+    next subword may still extend, unless ``final``."""
+    words = text.split()
+    return words if final else words[:-1]

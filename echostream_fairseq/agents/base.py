@@ -1,0 +1,119 @@
+"""Shared base of EchoStream's SimulEval agents: options, pipeline building, push/policy glue.
+
+The agents are thin: all streaming work happens in
+:class:`~echostream_fairseq.streaming.pipeline.StreamingS2STPipeline`. ``push`` feeds each new
+source segment straight into the pipeline (SimulEval's ``AgentStates.source`` list of floats is
+not grown), and ``policy`` turns the resulting :class:`StepOutput` into one action.
+"""
+
+from __future__ import annotations
+
+import logging
+from argparse import ArgumentParser, Namespace
+from typing import Any, List, Optional
+
+import numpy as np
+import torch
+from simuleval.agents import GenericAgent
+from simuleval.agents.actions import Action, ReadAction, WriteAction
+from simuleval.agents.states import AgentStates
+from simuleval.data.segments import Segment
+
+from echostream_fairseq.streaming.pipeline import (
+    PipelineConfig,
+    StepOutput,
+    StreamingS2STPipeline,
+    load_checkpoint,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["EchoStreamAgentBase"]
+
+
+class EchoStreamAgentBase(GenericAgent):
+    """Base agent; subclasses set SimulEval's types, ``needs_speech`` and :meth:`make_content`."""
+
+    #: whether the pipeline must run T2U, the unit decoder and the vocoder
+    needs_speech = False
+
+    def __init__(self, args: Namespace) -> None:
+        torch.set_num_threads(args.num_threads)  # more threads are slower on shared CPUs
+        self.pipeline = self.build_pipeline(args)
+        self._output: Optional[StepOutput] = None
+        super().__init__(args)
+
+    @staticmethod
+    def add_args(parser: ArgumentParser) -> None:
+        a = parser.add_argument
+        a("--checkpoint", required=True, help="EchoStream fairseq checkpoint (.pt) to stream with")
+        a("--data-dir", default=None, help="corpus folder with the configs and dictionaries "
+          "(default: the data path saved in the checkpoint)")
+        a("--vocoder-config", default=None, help="data config naming the vocoder "
+          "(default: the corpus' config_gcmvn.yaml / embedded vocoder)")
+        a("--segment-length", type=int, default=None, help="Emformer segment in encoder frames "
+          "(default: from --source-segment-size, else the model's)")
+        a("--stride-n", type=int, default=1,
+          help="CTC policy: tokens both CTC prefixes must grow by")
+        a("--lagging-k1", type=int, default=0,
+          help="CTC policy: subwords the MT output lags the ST-CTC")
+        a("--max-len-a", type=float, default=1.0, help="MT length cap: a * encoder frames + b (a)")
+        a("--max-len-b", type=int, default=10, help="MT length cap: a * encoder frames + b (b)")
+        a("--num-threads", type=int, default=1, help="torch CPU threads of the agent")
+
+    @classmethod
+    def build_pipeline(cls, args: Namespace) -> StreamingS2STPipeline:
+        model, task = load_checkpoint(args.checkpoint, args.data_dir)
+        segment = args.segment_length
+        if segment is None:
+            # StreamSpeech's rule: encoder chunk = source segment / encoder frame duration
+            frames = model.encoder.geometry().ms_to_encoder_frames(args.source_segment_size)
+            segment = frames if frames >= 1 else None
+        config = PipelineConfig(segment_length=segment, stride_n=args.stride_n,
+                                lagging_k1=args.lagging_k1, max_len_a=args.max_len_a,
+                                max_len_b=args.max_len_b, speech=cls.needs_speech)
+        logger.info("streaming with %s", config)
+        return StreamingS2STPipeline.from_task(model, task, config, args.vocoder_config)
+
+    def reset(self) -> None:
+        super().reset()
+        self.pipeline.reset()
+        self._output = None
+
+    def push(self, source_segment: Segment, states: Optional[AgentStates] = None,
+             upstream_states: Optional[List[AgentStates]] = None) -> None:
+        if states is not None:
+            raise RuntimeError(f"{type(self).__name__} is stateful: it keeps its pipeline's state")
+        self.states.source_finished = source_segment.finished
+        if self.states.target_finished:
+            return  # SimulEval may push an empty finished segment after the last write
+        samples = np.asarray(source_segment.content if not source_segment.is_empty else [],
+                             dtype=np.float32)
+        rate = getattr(source_segment, "sample_rate", -1)  # EmptySegment has no rate
+        rate = rate if rate > 0 else None
+        if source_segment.finished:
+            self._output = self.pipeline.finish(samples, rate)
+        elif samples.size:
+            self._output = self.pipeline.push(samples, rate)
+        else:
+            self._output = None
+
+    def policy(self) -> Action:
+        output, self._output = self._output, None
+        if output is None:
+            return ReadAction()
+        content = self.make_content(output)
+        if content is None and not output.finished:
+            return ReadAction()
+        if output.finished:
+            self.states.target_finished = True
+        return WriteAction(content if content is not None else self.empty_content(output),
+                           finished=output.finished)
+
+    def make_content(self, output: StepOutput) -> Any:
+        """The new content of a step, or None when there is nothing new."""
+        raise NotImplementedError
+
+    def empty_content(self, output: StepOutput) -> Any:
+        """What a final step with nothing new writes."""
+        raise NotImplementedError

@@ -1,0 +1,80 @@
+"""Real SimulEval 1.1.4 runs of EchoStream's agents, and the ASR-BLEU scorer registration."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from _fairseq_cli import REPO, corpus_dir, tail
+from test_streaming_pipeline import corpus_wavs, randomise_checkpoint, train_tiny_checkpoint
+
+SIMULEVAL = str(Path(sys.executable).with_name("simuleval"))
+SCORERS_USER_DIR = REPO / "echostream_fairseq" / "scoring" / "simuleval_scorers"
+S2T_AGENT = "echostream_fairseq.agents.speech_to_text.EchoStreamSpeechToTextAgent"
+LATENCY = ["AL", "LAAL", "StartOffset", "EndOffset", "RTF"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_corpus, tmp_path_factory) -> Path:
+    trained = train_tiny_checkpoint(corpus_dir(tiny_corpus), tmp_path_factory.mktemp("ckpt"))
+    return randomise_checkpoint(trained)
+
+
+def _simuleval(args: list, cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore",
+               PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run([SIMULEVAL, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+
+
+def test_simuleval_runs_the_speech_to_text_agent(tiny_corpus, checkpoint, tmp_path):
+    data = corpus_dir(tiny_corpus)
+    wavs = corpus_wavs(data)
+    references = [line for split in ("test", "dev")
+                  for line in (data / "simuleval" / split / "target.txt").read_text().splitlines()]
+    assert len(wavs) == len(references) == 2
+    (tmp_path / "wav_list.txt").write_text("\n".join(map(str, wavs)) + "\n")
+    (tmp_path / "target.txt").write_text("\n".join(references) + "\n")
+    output = tmp_path / "out"
+    result = _simuleval([
+        "--user-dir", str(SCORERS_USER_DIR), "--agent-class", S2T_AGENT,
+        "--checkpoint", str(checkpoint), "--data-dir", str(data),
+        "--source", str(tmp_path / "wav_list.txt"), "--target", str(tmp_path / "target.txt"),
+        "--source-segment-size", "320", "--output", str(output),
+        "--quality-metrics", "BLEU", "--latency-metrics", *LATENCY, "--computation-aware",
+    ], tmp_path)
+    assert result.returncode == 0, tail(result.stdout + result.stderr)
+    instances = [json.loads(line) for line in (output / "instances.log").read_text().splitlines()]
+    assert [i["index"] for i in instances] == [0, 1]
+    assert all(i["prediction"].strip() for i in instances)
+    assert all(len(i["delays"]) == len(i["prediction"].split()) for i in instances)
+    with open(output / "scores.tsv") as handle:
+        scores = next(csv.DictReader(handle, delimiter="\t"))
+    for name in ["BLEU", *LATENCY, "AL_CA"]:
+        assert float(scores[name]) >= 0.0, scores
+
+
+def test_asr_bleu_scorers_are_registered_and_raise_on_a_missing_wav(tmp_path):
+    from simuleval.evaluator.scorers import get_scorer_class
+
+    from echostream_fairseq.scoring.asr_bleu import AsrError
+    from echostream_fairseq.scoring.simuleval_scorers import EchoStreamAsrBleuScorer
+
+    assert get_scorer_class("quality", "ECHOSTREAM_ASR_BLEU") is EchoStreamAsrBleuScorer
+    assert get_scorer_class("quality", "ECHOSTREAM_ASR_BLEU_RAW") is not None
+
+    class Instance:
+        prediction = str(tmp_path / "0_pred.wav")
+        prediction_length = 1.5
+        reference = "hello world"
+
+    with pytest.raises(AsrError, match="missing"):
+        EchoStreamAsrBleuScorer(model=None)({0: Instance()})
+    with pytest.raises(AsrError, match="no instances"):
+        EchoStreamAsrBleuScorer(model=None)({})

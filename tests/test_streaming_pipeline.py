@@ -1,0 +1,253 @@
+"""The incremental streaming pipeline: features, policy, offline agreement and bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Tuple
+
+import numpy as np
+import pytest
+import torch
+
+from _fairseq_cli import TINY_MODEL, corpus_dir, data_args, run_fairseq_train, tail
+from echostream_fairseq.data.audio import read_wav, resample
+from echostream_fairseq.data.features import compute_fbank
+from echostream_fairseq.streaming import (
+    CtcPolicy,
+    PipelineConfig,
+    PolicyCounts,
+    StepOutput,
+    StreamingFbank,
+    StreamingResampler,
+    StreamingS2STPipeline,
+    complete_words,
+    detokenize,
+)
+from echostream_fairseq.streaming.policy import WRITE_TO_END
+
+# Large enough that one Emformer segment covers any test utterance (encoder frames).
+WHOLE_UTTERANCE_SEGMENT = 100000
+
+
+def train_tiny_checkpoint(data: Path, save: Path) -> Path:
+    """A tiny echostream_mini trained for 2 updates with the real fairseq-train (~15 s)."""
+    args = data_args(data, save) + [
+        "--arch", "echostream_mini", *TINY_MODEL, "--uni-encoder", "--ctc-upsample-rate", "10",
+        "--k1", "0", "--k2", "0", "--n1", "1", "--n2", "-1", "--label-smoothing", "0.1",
+        "--optimizer", "adam", "--lr", "0.002", "--max-tokens", "100000",
+        "--required-batch-size-multiple", "1", "--max-update", "2", "--no-epoch-checkpoints",
+        "--disable-validation", "--no-progress-bar", "--dropout", "0.0", "--seed", "1", "--cpu",
+        "--num-workers", "0",
+    ]
+    result = run_fairseq_train(args)
+    assert result.returncode == 0, tail(result.stdout + result.stderr)
+    return save / "checkpoint_last.pt"
+
+
+def randomise_checkpoint(checkpoint: Path, scale: float = 0.5) -> Path:
+    """Add seeded noise to every weight, so that a 2-update model writes non-trivial text and
+    units instead of ``</s>`` and blanks; returns the new checkpoint's path."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    generator = torch.Generator().manual_seed(0)
+    for name, tensor in state["model"].items():
+        if tensor.is_floating_point():
+            state["model"][name] = tensor + torch.randn(tensor.shape, generator=generator) * scale
+    out = checkpoint.with_name("checkpoint_randomised.pt")
+    torch.save(state, out)
+    return out
+
+
+def corpus_wavs(data: Path) -> List[Path]:
+    """Source wavs of the tiny corpus' test and dev splits (SimulEval lists), 2 in all."""
+    lists = [data / "simuleval" / split / "wav_list.txt" for split in ("test", "dev")]
+    return [Path(line) for path in lists for line in path.read_text().split()]
+
+
+@pytest.fixture(scope="module")
+def pipeline(tiny_corpus, tmp_path_factory) -> StreamingS2STPipeline:
+    """Pipeline on a randomised 2-update tiny model."""
+    torch.set_num_threads(1)
+    checkpoint = train_tiny_checkpoint(corpus_dir(tiny_corpus), tmp_path_factory.mktemp("ckpt"))
+    return StreamingS2STPipeline.from_checkpoint(str(randomise_checkpoint(checkpoint)),
+                                                 str(corpus_dir(tiny_corpus)))
+
+
+def stream(pipe: StreamingS2STPipeline, samples: np.ndarray, sample_rate: int,
+           chunk: int) -> Tuple[List[StepOutput], StepOutput]:
+    pipe.reset()
+    steps = [pipe.push(samples[i:i + chunk], sample_rate) for i in range(0, len(samples), chunk)]
+    return steps, pipe.finish()
+
+
+def joined(outputs: List[StepOutput], attr: str) -> str:
+    return " ".join(getattr(o, attr) for o in outputs if getattr(o, attr))
+
+
+# ----------------------------------------------------------------------------- features
+def _synthetic(seconds: float, rate: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    t = np.arange(int(seconds * rate)) / rate
+    wave = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.05 * rng.standard_normal(t.size)
+    return wave.astype(np.float32)
+
+
+def test_incremental_fbank_equals_offline_fbank():
+    rate = 16000
+    samples = _synthetic(1.37, rate)
+    fbank = StreamingFbank(rate)
+    rng = np.random.default_rng(1)
+    frames, start = [], 0
+    while start < len(samples):
+        size = int(rng.integers(1, 3000))
+        final = start + size >= len(samples)
+        frames.append(fbank.push(samples[start:start + size], rate, final=final))
+        start += size
+    offline = compute_fbank(samples, rate)
+    online = torch.cat(frames).numpy()
+    assert online.shape == offline.shape
+    np.testing.assert_allclose(online, offline, atol=1e-4)
+
+
+@pytest.mark.parametrize("rate", [8000, 22050, 44100, 48000])
+def test_streaming_resampler_equals_offline_resample(rate):
+    samples = _synthetic(0.9, rate)
+    resampler = StreamingResampler(rate, 16000)
+    pieces = [resampler.push(samples[i:i + 777]) for i in range(0, len(samples), 777)]
+    pieces.append(resampler.push(np.zeros(0, dtype=np.float32), final=True))
+    online = np.concatenate(pieces)
+    offline = resample(samples, rate, 16000)
+    assert online.shape == offline.shape
+    np.testing.assert_allclose(online, offline, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------- policy
+def test_ctc_policy_reads_until_both_prefixes_grow_then_writes_the_budget():
+    policy = CtcPolicy(stride_n=2, lagging_k1=1)
+    counts = dict(asr_len_at_write=0, st_len_at_write=0, written=0, source_finished=False)
+    assert policy.decide(PolicyCounts(asr_len=5, st_len=1, **counts)).is_read  # ST grew by 1 < 2
+    assert not policy.decide(PolicyCounts(asr_len=1, st_len=5, **counts)).mark  # ASR too short
+    decision = policy.decide(PolicyCounts(asr_len=2, st_len=5, **counts))
+    assert decision.mark and decision.new_tokens == 4  # (5 - 1) // 2 * 2
+    written = dict(counts, written=4)
+    assert policy.decide(PolicyCounts(asr_len=2, st_len=5, **written)).is_read
+    finished = dict(counts, source_finished=True)
+    assert policy.decide(PolicyCounts(asr_len=0, st_len=0, **finished)).new_tokens == WRITE_TO_END
+    with pytest.raises(ValueError):
+        CtcPolicy(stride_n=0)
+
+
+def test_complete_words_holds_back_the_last_word_until_final():
+    assert complete_words("we ha", final=False) == ["we"]
+    assert complete_words("we ha", final=True) == ["we", "ha"]
+    assert complete_words("", final=False) == []
+
+
+# ----------------------------------------------------------------------------- pipeline
+def _offline_greedy(pipe: StreamingS2STPipeline, samples: np.ndarray, rate: int) -> Tuple[str, str]:
+    """Whole-utterance decoding, written independently of the pipeline: encoder ``forward`` with
+    one segment, CTC argmax over every frame, MT decoder re-run over the whole prefix per step."""
+    features = StreamingFbank(16000, *pipe.features.cmvn)
+    fbank = features.push(samples, rate, final=True).unsqueeze(0)
+    model, mt = pipe.model, pipe.mt_decoder
+    with torch.inference_mode():
+        encoder_out = model.encoder(fbank, torch.tensor([fbank.size(1)]),
+                                    segment_length=WHOLE_UTTERANCE_SEGMENT)
+        enc = encoder_out["encoder_out"][0]
+        labels = model.source_unigram_decoder(enc)["encoder_out"][:, 0].argmax(-1).tolist()
+        asr = [b for a, b in zip([0] + labels, labels) if b != a and b != 0]
+        eos, tokens = pipe.mt_dict.eos(), []
+        for _ in range(int(pipe.config.max_len_a * enc.size(0) + pipe.config.max_len_b)):
+            logits = mt(torch.tensor([[eos] + tokens]), encoder_out=encoder_out)[0][0, -1]
+            logits[pipe.mt_dict.pad()] = -float("inf")
+            if int(logits.argmax()) == eos:
+                break
+            tokens.append(int(logits.argmax()))
+    asr_dict = pipe.dicts["source_unigram"]
+    return detokenize(asr, asr_dict), detokenize(tokens, pipe.mt_dict)
+
+
+def test_pipeline_on_a_real_wav_gives_text_units_and_speech(pipeline, tiny_corpus):
+    samples, rate = read_wav(corpus_wavs(corpus_dir(tiny_corpus))[0])
+    steps, last = stream(pipeline, samples, rate, pipeline.geometry.segment_samples)
+    outputs = steps + [last]
+    assert last.finished
+    assert joined(outputs, "target_text")
+    assert sum(len(o.units) for o in outputs) > 0
+    speech = np.concatenate([o.speech for o in outputs])
+    assert speech.size > 0 and np.isfinite(speech).all()
+    assert last.speech_sample_rate == pipeline.vocoder.sample_rate
+    # the encoder's per-step cost does not grow: every push before the end ran one segment
+    assert pipeline.encoder_frames == pipeline.model.encoder.output_lengths(
+        torch.tensor([len(compute_fbank(samples, rate))])).item()
+
+
+def test_speech_to_text_with_one_segment_equals_offline_greedy_decoding(pipeline, tiny_corpus):
+    config = PipelineConfig(segment_length=WHOLE_UTTERANCE_SEGMENT, speech=False)
+    whole = StreamingS2STPipeline(pipeline.model, pipeline.dicts, pipeline.features.cmvn, None,
+                                  config)
+    chunk = pipeline.geometry.segment_samples
+    for wav in corpus_wavs(corpus_dir(tiny_corpus)):
+        samples, rate = read_wav(wav)
+        steps, last = stream(whole, samples, rate, chunk)
+        asr, text = _offline_greedy(pipeline, samples, rate)
+        assert text, "the randomised model should write something"
+        assert joined(steps + [last], "target_text") == text
+        assert joined(steps + [last], "asr_text") == asr
+
+
+def test_streaming_asr_prefix_is_exactly_the_offline_ctc_of_the_same_segments(pipeline,
+                                                                              tiny_corpus):
+    samples, rate = read_wav(corpus_wavs(corpus_dir(tiny_corpus))[0])
+    stream(pipeline, samples, rate, 1234)  # chunks unaligned with segments
+    features = StreamingFbank(16000, *pipeline.features.cmvn)
+    fbank = features.push(samples, rate, final=True).unsqueeze(0)
+    with torch.inference_mode():
+        enc = pipeline.model.encoder(fbank, torch.tensor([fbank.size(1)]))["encoder_out"][0]
+        labels = pipeline.model.source_unigram_decoder(enc)["encoder_out"][:, 0].argmax(-1).tolist()
+    assert pipeline.asr_tokens == [b for a, b in zip([0] + labels, labels) if b != a and b != 0]
+
+
+def test_cross_attention_cache_covers_the_whole_encoder_output_after_streaming(pipeline,
+                                                                               tiny_corpus):
+    samples, rate = read_wav(corpus_wavs(corpus_dir(tiny_corpus))[1])
+    pipeline.reset()
+    for start in range(0, len(samples), pipeline.geometry.segment_samples):
+        pipeline.push(samples[start:start + pipeline.geometry.segment_samples], rate)
+    written_while_reading = len(pipeline.target_tokens)
+    pipeline.finish()
+    assert 0 < written_while_reading < len(pipeline.target_tokens)  # the cache grew in between
+    encoder = pipeline._encoder_out()["encoder_out"][0]
+    layers = list(pipeline._attention_buffers("encoder_attn"))
+    assert layers and pipeline.target_tokens
+    for module, buffer in layers:
+        with torch.inference_mode():
+            expected = module.k_proj(encoder).view(encoder.size(0), module.num_heads,
+                                                    module.head_dim)
+        torch.testing.assert_close(buffer["prev_key"][0], expected.transpose(0, 1),
+                                   atol=1e-5, rtol=1e-4)
+
+
+# ---------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("case", ["empty", "silent", "8k", "48k", "stereo"])
+def test_bad_input_gives_output_or_a_clear_error(pipeline, tiny_corpus, case):
+    samples, rate = read_wav(corpus_wavs(corpus_dir(tiny_corpus))[0])
+    if case == "empty":
+        samples = np.zeros(0, dtype=np.float32)
+    elif case == "silent":
+        samples = np.zeros(rate, dtype=np.float32)
+    elif case in ("8k", "48k"):
+        new_rate = 8000 if case == "8k" else 48000
+        samples, rate = resample(samples, rate, new_rate), new_rate
+    else:
+        samples = np.stack([samples, 0.5 * samples], axis=1)
+    steps, last = stream(pipeline, samples, rate, rate * 3 // 10)
+    assert last.finished
+    if case == "empty":
+        assert pipeline.encoder_frames == 0 and not joined(steps + [last], "target_text")
+    else:
+        assert pipeline.encoder_frames > 0
+    with pytest.raises(RuntimeError, match="reset"):
+        pipeline.push(samples[:10], rate)
+    pipeline.reset()
+    with pytest.raises(ValueError, match="shape"):
+        pipeline.push(np.zeros((2, 2, 2), dtype=np.float32), rate)

@@ -251,3 +251,15 @@ def test_asr_bleu_raises_instead_of_scoring_nothing() -> None:
         asr_bleu(object(), [], [])
     with pytest.raises(AsrError, match="missing.wav"):
         asr_bleu(object(), ["/nonexistent/missing.wav"], ["ref"])
+
+
+def test_character_unseen_in_training_is_written_as_unk_and_validates(tmp_path: Path) -> None:
+    from echostream_fairseq.data.manifests import train_spm_vocab, write_multitask_split
+
+    train = [f"the cat sat on mat number {i}" for i in range(50)] + ["a dog ran far away home"] * 5
+    vocab = train_spm_vocab(train, tmp_path / "tgt_unigram", vocab_size=40)
+    tsv = write_multitask_split(vocab, "dev", [("u1", "The café sat."), ("u2", "The cat ran.")])
+    rows = read_tsv(tsv)
+    assert "<unk>" in rows[0]["tgt_text"].split()  # 'é' never occurs in the training text
+    assert "<unk>" not in rows[1]["tgt_text"].split()
+    assert find_multitask_problems(tsv, vocab.dict_path, ids=["u1", "u2"]) == []

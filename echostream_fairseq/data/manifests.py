@@ -178,7 +178,10 @@ def write_multitask_split(vocab: SpmVocab, split_name: str,
 
     processor = spm.SentencePieceProcessor(model_file=str(vocab.model_path))
     path = vocab.model_path.parent / f"{split_name}.tsv"
-    rows = ((utt_id, " ".join(processor.encode(normalize_for_spm(text), out_type=str)))
+    # Through ids, so a character never seen in training (e.g. an accent only in dev) is written
+    # as <unk>, the symbol fairseq's dictionary maps it to anyway, not as an unknown piece.
+    rows = ((utt_id, " ".join(processor.id_to_piece(i)
+                              for i in processor.encode(normalize_for_spm(text), out_type=int)))
             for utt_id, text in texts)
     write_tsv(path, MULTITASK_COLUMNS, rows)
     return path

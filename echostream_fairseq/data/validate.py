@@ -239,7 +239,8 @@ def find_multitask_problems(tsv: Path, dict_path: Optional[Path] = None,
     vocab = None
     if dict_path is not None:
         with open(dict_path, encoding="utf-8") as handle:
-            vocab = {line.rsplit(" ", 1)[0] for line in handle if line.strip()}
+            # fairseq's specials are implicit in a dictionary file; <unk> marks unseen characters
+            vocab = {line.rsplit(" ", 1)[0] for line in handle if line.strip()} | {"<unk>"}
     for lineno, row in rows:
         pieces = row["tgt_text"].split()
         if not pieces:

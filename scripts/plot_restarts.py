@@ -14,10 +14,11 @@ token for the total and unit CTC, per own target token for each multitask loss).
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
+
+from echostream_fairseq.training_logs import json_records
 
 COMPONENTS: Tuple[Tuple[str, str], ...] = (
     ("loss", "total"), ("unit_ctc_loss", "unit CTC"), ("multitask_target_unigram_loss", "MT CE"),
@@ -35,20 +36,9 @@ def read_dev_records(log: Path, subset: str) -> List[Dict[str, float]]:
     """
     if not log.is_file():
         raise ValueError(f"log {log}: no such file")
-    marker = f"| {subset} | "
-    records: List[Dict[str, float]] = []
-    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
-        if marker not in line or not line.rstrip().endswith("}"):
-            continue
-        record = {}
-        for key, value in json.loads(line.split(marker, 1)[1]).items():
-            try:
-                record[key.removeprefix(f"{subset}_")] = float(value)
-            except (TypeError, ValueError):
-                continue  # fairseq logs a few non-numeric fields
-        records.append(record)
+    records = json_records(log.read_text(encoding="utf-8", errors="replace"), subset, source=str(log))
     if not records:
-        raise ValueError(f"log {log}: no '{marker.strip()}' validation records (was validation disabled?)")
+        raise ValueError(f"log {log}: no '| {subset} |' validation records (was validation disabled?)")
     return records
 
 

@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Dict, List
 
+from echostream_fairseq.training_logs import json_records
+
 COMPONENTS = {
     "unit CTC": "unit_ctc_loss",
     "MT CE": "multitask_target_unigram_loss",
@@ -24,29 +26,11 @@ COMPONENTS = {
 
 
 def read_records(log_path: Path, tag: str) -> List[Dict[str, float]]:
-    """The JSON records fairseq printed after ``| <tag> |`` in ``log_path``.
-
-    Validation records are tagged with the subset name and their keys carry it as a prefix
-    (``dev_sampled.units_loss``); the prefix is removed so both splits share key names.
-    """
-    marker = f"| {tag} | "
-    records = []
-    for line_number, line in enumerate(log_path.read_text(errors="replace").splitlines(), start=1):
-        if marker not in line or not line.rstrip().endswith("}"):
-            continue
-        try:
-            raw = json.loads(line.split(marker, 1)[1])
-        except json.JSONDecodeError as error:
-            raise SystemExit(f"{log_path}:{line_number}: not a fairseq JSON record ({error})")
-        records.append({key.removeprefix(f"{tag}_"): _number(value) for key, value in raw.items()})
-    return records
-
-
-def _number(value: object) -> float:
+    """The JSON records fairseq printed after ``| <tag> |`` in ``log_path`` (prefix removed)."""
     try:
-        return float(value)  # fairseq writes most values as strings
-    except (TypeError, ValueError):
-        return float("nan")
+        return json_records(log_path.read_text(errors="replace"), tag, source=str(log_path))
+    except ValueError as error:
+        raise SystemExit(str(error))
 
 
 def _cell(value: float, digits: int) -> str:

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple
 
+from echostream_fairseq.training_logs import json_records
+
 REPO = Path(__file__).resolve().parents[1]
 USER_DIR = REPO / "echostream_fairseq"
 FAIRSEQ_TRAIN = str(Path(sys.executable).with_name("fairseq-train"))
@@ -72,22 +74,9 @@ def run_fairseq_train(args: Sequence[str], timeout: int = 240) -> subprocess.Com
 
 
 def json_logs(output: str, tag: str) -> List[Dict[str, float]]:
-    """The ``--log-format json`` records fairseq printed under ``| <tag> |`` (values as floats)."""
-    records = []
-    marker = f"| {tag} | "
-    for line in output.splitlines():
-        if marker in line and line.rstrip().endswith("}"):
-            raw = json.loads(line.split(marker, 1)[1])
-            records.append({k: float(v) for k, v in raw.items() if _is_number(v)})
-    return records
-
-
-def _is_number(value: Any) -> bool:
-    try:
-        float(value)
-    except (TypeError, ValueError):
-        return False
-    return True
+    """The ``--log-format json`` records fairseq printed under ``| <tag> |`` (values as floats,
+    the validation subset prefix removed from the keys)."""
+    return json_records(output, tag)
 
 
 def tail(output: str, lines: int = 40) -> str:

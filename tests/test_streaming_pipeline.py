@@ -142,6 +142,16 @@ def test_complete_words_holds_back_the_last_word_until_final():
     assert complete_words("", final=False) == []
 
 
+def test_detokenize_collapses_the_double_space_of_a_lone_word_start_piece():
+    from fairseq.data import Dictionary
+
+    dictionary = Dictionary()
+    ids = [dictionary.add_symbol(piece) for piece in ("\u2581a", "\u2581", "\u2581b", "c")]
+    assert detokenize(ids, dictionary) == "a bc"
+    # so that streamed complete words joined by spaces equal the whole-utterance text
+    assert " ".join(complete_words(detokenize(ids, dictionary), final=True)) == "a bc"
+
+
 # ----------------------------------------------------------------------------- pipeline
 def _offline_greedy(pipe: StreamingS2STPipeline, samples: np.ndarray, rate: int) -> Tuple[str, str]:
     """Whole-utterance decoding, written independently of the pipeline: encoder ``forward`` with

@@ -253,13 +253,14 @@ WORD_START = "\u2581"
 
 
 def detokenize(tokens: Sequence[int], dictionary: "Dictionary") -> str:
-    """Subword ids -> text: pieces joined, ``▁`` -> space, specials dropped, ends stripped.
+    """Subword ids -> text: pieces joined, ``▁`` -> space, specials dropped, runs of spaces
+    collapsed (a lone ``▁`` piece would otherwise leave two), ends stripped.
 
     Token ids always come from the fairseq dictionary; its specials (``<s>``, ``<pad>``,
     ``</s>``, ``<unk>``) are the first ``nspecial`` entries.
     """
     pieces = [dictionary[t] for t in tokens if t >= dictionary.nspecial]
-    return "".join(pieces).replace(WORD_START, " ").strip()
+    return " ".join("".join(pieces).replace(WORD_START, " ").split())
 
 
 def complete_words(text: str, final: bool) -> List[str]:

@@ -7,7 +7,11 @@ DATA_DIR ?= data
 DEMO_DIR ?= data/demo
 DEMO_PAIRS ?= 200
 
-.PHONY: demo test corpus setup system-deps clean-data
+TRAIN_DIR ?= exp/train_mini
+TRAIN_MINUTES ?= 120
+TRAIN_THREADS ?= 1
+
+.PHONY: demo test corpus train-mini setup system-deps clean-data
 
 setup: $(STAMP)
 
@@ -29,6 +33,15 @@ demo: $(STAMP)
 	$(PY) scripts/prepare_mini.py --data-dir $(DEMO_DIR) --max-pairs $(DEMO_PAIRS)
 	$(PY) scripts/fit_vocoder.py --data-dir $(DEMO_DIR)
 	cat $(DEMO_DIR)/REPORT.md
+
+# The mini recipe on the full corpus; run it again to resume (the budget counts all restarts).
+train-mini: $(STAMP)
+	mkdir -p $(TRAIN_DIR)
+	OMP_NUM_THREADS=$(TRAIN_THREADS) $(PY) scripts/train.py --config configs/echostream_config.mini.yaml \
+		--train-manifest $(DATA_DIR)/train_sampled.units.tsv \
+		--dev-manifest $(DATA_DIR)/dev_sampled.units.tsv --save-dir $(TRAIN_DIR)/checkpoints \
+		--num-workers 0 --batch-size 8 --time-budget-minutes $(TRAIN_MINUTES) \
+		--tensorboard-logdir $(TRAIN_DIR)/tensorboard --log-file $(TRAIN_DIR)/train.log
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -18,6 +18,8 @@ from test_streaming_pipeline import corpus_wavs, randomise_checkpoint, train_tin
 SIMULEVAL = str(Path(sys.executable).with_name("simuleval"))
 SCORERS_USER_DIR = REPO / "echostream_fairseq" / "scoring" / "simuleval_scorers"
 S2T_AGENT = "echostream_fairseq.agents.speech_to_text.EchoStreamSpeechToTextAgent"
+S2S_AGENT = "echostream_fairseq.agents.speech_to_speech.EchoStreamSpeechToSpeechAgent"
+# the *_CA columns come from --computation-aware (AL_CA is no --latency-metrics name in 1.1.4)
 LATENCY = ["AL", "LAAL", "StartOffset", "EndOffset", "RTF"]
 
 
@@ -34,19 +36,31 @@ def _simuleval(args: list, cwd: Path) -> subprocess.CompletedProcess:
                           timeout=300, check=False)
 
 
-def test_simuleval_runs_the_speech_to_text_agent(tiny_corpus, checkpoint, tmp_path):
-    data = corpus_dir(tiny_corpus)
+def _simuleval_lists(data: Path, folder: Path) -> list:
+    """SimulEval source and target lists of the tiny corpus' test and dev wavs in ``folder``."""
     wavs = corpus_wavs(data)
     references = [line for split in ("test", "dev")
                   for line in (data / "simuleval" / split / "target.txt").read_text().splitlines()]
     assert len(wavs) == len(references) == 2
-    (tmp_path / "wav_list.txt").write_text("\n".join(map(str, wavs)) + "\n")
-    (tmp_path / "target.txt").write_text("\n".join(references) + "\n")
+    (folder / "wav_list.txt").write_text("\n".join(map(str, wavs)) + "\n")
+    (folder / "target.txt").write_text("\n".join(references) + "\n")
+    return ["--source", str(folder / "wav_list.txt"), "--target", str(folder / "target.txt")]
+
+
+def _scores(output: Path, names: list) -> dict:
+    with open(output / "scores.tsv") as handle:
+        scores = next(csv.DictReader(handle, delimiter="\t"))
+    values = {name: float(scores[name]) for name in names}
+    assert all(math.isfinite(value) for value in values.values()), scores
+    return values
+
+
+def test_simuleval_runs_the_speech_to_text_agent(tiny_corpus, checkpoint, tmp_path):
+    data = corpus_dir(tiny_corpus)
     output = tmp_path / "out"
     result = _simuleval([
         "--user-dir", str(SCORERS_USER_DIR), "--agent-class", S2T_AGENT,
-        "--checkpoint", str(checkpoint), "--data-dir", str(data),
-        "--source", str(tmp_path / "wav_list.txt"), "--target", str(tmp_path / "target.txt"),
+        "--checkpoint", str(checkpoint), "--data-dir", str(data), *_simuleval_lists(data, tmp_path),
         "--source-segment-size", "320", "--output", str(output),
         "--quality-metrics", "BLEU", "--latency-metrics", *LATENCY, "--computation-aware",
     ], tmp_path)
@@ -55,14 +69,37 @@ def test_simuleval_runs_the_speech_to_text_agent(tiny_corpus, checkpoint, tmp_pa
     assert [i["index"] for i in instances] == [0, 1]
     assert all(i["prediction"].strip() for i in instances)
     assert all(len(i["delays"]) == len(i["prediction"].split()) for i in instances)
-    with open(output / "scores.tsv") as handle:
-        scores = next(csv.DictReader(handle, delimiter="\t"))
-    values = {name: float(scores[name]) for name in ["BLEU", *LATENCY, "AL_CA"]}
-    assert all(math.isfinite(value) for value in values.values()), scores
+    values = _scores(output, ["BLEU", *LATENCY, "AL_CA"])
     # AL itself may be negative (a noisy model can write before the oracle would); computation-aware
-    # AL adds the measured compute time to every delay, so it can never be below AL.
-    assert values["BLEU"] >= 0.0 and values["RTF"] > 0.0 and values["StartOffset"] >= 0.0, scores
-    assert values["AL_CA"] >= values["AL"], scores
+    # AL adds the measured compute time to every delay, so it is above AL. (SimulEval 1.1.4 alone
+    # makes AL computation-aware too under --computation-aware; the scorers module fixes that.)
+    assert values["BLEU"] >= 0.0 and values["RTF"] > 0.0 and values["StartOffset"] >= 0.0, values
+    assert values["AL_CA"] > values["AL"], values
+
+
+def test_simuleval_computation_aware_scores_of_the_speech_to_speech_agent(tiny_corpus, checkpoint,
+                                                                         tmp_path):
+    """SimulEval 1.1.4 logs ``"elapsed": []`` for speech output, so without our fix in
+    ``scoring/simuleval_scorers.py`` every *_CA score crashes with StatisticsError."""
+    data = corpus_dir(tiny_corpus)
+    output = tmp_path / "out"
+    result = _simuleval([
+        "--user-dir", str(SCORERS_USER_DIR), "--agent-class", S2S_AGENT,
+        "--checkpoint", str(checkpoint), "--data-dir", str(data), *_simuleval_lists(data, tmp_path),
+        "--source-segment-size", "320", "--output", str(output), "--computation-aware",
+        "--quality-metrics", "ECHOSTREAM_ASR_BLEU", "--latency-metrics", *LATENCY,
+    ], tmp_path)
+    assert result.returncode == 0, tail(result.stdout + result.stderr)
+    values = _scores(output, ["ECHOSTREAM_ASR_BLEU", *LATENCY, *(m + "_CA" for m in LATENCY)])
+    assert 0.0 <= values["ECHOSTREAM_ASR_BLEU"] <= 100.0, values
+    assert values["AL_CA"] > values["AL"] and values["StartOffset_CA"] > values["StartOffset"], values
+    assert values["RTF_CA"] > values["RTF"] > 0.0, values
+    instances = [json.loads(line) for line in (output / "instances.log").read_text().splitlines()]
+    assert [i["index"] for i in instances] == [0, 1]
+    for instance in instances:
+        assert instance["delays"] and len(instance["elapsed"]) == len(instance["delays"])
+        assert all(e > d for d, e in zip(instance["delays"], instance["elapsed"]))
+        assert len(instance["durations"]) == len(instance["delays"])
 
 
 def test_asr_bleu_scorers_are_registered_and_raise_on_a_missing_wav(tmp_path):

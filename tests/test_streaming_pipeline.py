@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 from pathlib import Path
 from typing import List, Tuple
 
@@ -24,6 +26,7 @@ from echostream_fairseq.streaming import (
     detokenize,
 )
 from echostream_fairseq.streaming.policy import WRITE_TO_END
+from echostream_fairseq.streaming.units import IncrementalUnits, collapse_unit_labels
 
 # Large enough that one Emformer segment covers any test utterance (encoder frames).
 WHOLE_UTTERANCE_SEGMENT = 100000
@@ -235,6 +238,93 @@ def test_cross_attention_cache_covers_the_whole_encoder_output_after_streaming(p
                                                     module.head_dim)
         torch.testing.assert_close(buffer["prev_key"][0], expected.transpose(0, 1),
                                    atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("wait_k2,stride_n2", [(0, 1), (2, 3)])
+def test_incremental_units_equal_the_unit_decoder_over_the_whole_text(pipeline, wait_k2,
+                                                                      stride_n2):
+    model, unit_dict = pipeline.model, pipeline.unit_dict
+    dim = pipeline.mt_decoder.embed_dim
+    states = list(torch.randn(13, dim, generator=torch.Generator().manual_seed(3)))
+    units = IncrementalUnits(model, unit_dict, wait_k2, stride_n2)
+    streamed, start = [], 0
+    with torch.inference_mode():
+        for size in (3, 1, 0, 5):  # 0: a write round that added no subword
+            streamed += units.extend(states[start:start + size], final=False)
+            start += size
+        streamed += units.extend(states[start:], final=True)
+        t2u_out = model.synthesizer_encoder(torch.stack(states).unsqueeze(1), None)
+        logits, _ = model.decoder(None, encoder_out=t2u_out, src_wait=wait_k2,
+                                  src_step=stride_n2)
+    offline = collapse_unit_labels(logits[0].argmax(-1).tolist(), unit_dict)
+    assert len(offline) > 5, "the randomised model should write units"
+    assert streamed == offline
+
+
+def test_reencoding_baseline_writes_exactly_what_the_incremental_pipeline_writes(pipeline,
+                                                                               tiny_corpus):
+    baseline = StreamingS2STPipeline(pipeline.model, pipeline.dicts, pipeline.features.cmvn,
+                                     pipeline.vocoder, PipelineConfig(reencode=True))
+    samples, rate = read_wav(corpus_wavs(corpus_dir(tiny_corpus))[0])
+    samples = resample(samples, rate, 48000)  # any rate: both resample the same way
+    chunk = 48000 * 32 // 100
+    ours, ours_last = stream(pipeline, samples, 48000, chunk)
+    theirs, theirs_last = stream(baseline, samples, 48000, chunk)
+    assert joined(ours + [ours_last], "target_text")
+    for attr in ("asr_text", "target_text", "units"):
+        assert [getattr(o, attr) for o in ours + [ours_last]] == \
+            [getattr(o, attr) for o in theirs + [theirs_last]], attr
+    assert pipeline.encoder_frames == baseline.encoder_frames
+
+
+def _prefers_word_starts(model, mt_dict, factor: float = 1.4):
+    """A copy of the randomised model whose MT decoder writes a mix of word-start and
+    continuation subwords (the random one almost never starts a word)."""
+    model = copy.deepcopy(model)
+    projection = getattr(model, f"{model.mt_task_name}_decoder").output_projection.weight
+    with torch.no_grad():
+        for index in range(mt_dict.nspecial, len(mt_dict)):
+            if mt_dict[index].startswith("\u2581"):
+                projection[index] *= factor
+    return model
+
+
+def test_whole_word_mode_commits_words_only_when_the_next_one_has_started(pipeline,
+                                                                          tiny_corpus):
+    segment_640ms = pipeline.geometry.segment_frames * 2  # the fixture's segment is 320 ms
+    whole = StreamingS2STPipeline(_prefers_word_starts(pipeline.model, pipeline.mt_dict),
+                                  pipeline.dicts, pipeline.features.cmvn, None,
+                                  PipelineConfig(segment_length=segment_640ms, speech=False))
+    assert whole.whole_word and not pipeline.whole_word
+    word_start = [whole.mt_dict[t].startswith("\u2581") for t in range(len(whole.mt_dict))]
+    cut_early = False
+    for wav in corpus_wavs(corpus_dir(tiny_corpus)):
+        samples, rate = read_wav(wav)
+        whole.reset()
+        committed, rounds = [], []
+        original_drop = functools.partial(StreamingS2STPipeline._drop_trailing_word, whole)
+
+        def record(start: int) -> None:  # a write round: decoded subwords, then the cut
+            decoded = whole.target_tokens
+            original_drop(start)
+            rounds.append((start, decoded, len(whole.target_tokens)))
+
+        whole._drop_trailing_word = record
+        chunk = whole.geometry.segment_samples
+        for start in range(0, len(samples), chunk):
+            whole.push(samples[start:start + chunk], rate)
+            committed.append(whole.target_tokens)
+            cache = next(whole._attention_buffers("self_attn"))[1].get("prev_key")
+            assert (0 if cache is None else cache.size(2)) == len(committed[-1])
+        whole.finish()
+        final = whole.target_tokens
+        cut_early |= any(0 < len(c) < len(final) for c in committed)
+        for prefix in committed:
+            assert final[:len(prefix)] == prefix  # never retracted
+        for start, decoded, kept in rounds:  # kept: the new subwords before the last word start
+            new_starts = [i for i in range(start, len(decoded)) if word_start[decoded[i]]]
+            assert kept == (new_starts[-1] if new_starts else start)
+    assert cut_early, "some words should be committed before the source ends"
 
 
 # ---------------------------------------------------------------------------- bad input

@@ -28,7 +28,18 @@ from echostream_fairseq.streaming.pipeline import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EchoStreamAgentBase"]
+__all__ = ["EchoStreamAgentBase", "segment_length_for_chunk"]
+
+
+def segment_length_for_chunk(model: Any, chunk_ms: float) -> Optional[int]:
+    """Emformer segment (encoder frames) for source chunks of ``chunk_ms`` milliseconds.
+
+    StreamSpeech's rule: encoder chunk = source segment / encoder frame duration (floor). A chunk
+    shorter than one encoder frame gives None, i.e. the model's own segment length. The agents
+    and ``echostream_fairseq.evaluation`` share this one rule.
+    """
+    frames = model.encoder.geometry().ms_to_encoder_frames(chunk_ms)
+    return frames if frames >= 1 else None
 
 
 class EchoStreamAgentBase(GenericAgent):
@@ -66,9 +77,7 @@ class EchoStreamAgentBase(GenericAgent):
         model, task = load_checkpoint(args.checkpoint, args.data_dir)
         segment = args.segment_length
         if segment is None:
-            # StreamSpeech's rule: encoder chunk = source segment / encoder frame duration
-            frames = model.encoder.geometry().ms_to_encoder_frames(args.source_segment_size)
-            segment = frames if frames >= 1 else None
+            segment = segment_length_for_chunk(model, args.source_segment_size)
         config = PipelineConfig(segment_length=segment, stride_n=args.stride_n,
                                 lagging_k1=args.lagging_k1, max_len_a=args.max_len_a,
                                 max_len_b=args.max_len_b, speech=cls.needs_speech)

@@ -94,6 +94,12 @@ class StreamingGeometry:
         """Encoder frames produced from ``num_fbank_frames`` fbank frames (ceil; causal convs)."""
         return math.ceil(num_fbank_frames / self.subsampling)
 
+    def streamed_encoder_frames(self, num_fbank_frames: int) -> int:
+        """Encoder frames ``EchoStreamEncoder.infer`` has emitted after ``num_fbank_frames`` (not
+        final): whole subsampled frames, then only complete segments with their right context."""
+        available = num_fbank_frames // self.subsampling - self.right_context_frames
+        return max(0, available) // self.segment_frames * self.segment_frames
+
     def encoder_frames_to_ms(self, num_frames: int) -> int:
         return num_frames * self.encoder_frame_ms
 

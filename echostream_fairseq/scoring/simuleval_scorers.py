@@ -12,16 +12,24 @@ recogniser error, no instances. An utterance for which the system wrote no speec
 (``prediction_length`` 0, so SimulEval wrote no wav) scores as an empty transcript, with a warning.
 Speech agents of this package import this module, which registers the names; elsewhere pass
 ``--user-dir`` or import it before building the evaluator.
+
+Importing it also fixes two SimulEval 1.1.4 bugs of ``--computation-aware`` runs: speech output
+logs no compute timestamps, so every ``*_CA`` score crashes (:func:`_summarize_with_elapsed`),
+and the plain metrics are built computation-aware too, so ``AL`` equals ``AL_CA``
+(:func:`_plain_latency_from_args`).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from argparse import ArgumentParser, Namespace
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import sacrebleu
+from simuleval.evaluator.instance import SpeechOutputInstance
+from simuleval.evaluator.scorers.latency_scorer import LatencyScorer
 from simuleval.evaluator.scorers.quality_scorer import QualityScorer, register_quality_scorer
 
 from echostream_fairseq.scoring.asr_bleu import (
@@ -33,11 +41,67 @@ from echostream_fairseq.scoring.asr_bleu import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EchoStreamAsrBleuScorer", "EchoStreamRawAsrBleuScorer", "transcribe_instances"]
+__all__ = ["EchoStreamAsrBleuScorer", "EchoStreamRawAsrBleuScorer", "raw_bleu",
+           "transcribe_instances"]
 
 
-def transcribe_instances(model: Any, instances: Dict[int, Any]) -> List[str]:
+def _summarize_with_elapsed(summarize: Callable[[Any], Dict[str, Any]]
+                            ) -> Callable[[Any], Dict[str, Any]]:
+    """Wrap ``SpeechOutputInstance.summarize`` so that its log entry keeps ``elapsed``.
+
+    SimulEval 1.1.4 records one computation-aware timestamp per written speech segment
+    (``self.elapsed``) but its ``summarize`` writes ``"elapsed": []``; the scores are computed
+    from that log, so every ``*_CA`` latency of a speech-output run skips all instances and
+    crashes (``statistics.StatisticsError: mean requires at least one data point``). A summary
+    that already holds timestamps (a fixed SimulEval) is left alone.
+    """
+    @functools.wraps(summarize)
+    def summarize_keeping_elapsed(self: Any) -> Dict[str, Any]:
+        summary = summarize(self)
+        if not summary.get("elapsed"):
+            summary["elapsed"] = list(self.elapsed)
+        return summary
+
+    summarize_keeping_elapsed.__echostream_patched__ = True  # type: ignore[attr-defined]
+    return summarize_keeping_elapsed
+
+
+def _plain_latency_from_args(from_args: Callable[[type, Namespace], LatencyScorer]
+                             ) -> classmethod:
+    """Wrap ``LatencyScorer.from_args`` so that ``AL`` (etc.) is never computation-aware.
+
+    SimulEval 1.1.4's evaluator builds ``AL`` with ``from_args``, which passes
+    ``args.computation_aware`` on, and ``AL_CA`` with ``computation_aware=True``: under
+    ``--computation-aware`` both read the compute timestamps and the ideal-latency column is lost.
+    """
+    def from_args_without_compute(cls: type, args: Namespace) -> LatencyScorer:
+        return from_args(cls, Namespace(**{**vars(args), "computation_aware": False}))
+
+    from_args_without_compute.__echostream_patched__ = True  # type: ignore[attr-defined]
+    return classmethod(from_args_without_compute)
+
+
+if not getattr(SpeechOutputInstance.summarize, "__echostream_patched__", False):
+    SpeechOutputInstance.summarize = _summarize_with_elapsed(SpeechOutputInstance.summarize)
+if not getattr(LatencyScorer.from_args, "__echostream_patched__", False):
+    LatencyScorer.from_args = _plain_latency_from_args(LatencyScorer.from_args.__func__)
+
+
+def raw_bleu(hypotheses: Sequence[str], references: Sequence[str]) -> float:
+    """Corpus BLEU of texts as they are (sacrebleu 13a, case-sensitive, no normalisation)."""
+    return float(sacrebleu.corpus_bleu(list(hypotheses), [list(references)],
+                                       tokenize="13a").score)
+
+
+def transcribe_instances(model: Any, instances: Dict[int, Any],
+                         progress: bool = False) -> List[str]:
     """Whisper transcripts of SimulEval speech-output instances, in index order.
+
+    Args:
+        model: a faster-whisper model.
+        instances: index -> instance with ``prediction`` (the wav path) and
+            ``prediction_length`` (seconds of speech written).
+        progress: show a tqdm bar.
 
     Raises:
         AsrError: no instances, a wav missing although speech was predicted, a recogniser error.
@@ -45,7 +109,12 @@ def transcribe_instances(model: Any, instances: Dict[int, Any]) -> List[str]:
     if not instances:
         raise AsrError("nothing to score: SimulEval passed no instances")
     transcripts = []
-    for index in sorted(instances):
+    indices = sorted(instances)
+    if progress:
+        from tqdm import tqdm
+
+        indices = tqdm(indices, desc="whisper", unit="utt")
+    for index in indices:
         instance = instances[index]
         wav = Path(str(instance.prediction))
         if not wav.is_file():
@@ -98,5 +167,4 @@ class EchoStreamRawAsrBleuScorer(_AsrBleuBase):
 
     def __call__(self, instances: Dict[int, Any]) -> float:
         hypotheses = transcribe_instances(self.model, instances)
-        references = [instances[i].reference for i in sorted(instances)]
-        return float(sacrebleu.corpus_bleu(hypotheses, [references], tokenize="13a").score)
+        return raw_bleu(hypotheses, [instances[i].reference for i in sorted(instances)])

@@ -8,10 +8,14 @@ Per :meth:`StreamingS2STPipeline.push` only the new work is done:
 4. the CTC policy (:class:`CtcPolicy`) decides how many MT subwords may be written;
 5. the MT decoder writes them greedily with fairseq's incremental state (self-attention cache
    kept; keys/values of new encoder frames are appended to the cross-attention cache);
-6. T2U + unit CTC decoder over the text written so far, and only the units not yet emitted go
+6. T2U + unit CTC decoder over the new subwords only (:class:`IncrementalUnits`: causal T2U
+   and the unit decoder's training mask keep earlier units fixed), and only the new units go
    through the vocoder (whose own state joins chunks).
 
-It imports no SimulEval. Dimension legend: T encoder frames, B batch (always 1), D dims,
+``PipelineConfig(reencode=True)`` is StreamSpeech's method, kept as the baseline that
+``bench/streaming_cost.py`` measures: fbank, the encoder and both CTC heads over the whole
+received prefix at every step, and T2U + unit decoder over the whole translation at every write.
+It writes the same text and units (tested). It imports no SimulEval. Dimension legend: T encoder frames, B batch (always 1), D dims,
 V vocabulary, U unit steps.
 """
 
@@ -30,7 +34,8 @@ from torch import Tensor
 
 from echostream_fairseq.streaming.features import StreamingFbank
 from echostream_fairseq.streaming.policy import WRITE_TO_END, CtcPolicy, PolicyCounts
-from echostream_fairseq.data.text import complete_words, detokenize
+from echostream_fairseq.streaming.units import FullRecomputeUnits, IncrementalUnits
+from echostream_fairseq.data.text import WORD_START, complete_words, detokenize
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +43,8 @@ __all__ = ["PipelineConfig", "StepOutput", "StreamingS2STPipeline", "load_checkp
 
 # StreamSpeech's multitask YAML keys of the two CTC heads that drive the policy.
 ASR_TASK, ST_TASK = "source_unigram", "ctc_target_unigram"
+# StreamSpeech's agents write whole words from this source segment size on.
+WHOLE_WORD_FROM_MS = 640
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,14 @@ class PipelineConfig:
         stride_n, lagging_k1: :class:`CtcPolicy` options.
         max_len_a, max_len_b: the MT output is capped at ``a * encoder_frames + b`` subwords.
         speech: run T2U, the unit decoder and the vocoder (False: text only, faster).
+        unit_wait_k2, unit_stride_n2: the unit decoder's cross-attention mask at inference
+            (StreamSpeech's ``--k2``/``--n2`` training mask, which the mini recipe trains with
+            ``n2`` drawn at random); it is what makes units incremental.
+        whole_word: write only complete target words (StreamSpeech's mode: one subword more
+            per write, the trailing possibly-incomplete word dropped and re-decoded later);
+            None = on for segments of 640 ms or more, as StreamSpeech's agents.
+        reencode: StreamSpeech's method (everything over the whole prefix at every step), the
+            baseline of ``bench/streaming_cost.py``.
     """
 
     segment_length: Optional[int] = None
@@ -57,6 +72,10 @@ class PipelineConfig:
     max_len_a: float = 1.0
     max_len_b: int = 10
     speech: bool = True
+    unit_wait_k2: int = 0
+    unit_stride_n2: int = 1
+    whole_word: Optional[bool] = None
+    reencode: bool = False
 
 
 @dataclass
@@ -100,6 +119,10 @@ class _GreedyCtc:
         self.head, self.blank = head, dictionary.bos()
         self.tokens: List[int] = []
         self._last = self.blank
+
+    def restart(self) -> None:
+        """Forget the prefix (the re-encoding baseline recomputes it from all frames)."""
+        self.tokens, self._last = [], self.blank
 
     def extend(self, frames: Tensor) -> None:
         """frames: new encoder frames (T', 1, D)."""
@@ -155,7 +178,9 @@ class StreamingS2STPipeline:
         self.mt_dict = dictionaries[model.mt_task_name]
         self.unit_dict = dictionaries["units"]
         self.vocoder = vocoder if config.speech else None
-        self.policy = CtcPolicy(config.stride_n, config.lagging_k1)
+        self.whole_word = (config.whole_word if config.whole_word is not None
+                           else self.geometry.segment_ms >= WHOLE_WORD_FROM_MS)
+        self.policy = CtcPolicy(config.stride_n, config.lagging_k1, self.whole_word)
         mean, std = cmvn if cmvn is not None else (None, None)
         self.features = StreamingFbank(self.geometry.sample_rate, mean, std)
         self.reset()
@@ -197,15 +222,21 @@ class StreamingS2STPipeline:
         self._encoder_frames = 0
         self._asr = _GreedyCtc(self.model.source_unigram_decoder, self.dicts[ASR_TASK])
         self._st = _GreedyCtc(self.model.ctc_target_unigram_decoder, self.dicts[ST_TASK])
+        self._input_rate: Optional[int] = None
+        self._source_samples: List[np.ndarray] = []  # re-encoding baseline only
         self._marks = (0, 0)
         self._mt_tokens: List[int] = []
         self._mt_states: List[Tensor] = []
+        t2u = self.model.synthesizer_encoder
+        recompute = self.config.reencode or (t2u is not None and not t2u.causal)
+        units = FullRecomputeUnits if recompute else IncrementalUnits
+        self._units = units(self.model, self.unit_dict, self.config.unit_wait_k2,
+                            self.config.unit_stride_n2)
         self._mt_done = False
         self._incremental_state: Dict[str, Dict[str, Optional[Tensor]]] = {}
         self._cross_attn_frames = 0  # encoder frames the cached cross-attention keys cover
         self._asr_words = _WordStream(self.dicts[ASR_TASK])
         self._mt_words = _WordStream(self.mt_dict)
-        self._units_emitted = 0
         self._vocoder_state = None
         self._finished = False
 
@@ -218,7 +249,7 @@ class StreamingS2STPipeline:
         """The source ended (optionally with a last chunk): flush every stage."""
         if samples is None:
             samples = np.zeros(0, dtype=np.float32)
-        rate = sample_rate or self.features.input_rate or self.geometry.sample_rate
+        rate = sample_rate or self._input_rate or self.geometry.sample_rate
         return self._step(samples, rate, final=True)
 
     def _step(self, samples: np.ndarray, sample_rate: int, final: bool) -> StepOutput:
@@ -231,6 +262,33 @@ class StreamingS2STPipeline:
         return out
 
     def _run(self, samples: np.ndarray, sample_rate: int, final: bool) -> StepOutput:
+        self._input_rate = self._input_rate or sample_rate
+        if self.config.reencode:
+            self._reencode(samples, sample_rate, final)
+        else:
+            self._encode_new(samples, sample_rate, final)
+        written_before = len(self._mt_tokens)
+        decision = self.policy.decide(PolicyCounts(
+            len(self._asr.tokens), len(self._st.tokens), *self._marks, len(self._mt_tokens), final))
+        if decision.mark:
+            self._marks = (len(self._asr.tokens), len(self._st.tokens))
+        if not decision.is_read and self._encoder_frames > 0 and not self._mt_done:
+            self._decode_mt(decision.new_tokens, final)
+        out = StepOutput(asr_text=self._asr_words.new_words(self._asr.tokens, final),
+                         # whole-word mode commits complete words only: none is held back
+                         target_text=self._mt_words.new_words(self._mt_tokens,
+                                                              final or self.whole_word),
+                         finished=final)
+        if self.vocoder is not None:
+            out.speech_sample_rate = self.vocoder.sample_rate
+            if len(self._mt_tokens) > written_before or final:
+                out.units = self._units.extend(self._mt_states[written_before:], final)
+                out.speech = self._vocode(out.units, final)
+        self._finished = final
+        return out
+
+    def _encode_new(self, samples: np.ndarray, sample_rate: int, final: bool) -> None:
+        """fbank over the new samples, the encoder with its state, CTC over the new frames."""
         fbank = self.features.push(samples, sample_rate, final)
         frames = torch.zeros(0, 1, self.model.encoder.embed_dim)
         if fbank.size(0) > 0 or (final and self._has_encoder_input()):
@@ -240,23 +298,30 @@ class StreamingS2STPipeline:
             self._encoder_frames += frames.size(0)
             self._asr.extend(frames)
             self._st.extend(frames)
-        written_before = len(self._mt_tokens)
-        decision = self.policy.decide(PolicyCounts(
-            len(self._asr.tokens), len(self._st.tokens), *self._marks, len(self._mt_tokens), final))
-        if decision.mark:
-            self._marks = (len(self._asr.tokens), len(self._st.tokens))
-        if not decision.is_read and self._encoder_frames > 0 and not self._mt_done:
-            self._decode_mt(decision.new_tokens, final)
-        out = StepOutput(asr_text=self._asr_words.new_words(self._asr.tokens, final),
-                         target_text=self._mt_words.new_words(self._mt_tokens, final),
-                         finished=final)
-        if self.vocoder is not None:
-            out.speech_sample_rate = self.vocoder.sample_rate
-            if len(self._mt_tokens) > written_before or final:
-                out.units = self._new_units()
-                out.speech = self._vocode(out.units, final)
-        self._finished = final
-        return out
+
+    def _reencode(self, samples: np.ndarray, sample_rate: int, final: bool) -> None:
+        """Baseline: fbank, encoder and CTC heads over the whole prefix; frames are kept up to
+        where the streaming encoder would have emitted them, so decisions match it exactly."""
+        if np.asarray(samples).size:
+            self._source_samples.append(np.asarray(samples, dtype=np.float32))
+        if not self._source_samples:
+            return
+        features = StreamingFbank(self.geometry.sample_rate, *self.features.cmvn)
+        fbank = features.push(np.concatenate(self._source_samples), sample_rate, final)
+        if final:
+            keep = int(self.model.encoder.output_lengths(torch.tensor([fbank.size(0)])))
+        else:
+            keep = self.geometry.streamed_encoder_frames(fbank.size(0))
+        if fbank.size(0) == 0 or keep == 0:
+            return
+        encoder_out = self.model.encoder(fbank.unsqueeze(0), torch.tensor([fbank.size(0)]),
+                                         segment_length=self.geometry.segment_frames)
+        frames = encoder_out["encoder_out"][0][:keep]
+        self._encoder_chunks = [frames]
+        self._encoder_frames = frames.size(0)
+        for ctc in (self._asr, self._st):
+            ctc.restart()
+            ctc.extend(frames)
 
     def _has_encoder_input(self) -> bool:
         """Whether any fbank frame reached the encoder (an empty utterance never runs it)."""
@@ -278,6 +343,7 @@ class StreamingS2STPipeline:
         if self._cross_attn_frames != self._encoder_frames:
             self._extend_cross_attention_cache(encoder_out["encoder_out"][0])
         eos = self.mt_dict.eos()
+        committed = len(self._mt_tokens)
         limit = self._max_len()
         if budget != WRITE_TO_END:
             limit = min(len(self._mt_tokens) + budget, limit)
@@ -291,6 +357,9 @@ class StreamingS2STPipeline:
             if token == eos:
                 if final:
                     self._mt_done = True
+                    # training feeds T2U the states of [</s>, t1..tn]: the last one is the
+                    # state that predicted </s>, so it belongs to the units too
+                    self._mt_states.append(feats[0, -1])
                 else:
                     # too early to end: forget this position, it is recomputed with more source
                     self._truncate_self_attention(len(self._mt_tokens))
@@ -299,6 +368,18 @@ class StreamingS2STPipeline:
             self._mt_states.append(feats[0, -1])
         if final:
             self._mt_done = True
+        elif self.whole_word:
+            self._drop_trailing_word(committed)
+
+    def _drop_trailing_word(self, committed: int) -> None:
+        """Whole-word mode: forget the new subwords from the last word start on (the word may
+        continue); they are decoded again with more source. Committed subwords stay."""
+        starts = [i for i in range(committed, len(self._mt_tokens))
+                  if self.mt_dict[self._mt_tokens[i]].startswith(WORD_START)]
+        keep = starts[-1] if starts else committed
+        if keep < len(self._mt_tokens):
+            del self._mt_tokens[keep:], self._mt_states[keep:]
+            self._truncate_self_attention(keep)
 
     def _attention_buffers(self, attr: str):
         for layer in self.mt_decoder.layers:
@@ -330,26 +411,6 @@ class StreamingS2STPipeline:
             module._set_input_buffer(self._incremental_state, buffer)
 
     # ---------------------------------------------------------------------------- units, speech
-    def _new_units(self) -> List[int]:
-        """Units of the text written so far, minus those already emitted."""
-        if not self._mt_states:
-            return []
-        x = torch.stack(self._mt_states).unsqueeze(1)  # (T, 1, D), after the decoder's layer norm
-        if self.model.synthesizer_encoder is not None:
-            t2u_out = self.model.synthesizer_encoder(x, None)
-        else:
-            t2u_out = {"encoder_out": [x], "encoder_padding_mask": []}
-        logits, _ = self.model.decoder(None, encoder_out=t2u_out)
-        units: List[int] = []
-        blank = last = self.unit_dict.blank_index
-        for label in logits[0].argmax(-1).tolist():
-            if label != last and label != blank and label >= self.unit_dict.nspecial:
-                units.append(int(self.unit_dict[label]))
-            last = label
-        new = units[self._units_emitted:]
-        self._units_emitted = max(self._units_emitted, len(units))
-        return new
-
     def _vocode(self, units: List[int], final: bool) -> np.ndarray:
         if not units and not final:
             return np.zeros(0, dtype=np.float32)

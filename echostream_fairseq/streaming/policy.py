@@ -4,7 +4,8 @@
 agent.py``), so latency figures compare: READ until both greedy CTC prefixes (ASR and ST) grew by
 ``stride_n`` tokens since the last write; then let the MT decoder write up to
 ``(len(ST-CTC) - k1) // n * n`` subwords in total. Once the source is finished the decoder runs to
-``</s>``. StreamSpeech's whole-word mode (segments >= 640 ms) is not implemented.
+``</s>``. In StreamSpeech's whole-word mode (its agents switch it on for segments >= 640 ms) the
+budget is one subword larger, and the pipeline then drops the trailing word that may be incomplete.
 """
 
 from __future__ import annotations
@@ -67,15 +68,17 @@ class CtcPolicy:
         stride_n: tokens both CTC prefixes must grow by before a write, and the granularity of
             the subword budget (StreamSpeech's ``--stride-n``, default 1).
         lagging_k1: subwords the MT output stays behind the ST-CTC prefix (``--lagging-k1``, 0).
+        whole_word: one subword more per write (the caller keeps only complete words).
     """
 
-    def __init__(self, stride_n: int = 1, lagging_k1: int = 0) -> None:
+    def __init__(self, stride_n: int = 1, lagging_k1: int = 0, whole_word: bool = False) -> None:
         if stride_n < 1:
             raise ValueError(f"stride_n must be >= 1, got {stride_n}")
         if lagging_k1 < 0:
             raise ValueError(f"lagging_k1 must be >= 0, got {lagging_k1}")
         self.stride_n = stride_n
         self.lagging_k1 = lagging_k1
+        self.whole_word = whole_word
 
     def decide(self, counts: PolicyCounts) -> Decision:
         """How many new MT subwords may be written now (see :class:`Decision`)."""
@@ -85,4 +88,5 @@ class CtcPolicy:
                 or counts.st_len < counts.st_len_at_write + self.stride_n):
             return Decision(0, mark=False)
         budget = (counts.st_len - self.lagging_k1) // self.stride_n * self.stride_n
+        budget += int(self.whole_word)
         return Decision(max(0, budget - counts.written), mark=True)

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple
 
+import torch
+
 from echostream_fairseq.training_logs import json_records
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,3 +83,31 @@ def json_logs(output: str, tag: str) -> List[Dict[str, float]]:
 
 def tail(output: str, lines: int = 40) -> str:
     return "\n".join(output.splitlines()[-lines:])
+
+
+def train_tiny_checkpoint(data: Path, save: Path) -> Path:
+    """A tiny echostream_mini trained for 2 updates with the real fairseq-train (~15 s)."""
+    args = data_args(data, save) + [
+        "--arch", "echostream_mini", *TINY_MODEL, "--uni-encoder", "--ctc-upsample-rate", "10",
+        "--k1", "0", "--k2", "0", "--n1", "1", "--n2", "-1", "--label-smoothing", "0.1",
+        "--optimizer", "adam", "--lr", "0.002", "--max-tokens", "100000",
+        "--required-batch-size-multiple", "1", "--max-update", "2", "--no-epoch-checkpoints",
+        "--disable-validation", "--no-progress-bar", "--dropout", "0.0", "--seed", "1", "--cpu",
+        "--num-workers", "0",
+    ]
+    result = run_fairseq_train(args)
+    assert result.returncode == 0, tail(result.stdout + result.stderr)
+    return save / "checkpoint_last.pt"
+
+
+def randomise_checkpoint(checkpoint: Path, scale: float = 0.5) -> Path:
+    """Add seeded noise to every weight, so that a 2-update model writes non-trivial text and
+    units instead of ``</s>`` and blanks; returns the new checkpoint's path."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    generator = torch.Generator().manual_seed(0)
+    for name, tensor in state["model"].items():
+        if tensor.is_floating_point():
+            state["model"][name] = tensor + torch.randn(tensor.shape, generator=generator) * scale
+    out = checkpoint.with_name("checkpoint_randomised.pt")
+    torch.save(state, out)
+    return out

@@ -67,3 +67,13 @@ def tiny_num_units(tiny_corpus: Path) -> int:
     """Unit vocabulary K of the tiny corpus (``--target-code-size``)."""
     report = json.loads((tiny_corpus / "report.json").read_text(encoding="utf-8"))
     return int(report["units"]["num_units"])
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny ``echostream_mini`` trained 2 updates by the real fairseq-train on the tiny corpus,
+    then randomised so that it writes text and units; trained once per session."""
+    from _fairseq_cli import corpus_dir, randomise_checkpoint, train_tiny_checkpoint
+
+    trained = train_tiny_checkpoint(corpus_dir(tiny_corpus), tmp_path_factory.mktemp("ckpt"))
+    return randomise_checkpoint(trained)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from _fairseq_cli import REPO, corpus_dir, tail
-from test_streaming_pipeline import corpus_wavs, randomise_checkpoint, train_tiny_checkpoint
+from test_streaming_pipeline import corpus_wavs
 
 SIMULEVAL = str(Path(sys.executable).with_name("simuleval"))
 SCORERS_USER_DIR = REPO / "echostream_fairseq" / "scoring" / "simuleval_scorers"
@@ -24,9 +24,8 @@ LATENCY = ["AL", "LAAL", "StartOffset", "EndOffset", "RTF"]
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tiny_corpus, tmp_path_factory) -> Path:
-    trained = train_tiny_checkpoint(corpus_dir(tiny_corpus), tmp_path_factory.mktemp("ckpt"))
-    return randomise_checkpoint(trained)
+def checkpoint(tiny_checkpoint) -> Path:
+    return tiny_checkpoint
 
 
 def _simuleval(args: list, cwd: Path) -> subprocess.CompletedProcess:

@@ -19,9 +19,7 @@ import soundfile as sf
 from _fairseq_cli import REPO, corpus_dir, tail
 from test_streaming_pipeline import (
     WHOLE_UTTERANCE_SEGMENT,
-    randomise_checkpoint,
     stream,
-    train_tiny_checkpoint,
 )
 from echostream_fairseq.data.audio import read_wav
 from echostream_fairseq.data.validate import ManifestError
@@ -59,9 +57,8 @@ def _run(script: Path, *args: str, timeout: int = 300) -> subprocess.CompletedPr
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tiny_corpus, tmp_path_factory) -> Path:
-    trained = train_tiny_checkpoint(corpus_dir(tiny_corpus), tmp_path_factory.mktemp("ckpt"))
-    return randomise_checkpoint(trained)
+def checkpoint(tiny_checkpoint) -> Path:
+    return tiny_checkpoint
 
 
 @pytest.fixture(scope="module")

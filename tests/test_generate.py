@@ -27,9 +27,7 @@ from echostream_fairseq.streaming import PipelineConfig, StreamingS2STPipeline
 from test_streaming_pipeline import (
     WHOLE_UTTERANCE_SEGMENT,
     corpus_wavs,
-    randomise_checkpoint,
     stream,
-    train_tiny_checkpoint,
 )
 
 FAIRSEQ_GENERATE = str(Path(sys.executable).with_name("fairseq-generate"))
@@ -95,10 +93,9 @@ def score(output: str, tmp_path: Path, *extra: str) -> Dict[str, object]:
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tiny_corpus, tmp_path_factory) -> Path:
+def checkpoint(tiny_checkpoint) -> Path:
     torch.set_num_threads(1)
-    trained = train_tiny_checkpoint(corpus_dir(tiny_corpus), tmp_path_factory.mktemp("ckpt"))
-    return randomise_checkpoint(trained)
+    return tiny_checkpoint
 
 
 @pytest.fixture(scope="module")

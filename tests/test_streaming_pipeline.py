@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from _fairseq_cli import TINY_MODEL, corpus_dir, data_args, run_fairseq_train, tail
+from _fairseq_cli import corpus_dir
 from echostream_fairseq.data.audio import read_wav, resample
 from echostream_fairseq.data.features import compute_fbank
 from echostream_fairseq.streaming import (
@@ -32,34 +32,6 @@ from echostream_fairseq.streaming.units import IncrementalUnits, collapse_unit_l
 WHOLE_UTTERANCE_SEGMENT = 100000
 
 
-def train_tiny_checkpoint(data: Path, save: Path) -> Path:
-    """A tiny echostream_mini trained for 2 updates with the real fairseq-train (~15 s)."""
-    args = data_args(data, save) + [
-        "--arch", "echostream_mini", *TINY_MODEL, "--uni-encoder", "--ctc-upsample-rate", "10",
-        "--k1", "0", "--k2", "0", "--n1", "1", "--n2", "-1", "--label-smoothing", "0.1",
-        "--optimizer", "adam", "--lr", "0.002", "--max-tokens", "100000",
-        "--required-batch-size-multiple", "1", "--max-update", "2", "--no-epoch-checkpoints",
-        "--disable-validation", "--no-progress-bar", "--dropout", "0.0", "--seed", "1", "--cpu",
-        "--num-workers", "0",
-    ]
-    result = run_fairseq_train(args)
-    assert result.returncode == 0, tail(result.stdout + result.stderr)
-    return save / "checkpoint_last.pt"
-
-
-def randomise_checkpoint(checkpoint: Path, scale: float = 0.5) -> Path:
-    """Add seeded noise to every weight, so that a 2-update model writes non-trivial text and
-    units instead of ``</s>`` and blanks; returns the new checkpoint's path."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    generator = torch.Generator().manual_seed(0)
-    for name, tensor in state["model"].items():
-        if tensor.is_floating_point():
-            state["model"][name] = tensor + torch.randn(tensor.shape, generator=generator) * scale
-    out = checkpoint.with_name("checkpoint_randomised.pt")
-    torch.save(state, out)
-    return out
-
-
 def corpus_wavs(data: Path) -> List[Path]:
     """Source wavs of the tiny corpus' test and dev splits (SimulEval lists), 2 in all."""
     lists = [data / "simuleval" / split / "wav_list.txt" for split in ("test", "dev")]
@@ -67,12 +39,10 @@ def corpus_wavs(data: Path) -> List[Path]:
 
 
 @pytest.fixture(scope="module")
-def pipeline(tiny_corpus, tmp_path_factory) -> StreamingS2STPipeline:
-    """Pipeline on a randomised 2-update tiny model."""
+def pipeline(tiny_corpus, tiny_checkpoint) -> StreamingS2STPipeline:
+    """Pipeline on the session's randomised 2-update tiny model."""
     torch.set_num_threads(1)
-    checkpoint = train_tiny_checkpoint(corpus_dir(tiny_corpus), tmp_path_factory.mktemp("ckpt"))
-    return StreamingS2STPipeline.from_checkpoint(str(randomise_checkpoint(checkpoint)),
-                                                 str(corpus_dir(tiny_corpus)))
+    return StreamingS2STPipeline.from_checkpoint(str(tiny_checkpoint), str(corpus_dir(tiny_corpus)))
 
 
 def stream(pipe: StreamingS2STPipeline, samples: np.ndarray, sample_rate: int,

@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed
 DATA_DIR ?= data
 DEMO_DIR ?= data/demo
 DEMO_PAIRS ?= 200
+DEMO_RUN ?= exp/demo
+DEMO_MINUTES ?= 15
 
 TRAIN_DIR ?= exp/train_mini
 TRAIN_MINUTES ?= 120
@@ -29,10 +31,24 @@ corpus: $(STAMP)
 	$(PY) scripts/prepare_mini.py --data-dir $(DATA_DIR)
 	$(PY) scripts/fit_vocoder.py --data-dir $(DATA_DIR)
 
+# End to end on the 200-pair corpus: build, train for a bounded time (resumes; the budget counts
+# every restart), stream the test set through the speech->speech pipeline, print the report.
 demo: $(STAMP)
 	$(PY) scripts/prepare_mini.py --data-dir $(DEMO_DIR) --max-pairs $(DEMO_PAIRS)
 	$(PY) scripts/fit_vocoder.py --data-dir $(DEMO_DIR)
 	cat $(DEMO_DIR)/REPORT.md
+	mkdir -p $(DEMO_RUN)
+	OMP_NUM_THREADS=1 $(PY) scripts/train.py --config configs/echostream_config.mini.yaml \
+		--train-manifest $(DEMO_DIR)/train_sampled.units.tsv \
+		--dev-manifest $(DEMO_DIR)/dev_sampled.units.tsv --save-dir $(DEMO_RUN)/checkpoints \
+		--num-workers 0 --batch-size 8 --time-budget-minutes $(DEMO_MINUTES) \
+		--max-tokens 4000 --warmup-updates 100 --log-interval 10 --log-format simple \
+		--log-file $(DEMO_RUN)/train.log
+	OMP_NUM_THREADS=1 $(PY) scripts/evaluate.py --config configs/echostream_config.mini.yaml \
+		--checkpoint $(DEMO_RUN)/checkpoints/checkpoint_best.pt \
+		--test-manifest $(DEMO_DIR)/test_sampled.tsv --output-dir $(DEMO_RUN)/eval --save-wavs 5
+	cat $(DEMO_RUN)/eval/report.md
+	@echo "output wavs next to their reference texts: $(DEMO_RUN)/eval/*/wavs"
 
 # The mini recipe on the full corpus; run it again to resume (the budget counts all restarts).
 train-mini: $(STAMP)

@@ -37,6 +37,7 @@ from echostream_fairseq.evaluation.testset import TestUtterance, load_test_set
 
 EVALUATE = REPO / "scripts" / "evaluate.py"
 RESULTS_TABLE = REPO / "scripts" / "results_table.py"
+EXAMPLES = REPO / "scripts" / "examples.py"
 CHUNKS = (320, 640)
 
 
@@ -192,6 +193,22 @@ def test_results_table_script_renders_several_reports(evaluation, tmp_path, caps
     assert printed == results_table([_report(evaluation), other])
     assert main([str(tmp_path / "missing.json")]) == 2
     assert "missing.json" in capsys.readouterr().err
+
+
+def test_examples_page_is_generated_from_the_utterance_logs(evaluation, tmp_path):
+    page_path = tmp_path / "examples.md"
+    assert _script(EXAMPLES).main([str(evaluation), "--condition", "chunk_320ms", "--num", "1",
+                                   "--output", str(page_path)]) == 0
+    page = page_path.read_text()
+    record = _utterances(evaluation, "chunk_320ms")[0]
+    offline = _utterances(evaluation, "offline")[0]
+    assert page.count("\n## ") == 1 and record["id"] in page
+    for text in (record["source_text"], record["reference"], record["target_text"],
+                 offline["target_text"]):
+        assert text and text.replace("|", "\\|") in page
+    assert record["st_ctc_text"] is not None and "ST-CTC" in page
+    with pytest.raises(SystemExit, match="not found"):
+        _script(EXAMPLES).main([str(evaluation), "--condition", "chunk_999ms"])
 
 
 # ------------------------------------------------------------------- latency by hand (ms)

@@ -49,9 +49,15 @@ from simuleval.evaluator.scorers import get_scorer_class
 from echostream_fairseq.scoring.simuleval_scorers import raw_bleu, transcribe_instances
 from echostream_fairseq.agents.base import segment_length_for_chunk
 from echostream_fairseq.data.audio import read_wav
+from echostream_fairseq.data.text import detokenize
 from echostream_fairseq.evaluation.testset import TestUtterance
 from echostream_fairseq.scoring.asr_bleu import normalize_text, score_texts, word_error_rate
-from echostream_fairseq.streaming.pipeline import PipelineConfig, StepOutput, StreamingS2STPipeline
+from echostream_fairseq.streaming.pipeline import (
+    ST_TASK,
+    PipelineConfig,
+    StepOutput,
+    StreamingS2STPipeline,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +106,7 @@ class UtteranceRun:
     utterance: TestUtterance
     steps: List[StepRecord]
     speech_rate: int = 0
+    st_ctc_text: str = ""  # the ST-CTC head's greedy text (what the policy reads), for analysis
 
     @property
     def target_text(self) -> str:
@@ -306,8 +313,9 @@ def _run_condition(model: Any, task: Any, utterances: Sequence[TestUtterance],
     runs = []
     for utterance in iterator:
         samples, sample_rate = audio[utterance.index]
-        runs.append(UtteranceRun(utterance, stream_utterance(pipeline, samples, sample_rate,
-                                                             chunk_ms), rate))
+        steps = stream_utterance(pipeline, samples, sample_rate, chunk_ms)
+        st_ctc_text = detokenize(pipeline.st_ctc_tokens, pipeline.dicts[ST_TASK])
+        runs.append(UtteranceRun(utterance, steps, rate, st_ctc_text))
     return runs, pipeline
 
 
@@ -333,7 +341,7 @@ def _utterance_record(position: int, run: UtteranceRun, text_ins: LogInstance,
         "index": position, "id": utterance.utt_id, "wav": str(utterance.wav),
         "source_ms": utterance.source_ms, "source_text": utterance.source_text,
         "reference": utterance.reference, "asr_text": run.asr_text,
-        "target_text": run.target_text, "compute_s": run.compute_s, "steps": len(run.steps),
+        "st_ctc_text": run.st_ctc_text, "target_text": run.target_text, "compute_s": run.compute_s, "steps": len(run.steps),
         "text": {"delays": text_ins.delays, "elapsed": text_ins.elapsed,
                  "latency": dict(text_ins.metrics)},
     }

@@ -27,6 +27,7 @@ Usage: python bench/long_stream_memory.py [--checkpoint CKPT --data-dir DATA] [-
 from __future__ import annotations
 
 import argparse
+import ctypes
 import dataclasses
 import gc
 import json
@@ -72,6 +73,15 @@ def reset_peak_rss() -> bool:
             handle.write("5")
         return True
     except OSError:
+        return False
+
+
+def malloc_trim() -> bool:
+    """Give free heap memory back to the OS (glibc ``malloc_trim(0)``); False without glibc."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        return True
+    except (OSError, AttributeError):
         return False
 
 
@@ -127,9 +137,11 @@ class Totals:
 
 
 def _mark_row(pipe: StreamingS2STPipeline, minute: float, costs: List[float],
-              totals: Totals, peak_ok: bool) -> Dict[str, Any]:
+              totals: Totals, peak_ok: bool, trim: bool) -> Dict[str, Any]:
     gc.collect()
-    row = {"minute": minute, "rss_mb": proc_status_mb("VmRSS"),
+    rss = proc_status_mb("VmRSS")
+    row = {"minute": minute, "rss_mb": rss,
+           "rss_trimmed_mb": proc_status_mb("VmRSS") if trim and malloc_trim() else None,
            "peak_rss_mb": proc_status_mb("VmHWM") if peak_ok else None,
            "chunk_cpu_s_median": statistics.median(costs) if costs else None,
            "chunk_cpu_s_max": max(costs) if costs else None,
@@ -142,7 +154,7 @@ def _mark_row(pipe: StreamingS2STPipeline, minute: float, costs: List[float],
 
 
 def run_stream(pipe: StreamingS2STPipeline, samples: np.ndarray, chunk: int,
-               marks_s: List[float]) -> Dict[str, Any]:
+               marks_s: List[float], trim: bool = False) -> Dict[str, Any]:
     """Push ``samples`` in chunks, record a row at every mark, then ``finish``."""
     pipe.reset()
     peak_ok = reset_peak_rss()
@@ -167,7 +179,7 @@ def run_stream(pipe: StreamingS2STPipeline, samples: np.ndarray, chunk: int,
         count(out)
         consumed_s = min(begin + chunk, len(samples)) / SAMPLE_RATE
         while pending and consumed_s >= pending[0] - 1e-9:
-            rows.append(_mark_row(pipe, pending.pop(0) / 60.0, costs, totals, peak_ok))
+            rows.append(_mark_row(pipe, pending.pop(0) / 60.0, costs, totals, peak_ok, trim))
             costs = []
             row = rows[-1]
             print(f"  {row['minute']:g} min: RSS {row['rss_mb']:.1f} MB, "
@@ -209,14 +221,17 @@ def print_report(result: Dict[str, Any], checkpoint: Path, chunk_ms: int,
     noisy = f" + noise {noise:g}" if noise else ""
     print(f"checkpoint {checkpoint}{noisy}, {chunk_ms} ms chunks, one torch thread, RSS before the "
           f"stream {result['rss_before_mb']:.1f} MB (model and input loaded)")
-    print("| stream | RSS (MB) | peak since last (MB) | chunk CPU median (ms) | encoder frames | "
+    trimmed = any(row["rss_trimmed_mb"] is not None for row in marks)
+    print("| stream | RSS (MB) | " + ("RSS after malloc_trim (MB) | " if trimmed else "")
+          + "peak since last (MB) | chunk CPU median (ms) | encoder frames | "
           "target subwords | units | encoder state | encoder frames + MT cross-attn | "
           "MT self-attn + states | T2U + unit decoder | fbank + vocoder |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---" * (12 + trimmed) + "|")
     for row in marks:
         s = row["state_mb"]
         peak = f"{row['peak_rss_mb']:.1f}" if row["peak_rss_mb"] is not None else "-"
-        print(f"| {row['minute']:g} min | {row['rss_mb']:.1f} | {peak} | "
+        trim_cell = f"{row['rss_trimmed_mb']:.1f} | " if trimmed else ""
+        print(f"| {row['minute']:g} min | {row['rss_mb']:.1f} | {trim_cell}{peak} | "
               f"{1000 * row['chunk_cpu_s_median']:.1f} | {row['encoder_frames']} | "
               f"{row['target_subwords']} | {row['units']} | {s['encoder_state']:.3f} | "
               f"{s['encoder_frames'] + s['mt_cross_attn_cache']:.2f} | "
@@ -277,6 +292,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="add seeded Gaussian noise of this scale to every weight (as the "
                              "tests' randomise_checkpoint), so that an under-trained model "
                              "writes all along the stream: a stress test of the write path")
+    parser.add_argument("--trim", action="store_true",
+                        help="diagnosis: at every mark also call glibc malloc_trim(0) and report "
+                             "the RSS after it (what the allocator held but did not use); this "
+                             "changes the later RSS figures")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
@@ -298,11 +317,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     chunk = SAMPLE_RATE * args.chunk_ms // 1000
     print(f"streaming {marks_s[-1] / 60:g} min ({len(samples)} samples) in {args.chunk_ms} ms "
           f"chunks ...", file=sys.stderr, flush=True)
-    result = run_stream(pipe, samples, chunk, marks_s)
+    result = run_stream(pipe, samples, chunk, marks_s, args.trim)
     print_report(result, checkpoint, args.chunk_ms, args.randomise)
     if args.json:
         args.json.write_text(json.dumps({"checkpoint": str(checkpoint), "chunk_ms": args.chunk_ms,
-                                         "randomise": args.randomise,
+                                         "randomise": args.randomise, "trim": args.trim,
                                          "speech": not args.no_speech, "threads": args.threads,
                                          **result}, indent=2))
     return 0

@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--num-threads", type=_positive, default=1, help="torch and Whisper CPU threads (default 1)")
     a("--no-offline", action="store_true", help="skip the whole-utterance (offline) condition")
     a("--no-speech", action="store_true", help="text only: no T2U/vocoder, no ASR-BLEU")
+    a("--reencode", action="store_true", help="stream with StreamSpeech's method (fbank, "
+      "encoder and units recomputed over everything at every step): the baseline's latency")
     a("--save-wavs", type=int, default=0,
       help="keep the output wavs of the first N utterances per condition, with their references")
     a("--asr-model-dir", type=Path,
@@ -118,6 +120,7 @@ def run(opts: argparse.Namespace) -> Dict[str, Any]:
     load_s = time.perf_counter() - start
     settings = EvaluationSettings(chunk_sizes_ms=tuple(opts.chunk_sizes), offline=not opts.no_offline,
                                   speech=not opts.no_speech, save_wavs=max(0, opts.save_wavs),
+                                  reencode=opts.reencode,
                                   progress=not opts.no_progress)
     asr_model = functools.lru_cache(maxsize=None)(
         lambda: load_whisper_tiny_en(opts.asr_model_dir, cpu_threads=opts.num_threads))

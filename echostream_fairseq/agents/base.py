@@ -70,6 +70,13 @@ class EchoStreamAgentBase(GenericAgent):
           help="CTC policy: subwords the MT output lags the ST-CTC")
         a("--max-len-a", type=float, default=1.0, help="MT length cap: a * encoder frames + b (a)")
         a("--max-len-b", type=int, default=10, help="MT length cap: a * encoder frames + b (b)")
+        a("--whole-word", choices=["auto", "on", "off"], default="auto",
+          help="write complete target words only (auto: from 640 ms segments, as StreamSpeech)")
+        a("--unit-k2", type=int, default=0,
+          help="unit decoder mask at inference: extra T2U states each unit step waits for")
+        a("--unit-n2", type=int, default=1, help="unit decoder mask at inference: block size")
+        a("--reencode", action="store_true", help="StreamSpeech's method as a baseline: fbank, "
+          "encoder and CTC over the whole prefix, units over the whole text, every step")
         a("--num-threads", type=int, default=1, help="torch CPU threads of the agent")
 
     @classmethod
@@ -80,7 +87,10 @@ class EchoStreamAgentBase(GenericAgent):
             segment = segment_length_for_chunk(model, args.source_segment_size)
         config = PipelineConfig(segment_length=segment, stride_n=args.stride_n,
                                 lagging_k1=args.lagging_k1, max_len_a=args.max_len_a,
-                                max_len_b=args.max_len_b, speech=cls.needs_speech)
+                                max_len_b=args.max_len_b, speech=cls.needs_speech,
+                                whole_word={"auto": None, "on": True, "off": False}[args.whole_word],
+                                unit_wait_k2=args.unit_k2, unit_stride_n2=args.unit_n2,
+                                reencode=args.reencode)
         logger.info("streaming with %s", config)
         return StreamingS2STPipeline.from_task(model, task, config, args.vocoder_config)
 

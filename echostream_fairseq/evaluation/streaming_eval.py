@@ -275,6 +275,7 @@ class EvaluationSettings:
         speech: run T2U + vocoder, score ASR-BLEU and speech latency.
         save_wavs: keep the output wavs of the first N utterances per condition.
         progress: show tqdm bars.
+        reencode: stream with StreamSpeech's re-encoding method (the baseline) instead.
     """
 
     chunk_sizes_ms: Tuple[int, ...] = (160, 320, 640, 1280)
@@ -282,6 +283,7 @@ class EvaluationSettings:
     speech: bool = True
     save_wavs: int = 0
     progress: bool = True
+    reencode: bool = False
 
 
 def _condition_name(chunk_ms: Optional[int]) -> str:
@@ -303,7 +305,8 @@ def _run_condition(model: Any, task: Any, utterances: Sequence[TestUtterance],
     segment = (_offline_segment(model, utterances) if chunk_ms is None
                else segment_length_for_chunk(model, chunk_ms))
     pipeline = StreamingS2STPipeline.from_task(
-        model, task, PipelineConfig(segment_length=segment, speech=settings.speech))
+        model, task, PipelineConfig(segment_length=segment, speech=settings.speech,
+                                    reencode=settings.reencode and chunk_ms is not None))
     rate = pipeline.vocoder.sample_rate if pipeline.vocoder is not None else 0
     iterator: Sequence[TestUtterance] = utterances
     if settings.progress:

@@ -91,13 +91,15 @@ class T2UEncoder(FairseqEncoder):
 
 
 def unit_cross_attention_mask(
-    num_upsampled: int, num_states: int, rate: int, src_wait: int, src_step: int, device: torch.device
+    num_upsampled: int, num_states: int, rate: int, src_wait: int, src_step: int, device: torch.device,
+    first: int = 0,
 ) -> Tensor:
     """StreamSpeech's T2U wait-k mask: upsampled step i sees T2U states j < (i // (n2 R) + 1) n2 + k2.
 
-    Returns (U, S) bool, True = blocked; at least state 0 is always visible.
+    Returns (U - first, S) bool, the rows of steps ``first..U-1``, True = blocked; at least state 0
+    is always visible.
     """
-    i = torch.arange(num_upsampled, device=device).unsqueeze(1)
+    i = torch.arange(first, num_upsampled, device=device).unsqueeze(1)
     visible = ((i // (src_step * rate) + 1) * src_step + src_wait).clamp(1, num_states)
     j = torch.arange(num_states, device=device).unsqueeze(0)
     return j >= visible

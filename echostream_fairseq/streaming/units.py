@@ -28,6 +28,10 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["FullRecomputeUnits", "IncrementalUnits", "collapse_unit_labels", "decodable_unit_steps"]
 
+#: Unit-decoder steps decoded per call: one call holds (steps x all steps) attention scores and
+#: masks, so a whole-utterance decode in one call grew quadratically (15100 steps: +4.3 GB).
+MAX_STEPS_PER_CALL = 512
+
 IncrementalState = Dict[str, Dict[str, Optional[Tensor]]]
 
 
@@ -111,7 +115,9 @@ class IncrementalUnits:
                                    final)
         if end <= self._steps_done:
             return []
-        labels = self._decode_steps(states, self._steps_done, end)
+        labels: List[int] = []
+        for start in range(self._steps_done, end, MAX_STEPS_PER_CALL):
+            labels += self._decode_steps(states, start, min(end, start + MAX_STEPS_PER_CALL))
         self._steps_done = end
         return self._collapse(labels)
 
@@ -135,7 +141,7 @@ class IncrementalUnits:
             else:  # StreamSpeech's positions indexed by batch element (see CTCUnitDecoder)
                 x = x + decoder.embed_positions(x[:, :, 0])
         cross_mask = unit_cross_attention_mask(end, states.size(0), self.rate, self.src_wait,
-                                               self.src_step, x.device)[start:end]
+                                               self.src_step, x.device, first=start)
         x, _ = decoder.run_layers(x, {"encoder_out": [states], "encoder_padding_mask": []},
                                   _causal_block_mask(end - start, end, x), None, cross_mask,
                                   incremental_state=self._decoder_state)

@@ -68,7 +68,8 @@ class EchoStreamAgentBase(GenericAgent):
           help="CTC policy: tokens both CTC prefixes must grow by")
         a("--lagging-k1", type=int, default=0,
           help="CTC policy: subwords the MT output lags the ST-CTC")
-        a("--max-len-a", type=float, default=1.0, help="MT length cap: a * encoder frames + b (a)")
+        a("--max-len-a", type=float, default=0.5, help="MT length cap: a * encoder frames + b (a); "
+          "the corpus needs at most 0.37 subwords per 40 ms frame")
         a("--max-len-b", type=int, default=10, help="MT length cap: a * encoder frames + b (b)")
         a("--whole-word", choices=["auto", "on", "off"], default="auto",
           help="write complete target words only (auto: from 640 ms segments, as StreamSpeech)")

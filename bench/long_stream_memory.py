@@ -115,8 +115,9 @@ def state_sizes(pipe: StreamingS2STPipeline) -> Dict[str, float]:
         "mt_cross_attn_cache": cross,
         "mt_self_attn_cache": self_attn,
         "mt_decoder_states": _nbytes(pipe._mt_states),
-        "t2u": _nbytes(getattr(units, "_t2u_out", None)) + _nbytes(getattr(units, "_t2u_state", None))
-        + _nbytes(getattr(units, "_states", None)),
+        # IncrementalUnits: T2U outputs and caches; FullRecomputeUnits: the MT states it keeps
+        "t2u": sum(_nbytes(getattr(units, name, None))
+                   for name in ("_t2u_out", "_t2u_state", "_states")),
         "unit_decoder_cache": _nbytes(getattr(units, "_decoder_state", None)),
         "fbank_buffers": _nbytes(features._pending)
         + (_nbytes(resampler._buffer) if resampler is not None else 0),
@@ -194,6 +195,7 @@ def run_stream(pipe: StreamingS2STPipeline, samples: np.ndarray, chunk: int,
     edge = min(EDGE_STEPS, max(1, len(all_costs) // 4))
     return {
         "rss_before_mb": start_rss, "marks": rows, "steps": len(all_costs),
+        "config": dataclasses.asdict(pipe.config),
         "first_chunk_cpu_s": statistics.median(all_costs[:edge]),
         "last_chunk_cpu_s": statistics.median(all_costs[-edge:]),
         "total_cpu_s": sum(all_costs) + finish_s, "finish_cpu_s": finish_s,
@@ -219,8 +221,11 @@ def print_report(result: Dict[str, Any], checkpoint: Path, chunk_ms: int,
                  noise: float = 0.0) -> None:
     marks = result["marks"]
     noisy = f" + noise {noise:g}" if noise else ""
-    print(f"checkpoint {checkpoint}{noisy}, {chunk_ms} ms chunks, one torch thread, RSS before the "
-          f"stream {result['rss_before_mb']:.1f} MB (model and input loaded)")
+    config = result["config"]
+    print(f"checkpoint {checkpoint}{noisy}, {chunk_ms} ms chunks, one torch thread, speech "
+          f"{'on' if config['speech'] else 'off'}, MT cap {config['max_len_a']:g} * frames + "
+          f"{config['max_len_b']}; RSS before the stream {result['rss_before_mb']:.1f} MB "
+          "(model and input loaded)")
     trimmed = any(row["rss_trimmed_mb"] is not None for row in marks)
     print("| stream | RSS (MB) | " + ("RSS after malloc_trim (MB) | " if trimmed else "")
           + "peak since last (MB) | chunk CPU median (ms) | encoder frames | "
@@ -288,6 +293,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--marks", default="1,2,5,10",
                         help="minutes of stream at which to measure; the last is the length")
     parser.add_argument("--no-speech", action="store_true", help="text only (no T2U/vocoder)")
+    parser.add_argument("--max-len-a", type=float, default=PipelineConfig.max_len_a,
+                        help="MT length cap, subwords per encoder frame (default: the "
+                             "pipeline's, %(default)s)")
     parser.add_argument("--randomise", type=float, default=0.0, metavar="SCALE",
                         help="add seeded Gaussian noise of this scale to every weight (as the "
                              "tests' randomise_checkpoint), so that an under-trained model "
@@ -312,7 +320,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         randomise(model, args.randomise)
     segment = model.encoder.geometry().ms_to_encoder_frames(args.chunk_ms)
     pipe = StreamingS2STPipeline.from_task(
-        model, task, PipelineConfig(segment_length=segment, speech=not args.no_speech))
+        model, task, PipelineConfig(segment_length=segment, speech=not args.no_speech,
+                                    max_len_a=args.max_len_a))
     samples = long_input(Path(task.args.data), marks_s[-1])
     chunk = SAMPLE_RATE * args.chunk_ms // 1000
     print(f"streaming {marks_s[-1] / 60:g} min ({len(samples)} samples) in {args.chunk_ms} ms "
@@ -322,6 +331,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({"checkpoint": str(checkpoint), "chunk_ms": args.chunk_ms,
                                          "randomise": args.randomise, "trim": args.trim,
+                                         "max_len_a": args.max_len_a,
                                          "speech": not args.no_speech, "threads": args.threads,
                                          **result}, indent=2))
     return 0

@@ -182,7 +182,7 @@ def test_evaluate_refuses_empty_and_other_rate_wavs_naming_list_line_and_file(
 
 
 def test_evaluate_streams_silent_clipped_stereo_and_long_wavs(tiny_corpus, tiny_checkpoint,
-                                                             bad_wavs, tmp_path, capsys):
+                                                              bad_wavs, tmp_path, capsys):
     data = corpus_dir(tiny_corpus)
     accepted = [case for case in CASES if case not in REFUSED_BY_EVALUATE]
     manifest, wav_list = _test_set(data, bad_wavs, accepted, tmp_path)
@@ -203,7 +203,8 @@ def test_evaluate_streams_silent_clipped_stereo_and_long_wavs(tiny_corpus, tiny_
         assert [r["id"] for r in records] == accepted
         by_case = {r["id"]: r for r in records}
         for case, record in by_case.items():
-            assert record["source_ms"] == pytest.approx(1000.0 * sf.info(str(bad_wavs[case])).duration)
+            duration_ms = 1000.0 * sf.info(str(bad_wavs[case])).duration
+            assert record["source_ms"] == pytest.approx(duration_ms), case
             assert len(record["text"]["delays"]) == len(record["target_text"].split())
         assert by_case["long"]["target_text"], condition
     (streaming,) = report["results"]["streaming"]
@@ -223,8 +224,9 @@ def _status_mb(field: str) -> float:
 def test_whole_utterance_decode_of_the_long_wav_keeps_memory_bounded(tiny_corpus, tiny_checkpoint,
                                                                      bad_wavs):
     """evaluate.py's offline condition (and a final step that writes a lot) decodes all units in
-    one ``finish``: 60 s -> ~1500 subwords -> ~15000 unit-decoder steps. In one call their
-    (steps x steps) attention scores and masks took +4.3 GB; in blocks it is ~0.2 GB."""
+    one ``finish``. With the MT cap at 1 subword per encoder frame, 60 s -> 1510 subwords ->
+    15100 unit-decoder steps: in one call their (steps x steps) attention scores and masks took
+    +4.3 GB of peak RSS; decoded in blocks (``streaming/units.py``) it is ~0.2 GB."""
     from echostream_fairseq.streaming import PipelineConfig, StreamingS2STPipeline
 
     try:
@@ -236,7 +238,7 @@ def test_whole_utterance_decode_of_the_long_wav_keeps_memory_bounded(tiny_corpus
     samples, rate = read_wav(bad_wavs["long"])
     pipe = StreamingS2STPipeline.from_checkpoint(
         str(tiny_checkpoint), str(corpus_dir(tiny_corpus)),
-        PipelineConfig(segment_length=LONG_SECONDS * 25 + 2))
+        PipelineConfig(segment_length=LONG_SECONDS * 25 + 2, max_len_a=1.0))
     with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
         handle.write("5")
     before = _status_mb("VmRSS")

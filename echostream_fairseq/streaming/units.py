@@ -101,6 +101,7 @@ class IncrementalUnits:
         self._decoder_state: IncrementalState = {}
         self._t2u_out: List[Tensor] = []  # (1, 1, D) per subword
         self._steps_done = 0  # unit-decoder steps already decoded
+        self._positions: Optional[Tensor] = None
 
     def extend(self, new_states: List[Tensor], final: bool) -> List[int]:
         """MT decoder states (D,) of newly written subwords -> newly final unit ids."""
@@ -131,13 +132,25 @@ class IncrementalUnits:
             x = self.t2u.layer_norm(x)
         return x
 
+    def _time_positions(self, length: int) -> Tensor:
+        """(>= length, 1, D) positions of the unit decoder's time axis, grown by doubling so
+        that a write round does not rebuild them for the whole stream."""
+        if self._positions is None or self._positions.size(0) < length:
+            size = max(length, 2 * (0 if self._positions is None else self._positions.size(0)))
+            dummy = torch.full((1, size), self.decoder.dictionary.eos(), dtype=torch.long)
+            self._positions = self.decoder.embed_positions(dummy).transpose(0, 1)
+        return self._positions
+
     def _decode_steps(self, states: Tensor, start: int, end: int) -> List[int]:
         decoder = self.decoder
-        x = states.repeat_interleave(self.rate, dim=0)[start:end]  # (U', 1, D)
+        # only the T2U states these steps repeat, so a call costs its own steps, not the stream's
+        first = start // self.rate
+        needed = states[first:(end - 1) // self.rate + 1]
+        offset = start - first * self.rate
+        x = needed.repeat_interleave(self.rate, dim=0)[offset:offset + end - start]  # (U', 1, D)
         if decoder.embed_positions is not None:
             if decoder.positions == "time":
-                dummy = torch.full((1, end), decoder.dictionary.eos(), dtype=torch.long)
-                x = x + decoder.embed_positions(dummy).transpose(0, 1)[start:end]
+                x = x + self._time_positions(end)[start:end]
             else:  # StreamSpeech's positions indexed by batch element (see CTCUnitDecoder)
                 x = x + decoder.embed_positions(x[:, :, 0])
         cross_mask = unit_cross_attention_mask(end, states.size(0), self.rate, self.src_wait,

@@ -59,6 +59,8 @@ def render(records: List[Dict], condition: str, report: Optional[Dict], eval_dir
         lines += [f"| {title} | {_cell(record.get(key))} |" for key, title in FIELDS]
         lines.append(f"| ASR of the output speech | {_cell(speech.get('transcript'))} |")
         wav = speech.get("wav")
+        if wav and Path(wav).is_absolute() and Path(wav).is_relative_to(Path.cwd()):
+            wav = str(Path(wav).relative_to(Path.cwd()))  # the page stays valid in any checkout
         lines.append(f"| output wav | {f'`{wav}`' if wav else 'not kept (--save-wavs)'} |")
         latency = (record.get("text") or {}).get("latency") or {}
         if "AL" in latency:

@@ -14,7 +14,9 @@ Per :meth:`StreamingS2STPipeline.push` only the new work is done:
 
 ``PipelineConfig(reencode=True)`` is StreamSpeech's method, kept as the baseline that
 ``bench/streaming_cost.py`` measures: fbank, the encoder and both CTC heads over the whole
-received prefix at every step, and T2U + unit decoder over the whole translation at every write.
+received prefix at every step, the MT decoder without incremental state (the whole prefix again
+for every subword, as StreamSpeech's ``use_incremental_states=False`` generator), and T2U + unit
+decoder over the whole translation at every write (the vocoder keeps its streaming state).
 It writes the same text and units (tested). It imports no SimulEval. Dimension legend: T encoder frames, B batch (always 1), D dims,
 V vocabulary, U unit steps.
 """
@@ -351,8 +353,11 @@ class StreamingS2STPipeline:
             limit = min(len(self._mt_tokens) + budget, limit)
         while len(self._mt_tokens) < limit:
             prev = torch.tensor([[eos] + self._mt_tokens], dtype=torch.long)
-            feats, _ = self.mt_decoder.extract_features(
-                prev, encoder_out, incremental_state=self._incremental_state)
+            # the baseline runs StreamSpeech's MT generator as it does (use_incremental_states
+            # False): the whole prefix again for every subword
+            cache = None if self.config.reencode else self._incremental_state
+            feats, _ = self.mt_decoder.extract_features(prev, encoder_out, incremental_state=cache)
+            feats = feats[:, -1:]
             logits = self.mt_decoder.output_layer(feats)[0, -1]  # (V,)
             logits[self.mt_dict.pad()] = -float("inf")  # as fairseq's generator: never pad
             token = int(logits.argmax())

@@ -4,8 +4,8 @@
 <json>, checkpoint: <file>}``; then :class:`CodeHiFiGANUnitVocoder` is built. An entry
 ``vocoder: {type: echostream_centroid, checkpoint: <vocoder.npz>}`` names an embedded vocoder file.
 Without an entry, the embedded centroid vocoder is loaded from the corpus's ``units/`` folder:
-``vocoder.npz`` (fitted durations, ``scripts/fit_vocoder.py``) when present, else
-``unit_model.npz`` (per-unit mean durations).
+``vocoder.npz`` (fitted durations and context spectra, ``scripts/fit_vocoder.py``) when
+present, else ``unit_model.npz`` (per-unit mean durations and spectra).
 """
 
 from __future__ import annotations

@@ -45,7 +45,10 @@ logger = logging.getLogger(__name__)
 __all__ = ["CentroidStreamState", "CentroidVocoder", "CentroidVocoderSettings",
            "load_centroid_vocoder"]
 
-VOCODER_FILE_VERSION = 2
+# Version 3 may store context spectra as low-rank residuals (``spec_basis``); version 2 files
+# (full tables) read the same way.
+VOCODER_FILE_VERSION = 3
+_READABLE_VOCODER_VERSIONS = (2, 3)
 # Columns of the fixed initial-phase table; frame f starts from column f % period (a prime, so
 # the repetition never lines up with a unit or chunk pattern).
 _PHASE_PERIOD = 1009
@@ -361,9 +364,9 @@ def load_centroid_vocoder(path: Union[str, Path], **setting_overrides: Any) -> C
         if missing:
             raise ValueError(f"{path}: not a vocoder.npz or unit_model.npz; missing keys "
                              f"{missing}")
-        if int(data["version"]) != VOCODER_FILE_VERSION:
-            raise ValueError(f"{path}: vocoder file version {int(data['version'])} is not "
-                             f"{VOCODER_FILE_VERSION}")
+        if int(data["version"]) not in _READABLE_VOCODER_VERSIONS:
+            raise ValueError(f"{path}: vocoder file version {int(data['version'])} is not one "
+                             f"of {_READABLE_VOCODER_VERSIONS}")
         settings = CentroidVocoderSettings(
             smoothing_taps=tuple(float(t) for t in data["synth_smoothing_taps"]),
             griffin_lim_iters=int(data["synth_griffin_lim_iters"]),

@@ -27,9 +27,10 @@ from fairseq.tasks import FairseqTask
 from torch import Tensor
 
 from echostream_fairseq.data.text import detokenize
+from echostream_fairseq.streaming.units import CtcCollapser
 
 __all__ = ["SpeechToTextModel", "SubwordDetokenizer", "TextGenerator", "UnitGenerator",
-           "ctc_collapse", "read_generate_output"]
+           "read_generate_output"]
 
 Hypotheses = List[List[Dict[str, Any]]]
 
@@ -104,12 +105,6 @@ def read_generate_output(lines: Iterable[str], kind: str = "D") -> Dict[int, str
         text = fields[2] if kind in ("H", "D") and len(fields) > 2 else fields[-1]
         texts.setdefault(int(head), text)
     return texts
-
-
-def ctc_collapse(labels: Sequence[int], blank: int) -> List[int]:
-    """Greedy CTC output of per-frame labels: repeats merged, then blanks dropped."""
-    return [label for i, label in enumerate(labels)
-            if label != blank and (i == 0 or label != labels[i - 1])]
 
 
 class SubwordDetokenizer:
@@ -200,7 +195,7 @@ class UnitGenerator:
         for b in range(labels.size(0)):
             valid = slice(None) if padding is None else ~padding[b]
             frame_scores, frame_labels = scores[b][valid], labels[b][valid]
-            units = ctc_collapse(frame_labels.tolist(), self.unit_dict.blank_index)
+            units = CtcCollapser(self.unit_dict.blank_index)(frame_labels.tolist())
             hypos.append([{
                 # ending in </s> as fairseq's hypotheses do (fairseq-generate strips it); an
                 # empty tensor would crash fairseq's C BLEU scorer on a unit-less hypothesis

@@ -36,7 +36,7 @@ from torch import Tensor
 
 from echostream_fairseq.streaming.features import StreamingFbank
 from echostream_fairseq.streaming.policy import WRITE_TO_END, CtcPolicy, PolicyCounts
-from echostream_fairseq.streaming.units import FullRecomputeUnits, IncrementalUnits
+from echostream_fairseq.streaming.units import CtcCollapser, FullRecomputeUnits, IncrementalUnits
 from echostream_fairseq.data.text import WORD_START, complete_words, detokenize
 
 logger = logging.getLogger(__name__)
@@ -120,23 +120,20 @@ class _GreedyCtc:
     """Greedy CTC prefix extended frame by frame; blank is the dictionary's ``<s>`` (index 0)."""
 
     def __init__(self, head: torch.nn.Module, dictionary: Dictionary) -> None:
-        self.head, self.blank = head, dictionary.bos()
+        self.head = head
         self.tokens: List[int] = []
-        self._last = self.blank
+        self._collapse = CtcCollapser(dictionary.bos())
 
     def restart(self) -> None:
         """Forget the prefix (the re-encoding baseline recomputes it from all frames)."""
-        self.tokens, self._last = [], self.blank
+        self.tokens = []
+        self._collapse.reset()
 
     def extend(self, frames: Tensor) -> None:
         """frames: new encoder frames (T', 1, D)."""
         if frames.size(0) == 0:
             return
-        for label in self.head(frames)["encoder_out"][:, 0].argmax(-1).tolist():
-            # a repeat of the previous frame's label (across chunk joins too) is the same token
-            if label != self._last and label != self.blank:
-                self.tokens.append(label)
-            self._last = label
+        self.tokens += self._collapse(self.head(frames)["encoder_out"][:, 0].argmax(-1).tolist())
 
 
 class _WordStream:

@@ -16,7 +16,7 @@ D model dim, V unit vocabulary.
 from __future__ import annotations
 
 import logging
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from fairseq import utils
@@ -26,7 +26,7 @@ from echostream_fairseq.models.t2u import unit_cross_attention_mask
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FullRecomputeUnits", "IncrementalUnits", "collapse_unit_labels", "decodable_unit_steps"]
+__all__ = ["CtcCollapser", "FullRecomputeUnits", "IncrementalUnits", "collapse_unit_labels", "decodable_unit_steps"]
 
 #: Unit-decoder steps decoded per call: one call holds (steps x all steps) attention scores and
 #: masks, so a whole-utterance decode in one call grew quadratically (15100 steps: +4.3 GB).
@@ -42,21 +42,36 @@ def _causal_block_mask(new: int, total: int, like: Tensor) -> Tensor:
     return torch.triu(utils.fill_with_neg_inf(mask), offset + 1)
 
 
-class _UnitCollapser:
-    """Greedy CTC collapse of unit-decoder labels, carried across calls."""
+class CtcCollapser:
+    """Greedy CTC collapse carried across calls: a label repeating the previous frame's (across
+    call boundaries too) is the same token, blanks are dropped."""
 
-    def __init__(self, unit_dict) -> None:
-        self.unit_dict = unit_dict
-        self.blank = unit_dict.blank_index
+    def __init__(self, blank: int) -> None:
+        self.blank = blank
+        self._last = blank
+
+    def reset(self) -> None:
         self._last = self.blank
 
-    def __call__(self, labels: List[int]) -> List[int]:
-        units = []
+    def __call__(self, labels: Sequence[int]) -> List[int]:
+        kept = []
         for label in labels:
-            if label != self._last and label != self.blank and label >= self.unit_dict.nspecial:
-                units.append(int(self.unit_dict[label]))
+            if label != self._last and label != self.blank:
+                kept.append(label)
             self._last = label
-        return units
+        return kept
+
+
+class _UnitCollapser(CtcCollapser):
+    """Unit-decoder labels -> unit ids (``0..K-1``), specials dropped, carried across calls."""
+
+    def __init__(self, unit_dict) -> None:
+        super().__init__(unit_dict.blank_index)
+        self.unit_dict = unit_dict
+
+    def __call__(self, labels: Sequence[int]) -> List[int]:
+        return [int(self.unit_dict[label]) for label in super().__call__(labels)
+                if label >= self.unit_dict.nspecial]
 
 
 def collapse_unit_labels(labels: List[int], unit_dict) -> List[int]:

@@ -77,3 +77,13 @@ def tiny_checkpoint(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory)
 
     trained = train_tiny_checkpoint(corpus_dir(tiny_corpus), tmp_path_factory.mktemp("ckpt"))
     return randomise_checkpoint(trained)
+
+
+@pytest.fixture(scope="session")
+def talkative_checkpoint(tiny_checkpoint: Path) -> Path:
+    """``tiny_checkpoint`` made to write text and speech on any input (never a CTC blank or an
+    early ``</s>``), for tests that need output: a randomised model stays silent on some of
+    the corpus builds (piper's synthesis differs from build to build)."""
+    from _fairseq_cli import make_talkative
+
+    return make_talkative(tiny_checkpoint)

@@ -24,8 +24,8 @@ LATENCY = ["AL", "LAAL", "StartOffset", "EndOffset", "RTF"]
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tiny_checkpoint) -> Path:
-    return tiny_checkpoint
+def checkpoint(talkative_checkpoint) -> Path:
+    return talkative_checkpoint
 
 
 def _simuleval(args: list, cwd: Path) -> subprocess.CompletedProcess:

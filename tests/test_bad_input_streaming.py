@@ -92,7 +92,7 @@ def _reference(data: Path) -> str:
 
 
 # ------------------------------------------------------------------------ SimulEval agent
-def test_simuleval_speech_agent_gives_every_bad_case_an_instance(tiny_corpus, tiny_checkpoint,
+def test_simuleval_speech_agent_gives_every_bad_case_an_instance(tiny_corpus, talkative_checkpoint,
                                                                  bad_wavs, tmp_path):
     data = corpus_dir(tiny_corpus)
     (tmp_path / "source.txt").write_text("".join(f"{bad_wavs[c]}\n" for c in CASES))
@@ -105,7 +105,7 @@ def test_simuleval_speech_agent_gives_every_bad_case_an_instance(tiny_corpus, ti
     # file's time budget, and tests/test_agents.py covers it.
     result = subprocess.run([
         SIMULEVAL, "--user-dir", str(SCORERS_USER_DIR), "--agent-class", S2S_AGENT,
-        "--checkpoint", str(tiny_checkpoint), "--data-dir", str(data),
+        "--checkpoint", str(talkative_checkpoint), "--data-dir", str(data),
         "--source", str(tmp_path / "source.txt"), "--target", str(tmp_path / "target.txt"),
         "--source-segment-size", str(CHUNK_MS), "--output", str(output),
         "--quality-metrics", "BLEU", "--latency-metrics", "AL", "StartOffset", "EndOffset",
@@ -128,12 +128,11 @@ def test_simuleval_speech_agent_gives_every_bad_case_an_instance(tiny_corpus, ti
             assert (output / "wavs" / f"{instance['index']}_pred.wav").is_file()
     empty = by_case["empty"]
     assert empty["delays"] == [] and empty["source_length"] == 0.0
-    # the randomised model speaks for any speech input, at any rate or channel count
+    # the talkative model speaks for any input, at any rate or channel count. When it speaks
+    # is left to tests/test_streaming_pipeline.py: even a model that never picks blank or
+    # </s> may repeat one unit for a whole stream, which CTC merges into one.
     for case in ("clipped", "8k", "48k", "stereo", "long"):
         assert by_case[case]["delays"], f"{case}: no speech written"
-    # the long input is streamed: output is written all along, not only at its end
-    long_delays = by_case["long"]["delays"]
-    assert min(long_delays) < 5000 and len(long_delays) > 50, long_delays[:5]
 
     with open(output / "scores.tsv") as handle:
         header, values = (line.rstrip("\n").split("\t") for line in handle.readlines()[:2])
@@ -181,7 +180,7 @@ def test_evaluate_refuses_empty_and_other_rate_wavs_naming_list_line_and_file(
     assert not (tmp_path / "out").exists()  # refused before any model ran
 
 
-def test_evaluate_streams_silent_clipped_stereo_and_long_wavs(tiny_corpus, tiny_checkpoint,
+def test_evaluate_streams_silent_clipped_stereo_and_long_wavs(tiny_corpus, talkative_checkpoint,
                                                               bad_wavs, tmp_path, capsys):
     data = corpus_dir(tiny_corpus)
     accepted = [case for case in CASES if case not in REFUSED_BY_EVALUATE]
@@ -189,7 +188,7 @@ def test_evaluate_streams_silent_clipped_stereo_and_long_wavs(tiny_corpus, tiny_
     output = tmp_path / "out"
     # text only: ASR-BLEU of minutes of speech would dominate the run (test_evaluate scores it)
     status = _evaluate_main()([
-        "--checkpoint", str(tiny_checkpoint), "--test-manifest", str(manifest),
+        "--checkpoint", str(talkative_checkpoint), "--test-manifest", str(manifest),
         "--data-dir", str(data), "--wav-list", str(wav_list), "--output-dir", str(output),
         "--chunk-sizes", str(CHUNK_MS), "--no-speech", "--no-progress"])
     assert status == 0, capsys.readouterr().err
@@ -221,7 +220,8 @@ def _status_mb(field: str) -> float:
     raise RuntimeError(field)
 
 
-def test_whole_utterance_decode_of_the_long_wav_keeps_memory_bounded(tiny_corpus, tiny_checkpoint,
+def test_whole_utterance_decode_of_the_long_wav_keeps_memory_bounded(tiny_corpus,
+                                                                     talkative_checkpoint,
                                                                      bad_wavs):
     """evaluate.py's offline condition (and a final step that writes a lot) decodes all units in
     one ``finish``. With the MT cap at 1 subword per encoder frame, 60 s -> 1510 subwords ->
@@ -237,7 +237,7 @@ def test_whole_utterance_decode_of_the_long_wav_keeps_memory_bounded(tiny_corpus
     torch.set_num_threads(1)
     samples, rate = read_wav(bad_wavs["long"])
     pipe = StreamingS2STPipeline.from_checkpoint(
-        str(tiny_checkpoint), str(corpus_dir(tiny_corpus)),
+        str(talkative_checkpoint), str(corpus_dir(tiny_corpus)),
         PipelineConfig(segment_length=LONG_SECONDS * 25 + 2, max_len_a=1.0))
     with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
         handle.write("5")
@@ -245,6 +245,6 @@ def test_whole_utterance_decode_of_the_long_wav_keeps_memory_bounded(tiny_corpus
     out = pipe.finish(samples, rate)
     peak_growth = _status_mb("VmHWM") - before
     steps = len(pipe.target_tokens) * pipe.model.decoder.ctc_upsample_rate
-    assert steps > 5000, "the randomised model should write a long translation"
+    assert steps > 5000, "the talkative model writes to the MT length cap"
     assert out.units and out.speech.size
     assert peak_growth < 1024, f"peak RSS +{peak_growth:.0f} MB for {steps} unit steps"

@@ -4,11 +4,15 @@
 Usage::
 
     python scripts/results_table.py exp/train_mini/eval/report.json [more/report.json ...] \\
-        [--output table.md]
+        [--ceilings data/report.json exp/ceilings/vocoder.json] [--output table.md] \\
+        [--readme README.md]
 
 One row per report and condition (chunk sizes, then offline); with several reports a ``model``
-column names each by its ``label``. The numbers are the reports' own, so README figures are
-generated, never typed.
+column names each by its ``label``. ``--ceilings`` adds a table of the ASR-BLEU that speech which
+is not the model's reaches (the corpus' piper speech; ground-truth units through the vocoder,
+from ``scripts/measure_vocoder.py --out``). ``--readme`` writes the tables into that file
+between ``<!-- results:begin -->`` and ``<!-- results:end -->`` (``--block`` names another pair). The numbers are the files'
+own, so README figures are generated, never typed.
 """
 
 import argparse
@@ -20,19 +24,36 @@ from typing import Optional, Sequence
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("reports", nargs="+", type=Path, help="report.json files of scripts/evaluate.py")
+    parser.add_argument("--ceilings", nargs="+", type=Path, default=[],
+                        help="corpus report.json and/or scripts/measure_vocoder.py --out JSON files")
     parser.add_argument("--output", type=Path, help="also write the tables to this file")
+    parser.add_argument("--readme", type=Path,
+                        help="write the tables into this Markdown file between its "
+                             "'<!-- BLOCK:begin -->' and '<!-- BLOCK:end -->' lines")
+    parser.add_argument("--block", default="results",
+                        help="marker name of the --readme block (default: results)")
     args = parser.parse_args(argv)
     # imported here so that --help does not pay for the plugin's (torch, fairseq) import
-    from echostream_fairseq.evaluation.report import load_report, results_table
+    from echostream_fairseq.evaluation.report import (ceilings_table, load_ceilings, load_report,
+                                                      replace_between_markers, results_table)
 
     try:
         reports = [load_report(path) for path in args.reports]
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
+        ceilings = [row for path in args.ceilings for row in load_ceilings(path)]
+        table = results_table(reports)
+        if ceilings:
+            table += ("\nCeilings (ASR-BLEU of speech that is not the model's, same recogniser "
+                      f"and normalisation):\n\n{ceilings_table(ceilings)}")
+        readme = (replace_between_markers(args.readme.read_text(encoding="utf-8"), table,
+                                          args.block) if args.readme else None)
+    except (OSError, ValueError) as error:
+        where = f"{args.readme}: " if args.readme and ":begin -->" in str(error) else ""
+        print(f"error: {where}{error}", file=sys.stderr)
         return 2
-    table = results_table(reports)
     if args.output:
         args.output.write_text(table, encoding="utf-8")
+    if readme is not None:
+        args.readme.write_text(readme, encoding="utf-8")
     print(table, end="")
     return 0
 

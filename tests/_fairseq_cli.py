@@ -114,23 +114,25 @@ def randomise_checkpoint(checkpoint: Path, scale: float = 0.5) -> Path:
 
 
 def make_talkative(checkpoint: Path) -> Path:
-    """A copy of a (randomised) checkpoint that speaks steadily on any input: the ASR and ST
-    CTC heads never pick blank (the policy writes only when both prefixes grow), the MT decoder
-    never picks ``</s>`` and the unit CTC never picks blank.
+    """A copy of a (randomised) checkpoint that writes on any input: no head ever picks a
+    special symbol (``<s>`` = CTC blank, ``<pad>``, ``</s>``, ``<unk>``) or the unit blank, so the
+    ASR and ST CTC prefixes grow (the policy writes only when both do), the MT decoder writes
+    real subwords up to its length cap and the unit CTC writes units.
 
     A randomised model's output depends on the corpus it was trained on, and piper synthesises
     a slightly different corpus on every build; with some builds a CTC head stayed blank for
-    the whole of a 60 s stream. Blank and ``</s>`` get a very low bias, or a zero weight row
-    where the projection has no bias (a zero logit, below the largest of ~100 random logits).
+    the whole of a 60 s stream, or the MT decoder wrote only ``<unk>``. Those symbols get a very
+    low bias, or a zero weight row where the projection has no bias (a zero logit, below the
+    largest of ~100 random logits).
     """
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     model = state["model"]
-    ctc_blank, mt_eos = 0, 2  # fairseq dictionaries: <s> (CTC blank), <pad>, </s>, <unk>
+    specials = [0, 1, 2, 3]  # fairseq dictionaries: <s> (the text CTC blank), <pad>, </s>, <unk>
     for ctc_head in ("source_unigram_decoder", "ctc_target_unigram_decoder"):
-        model[f"{ctc_head}.proj.bias"][ctc_blank] = -1e4
-    model["target_unigram_decoder.output_projection.weight"][mt_eos] = 0.0
+        model[f"{ctc_head}.proj.bias"][specials] = -1e4
+    model["target_unigram_decoder.output_projection.weight"][specials] = 0.0
     unit_blank = model["decoder.output_projection.weight"].shape[0] - 1  # blank is added last
-    model["decoder.output_projection.weight"][unit_blank] = 0.0
+    model["decoder.output_projection.weight"][specials + [unit_blank]] = 0.0
     out = checkpoint.with_name("checkpoint_talkative.pt")
     torch.save(state, out)
     return out

@@ -58,8 +58,8 @@ def _run(script: Path, *args: str, timeout: int = 300) -> subprocess.CompletedPr
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tiny_checkpoint) -> Path:
-    return tiny_checkpoint
+def checkpoint(talkative_checkpoint) -> Path:
+    return talkative_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -193,6 +193,41 @@ def test_results_table_script_renders_several_reports(evaluation, tmp_path, caps
     assert printed == results_table([_report(evaluation), other])
     assert main([str(tmp_path / "missing.json")]) == 2
     assert "missing.json" in capsys.readouterr().err
+
+
+def test_results_table_script_adds_ceilings_and_rewrites_only_the_readme_block(evaluation,
+                                                                               tmp_path, capsys):
+    score = {"bleu": 71.66, "wer": 17.7, "num_sentences": 504, "num_empty": 0,
+             "bleu_signature": "nrefs:1"}
+    (tmp_path / "corpus.json").write_text(json.dumps(
+        {"splits": {}, "asr": dict(score, bleu=90.27, wer=5.43)}))
+    (tmp_path / "vocoder.json").write_text(json.dumps(
+        {"sentences": 100, "ceiling_piper": dict(score, bleu=91.1, num_sentences=100),
+         "variants": {"default": dict(score, num_sentences=100),
+                      "default_stream8": dict(score, bleu=70.2, num_sentences=100)}}))
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- results:begin -->\nold table\n<!-- results:end -->\noutro\n")
+    main = _script(RESULTS_TABLE).main
+    assert main([str(evaluation / "report.json"), "--ceilings", str(tmp_path / "corpus.json"),
+                 str(tmp_path / "vocoder.json"), "--readme", str(readme)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith(results_table([_report(evaluation)]))
+    ceilings = [line for line in printed.splitlines() if "`" + str(tmp_path) in line]
+    assert [line.split(" | ")[1:4] for line in ceilings] == [
+        ["504", "90.27", "5.4"], ["100", "91.10", "17.7"], ["100", "71.66", "17.7"],
+        ["100", "70.20", "17.7"]]
+    assert "streamed 8 units" in ceilings[3]
+    text = readme.read_text()
+    assert text == f"intro\n<!-- results:begin -->\n{printed}<!-- results:end -->\noutro\n"
+    # a second run replaces the block instead of adding another
+    assert main([str(evaluation / "report.json"), "--readme", str(readme)]) == 0
+    assert "old table" not in readme.read_text() and "Ceilings" not in readme.read_text()
+    readme.write_text("no markers\n")
+    assert main([str(evaluation / "report.json"), "--readme", str(readme)]) == 2
+    assert "results:begin" in capsys.readouterr().err and readme.read_text() == "no markers\n"
+    assert main([str(evaluation / "report.json"), "--ceilings",
+                 str(evaluation / "report.json")]) == 2
+    assert "neither a corpus report.json" in capsys.readouterr().err
 
 
 def test_examples_page_is_generated_from_the_utterance_logs(evaluation, tmp_path):

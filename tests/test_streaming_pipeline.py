@@ -39,10 +39,11 @@ def corpus_wavs(data: Path) -> List[Path]:
 
 
 @pytest.fixture(scope="module")
-def pipeline(tiny_corpus, tiny_checkpoint) -> StreamingS2STPipeline:
-    """Pipeline on the session's randomised 2-update tiny model."""
+def pipeline(tiny_corpus, talkative_checkpoint) -> StreamingS2STPipeline:
+    """Pipeline on the session's talkative 2-update tiny model (it writes on any input)."""
     torch.set_num_threads(1)
-    return StreamingS2STPipeline.from_checkpoint(str(tiny_checkpoint), str(corpus_dir(tiny_corpus)))
+    return StreamingS2STPipeline.from_checkpoint(str(talkative_checkpoint),
+                                                 str(corpus_dir(tiny_corpus)))
 
 
 def stream(pipe: StreamingS2STPipeline, samples: np.ndarray, sample_rate: int,

@@ -13,8 +13,9 @@ import socket
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Sequence, Tuple, Union
 
-__all__ = ["load_report", "machine_info", "plot_latency_quality", "render_markdown",
-           "results_table", "write_report"]
+__all__ = ["ceilings_table", "load_ceilings", "load_report", "machine_info",
+           "plot_latency_quality", "render_markdown", "replace_between_markers", "results_table",
+           "write_report"]
 
 REPORT_JSON, REPORT_MD, PLOT_PNG = "report.json", "report.md", "latency_quality.png"
 
@@ -185,3 +186,59 @@ def load_report(path: Path) -> Dict[str, Any]:
         raise ValueError(f"{path}: not an evaluation report (no 'results' / 'label')")
     return report
 
+
+
+# what each ceiling is, by where it is found in a corpus report.json or measure_vocoder.py's --out
+CEILING_NAMES = {
+    "corpus_asr": "piper target speech (corpus report)",
+    "ceiling_piper": "piper target speech",
+    "default": "ground-truth units -> embedded vocoder",
+    "default_stream8": "ground-truth units -> embedded vocoder, streamed 8 units a chunk",
+}
+
+
+def load_ceilings(path: Path) -> List[Dict[str, Any]]:
+    """ASR-BLEU ceilings (speech that is not the model's) from a corpus ``report.json``
+    (``scripts/prepare_mini.py``: its piper speech) or a ``scripts/measure_vocoder.py --out``
+    JSON (piper speech and ground-truth units through the vocoder, on its own sentences).
+
+    Returns rows ``{"name", "sentences", "asr_bleu", "wer", "source"}``; raises ValueError naming
+    the file when it holds no ceiling.
+    """
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not a readable JSON file ({error})") from error
+    found: List[Tuple[str, Mapping[str, Any]]] = []
+    if isinstance(data, dict) and isinstance(data.get("asr"), dict) and "splits" in data:
+        found.append(("corpus_asr", data["asr"]))
+    if isinstance(data, dict) and isinstance(data.get("variants"), dict):
+        if isinstance(data.get("ceiling_piper"), dict):
+            found.append(("ceiling_piper", data["ceiling_piper"]))
+        found += list(data["variants"].items())
+    rows = [{"name": CEILING_NAMES.get(key, f"ground-truth units -> vocoder variant {key}"),
+             "sentences": score.get("num_sentences"), "asr_bleu": score.get("bleu"),
+             "wer": score.get("wer"), "source": str(path)} for key, score in found]
+    if not rows:
+        raise ValueError(f"{path}: neither a corpus report.json with 'asr' nor a "
+                         "measure_vocoder.py --out file with 'variants'")
+    return rows
+
+
+def ceilings_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Markdown table of :func:`load_ceilings` rows (ASR-BLEU on normalised text, as above)."""
+    lines = ["| speech | sentences | ASR-BLEU | WER % | from |", "|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(f"| {row['name']} | {_cell(row['sentences'], 0)} | "
+                     f"{_cell(row['asr_bleu'], 2)} | {_cell(row['wer'], 1)} | `{row['source']}` |")
+    return "\n".join(lines) + "\n"
+
+
+def replace_between_markers(text: str, generated: str, name: str) -> str:
+    """``text`` with what lies between ``<!-- name:begin -->`` and ``<!-- name:end -->`` replaced
+    by ``generated``; raises ValueError when the markers are missing or out of order."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    start, stop = text.find(begin), text.find(end)
+    if start < 0 or stop < start or text.count(begin) != 1 or text.count(end) != 1:
+        raise ValueError(f"expected one '{begin}' followed by one '{end}'")
+    return text[:start + len(begin)] + "\n" + generated.rstrip("\n") + "\n" + text[stop:]

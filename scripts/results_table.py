@@ -11,8 +11,8 @@ One row per report and condition (chunk sizes, then offline); with several repor
 column names each by its ``label``. ``--ceilings`` adds a table of the ASR-BLEU that speech which
 is not the model's reaches (the corpus' piper speech; ground-truth units through the vocoder,
 from ``scripts/measure_vocoder.py --out``). ``--readme`` writes the tables into that file
-between ``<!-- results:begin -->`` and ``<!-- results:end -->`` (``--block`` names another pair). The numbers are the files'
-own, so README figures are generated, never typed.
+between ``<!-- results:begin -->`` and ``<!-- results:end -->`` (``--block`` names another
+pair). The numbers are the files' own, so README figures are generated, never typed.
 """
 
 import argparse
@@ -44,16 +44,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if ceilings:
             table += ("\nCeilings (ASR-BLEU of speech that is not the model's, same recogniser "
                       f"and normalisation):\n\n{ceilings_table(ceilings)}")
-        readme = (replace_between_markers(args.readme.read_text(encoding="utf-8"), table,
-                                          args.block) if args.readme else None)
-    except (OSError, ValueError) as error:
-        where = f"{args.readme}: " if args.readme and ":begin -->" in str(error) else ""
-        print(f"error: {where}{error}", file=sys.stderr)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
+    if args.readme:
+        try:
+            readme = replace_between_markers(args.readme.read_text(encoding="utf-8"), table,
+                                             args.block)
+        except (OSError, ValueError) as error:
+            print(f"error: {args.readme}: {error}", file=sys.stderr)
+            return 2
+        args.readme.write_text(readme, encoding="utf-8")
     if args.output:
         args.output.write_text(table, encoding="utf-8")
-    if readme is not None:
-        args.readme.write_text(readme, encoding="utf-8")
     print(table, end="")
     return 0
 

@@ -187,7 +187,6 @@ def load_report(path: Path) -> Dict[str, Any]:
     return report
 
 
-
 # what each ceiling is, by where it is found in a corpus report.json or measure_vocoder.py's --out
 CEILING_NAMES = {
     "corpus_asr": "piper target speech (corpus report)",

@@ -26,7 +26,8 @@ from echostream_fairseq.models.t2u import unit_cross_attention_mask
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CtcCollapser", "FullRecomputeUnits", "IncrementalUnits", "collapse_unit_labels", "decodable_unit_steps"]
+__all__ = ["CtcCollapser", "FullRecomputeUnits", "IncrementalUnits", "collapse_unit_labels",
+           "decodable_unit_steps"]
 
 #: Unit-decoder steps decoded per call: one call holds (steps x all steps) attention scores and
 #: masks, so a whole-utterance decode in one call grew quadratically (15100 steps: +4.3 GB).

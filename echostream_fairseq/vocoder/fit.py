@@ -127,8 +127,9 @@ def fit_centroid_vocoder(data_dir: Union[str, Path], kind: str = "context",
     durations = fit_duration_model([(u, r) for u, r, _ in runs], model.num_units,
                                    fallback=model.unit_mean_run_length, min_count=min_count,
                                    kind=kind)
+    # per-unit spectra drop the context tables below, so they need no compacting either
     spectra = fit_spectra(runs, model, min_count=spectra_min_count, kind=spectra_kind,
-                          rank=spectra_rank)
+                          rank=spectra_rank if spectra_kind == "context" else None)
     if spectra_kind == "unit":  # drop the context tables nobody will read
         spectra = ContextModel.per_unit(spectra.unit_values)
     logger.info("fitted durations and spectra on %d utterances of %s", len(runs), data_dir)

@@ -30,8 +30,12 @@ from echostream_fairseq import checkpoints  # noqa: E402
 
 checkpoints.install()
 
+from echostream_fairseq import training_logs  # noqa: E402
+
+training_logs.install()
+
 # registration side effects: models, tasks, criterions and the echostream_adam optimizer
 from echostream_fairseq import criterions, models, tasks, training  # noqa: E402
 
-__all__ = ["checkpoint_safety", "checkpoints", "criterions", "models", "tasks", "training"]
+__all__ = ["checkpoint_safety", "checkpoints", "criterions", "models", "tasks", "training", "training_logs"]
 __version__ = "0.1.0"

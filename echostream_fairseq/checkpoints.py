@@ -49,6 +49,7 @@ __all__ = [
     "is_plain_checkpoint",
     "is_streamspeech_state",
     "load_partial_checkpoint",
+    "load_pretrained_groups",
     "plan_partial_load",
     "read_model_state",
     "restore_rng_state",
@@ -305,6 +306,34 @@ def plan_partial_load(
     reports = compare_state(model_state, file_state, requested)
     to_load = {key: file_state[key] for name in requested for key in reports[name].loaded}
     return PartialLoadReport(str(path), info["layout"], info["arch"], reports), to_load
+
+
+# fairseq-train's model options and what each loads: (load_encoder, load_decoders)
+PRETRAINED_OPTIONS: Dict[str, Tuple[bool, bool]] = {
+    "load_pretrained_encoder_from": (True, False),
+    "load_pretrained_decoders_from": (False, True),
+}
+
+
+def load_pretrained_groups(model: nn.Module, args: Any) -> None:
+    """``--load-pretrained-encoder-from`` / ``--load-pretrained-decoders-from`` for a new model.
+
+    The fairseq-train twins of ``scripts/train.py --init-from --load-encoder/--load-decoders``;
+    the task calls this when it builds a model to train, not when it rebuilds one to load a
+    checkpoint into.
+
+    Raises:
+        CheckpointLoadError: the file cannot be read as a checkpoint.
+        ValueError: no tensor of the file fits the model (the logged report says why per group).
+    """
+    for option, (load_encoder, load_decoders) in PRETRAINED_OPTIONS.items():
+        path = getattr(args, option, None)
+        if not path:
+            continue
+        report = load_partial_checkpoint(model, path, load_encoder=load_encoder, load_decoders=load_decoders)
+        if report.loaded == 0:
+            raise ValueError(f"--{option.replace('_', '-')} {path}: no tensor fits this model "
+                             "(see the per-group report above)")
 
 
 def load_partial_checkpoint(

@@ -319,6 +319,7 @@ class RecipeRun:
     decoder_lr: Optional[float] = None
     freeze_decoders_updates: int = 0
     time_budget_minutes: Optional[float] = None
+    device: Optional[str] = None  # "cpu" or "cuda"; None keeps the recipe's common.cpu
 
     def data_layout(self) -> Tuple[Path, str, str]:
         """``(data_dir, train_subset, valid_subset)``: fairseq reads ``{data_dir}/{subset}.tsv``.
@@ -355,8 +356,13 @@ class RecipeRun:
         data_dir, train_subset, valid_subset = self.data_layout()
         dataset = dict(recipe.get("dataset") or {})
         workers = self.num_workers if self.num_workers is not None else int(dataset.get("num_workers", 0))
+        common: Dict[str, Any] = {"user_dir": str(Path(__file__).resolve().parent)}
+        if self.device is not None:
+            if self.device not in ("cpu", "cuda"):
+                raise ValueError(f"device {self.device!r}: expected 'cpu' or 'cuda'")
+            common["cpu"] = self.device == "cpu"
         overrides: Dict[str, Dict[str, Any]] = {
-            "common": {"user_dir": str(Path(__file__).resolve().parent)},
+            "common": common,
             "task": {"data": str(data_dir), **_code_size(data_dir)},
             "dataset": {"train_subset": train_subset, "valid_subset": valid_subset, "num_workers": workers,
                         **({"data_buffer_size": 0} if workers == 0 else {}),

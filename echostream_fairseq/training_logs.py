@@ -1,31 +1,78 @@
-"""Reading fairseq's ``--log-format json`` training output (one parser for scripts and tests)."""
+"""fairseq's training logs: one ``--log-file`` copy of each record, and one parser of the
+``--log-format json`` output for the scripts and the tests."""
 
+import functools
 import json
+import logging
 import math
 from typing import Dict, List
 
-__all__ = ["json_records"]
+__all__ = ["install", "json_records"]
+
+
+def install() -> None:
+    """Makes fairseq write each record to ``--log-file`` once.
+
+    fairseq 0.12's ``progress_bar()`` adds another ``FileHandler`` for the log file on every call
+    (each epoch and each validation), so epoch N's records were written N times.
+    """
+    from fairseq.logging import progress_bar as module
+
+    original = module.progress_bar
+    if getattr(original, "echostream_single_log_file", False):
+        return
+
+    @functools.wraps(original)
+    def progress_bar(*args, **kwargs):
+        bar = original(*args, **kwargs)
+        _drop_repeated_file_handlers(module.logger)
+        return bar
+
+    progress_bar.echostream_single_log_file = True
+    module.progress_bar = progress_bar
+
+
+def _drop_repeated_file_handlers(logger: logging.Logger) -> None:
+    seen = set()
+    for handler in list(logger.handlers):
+        if not isinstance(handler, logging.FileHandler):
+            continue
+        if handler.baseFilename in seen:
+            logger.removeHandler(handler)
+            handler.close()
+        seen.add(handler.baseFilename)
 
 
 def json_records(text: str, tag: str, source: str = "log") -> List[Dict[str, float]]:
-    """The numeric fields of every JSON record fairseq printed after ``| <tag> |`` in ``text``.
+    """The numeric fields of every JSON record of kind ``tag`` that fairseq wrote in ``text``.
 
     ``tag`` is ``train_inner``, ``train`` or a validation subset's name; validation keys carry the
     subset as a prefix (``dev_sampled.units_loss``), which is removed so every split shares key
-    names. Non-numeric fields are left out.
+    names. Non-numeric fields are left out. Both of fairseq's outputs are read: the console, where
+    a record follows ``| <tag> |``, and the ``--log-file``, which holds the bare JSON (the kind is
+    then told by the keys: ``update`` for ``train_inner``, the ``<tag>_loss`` key otherwise). A
+    bare line equal to the one before it is a copy written by a repeated handler (log files
+    written without :func:`install`) and is skipped.
 
     Raises:
-        ValueError: a tagged line is not valid JSON (names ``source`` and the line number).
+        ValueError: a tagged console line is not valid JSON (names ``source`` and the line number).
     """
     marker = f"| {tag} | "
     records = []
+    previous = None
     for line_number, line in enumerate(text.splitlines(), start=1):
-        if marker not in line or not line.rstrip().endswith("}"):
+        repeated, previous = line == previous, line
+        if not line.rstrip().endswith("}"):
             continue
-        try:
-            raw = json.loads(line.split(marker, 1)[1])
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{source}:{line_number}: not a fairseq JSON record ({error})") from error
+        if marker in line:
+            try:
+                raw = json.loads(line.split(marker, 1)[1])
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{source}:{line_number}: not a fairseq JSON record ({error})") from error
+        else:
+            raw = None if repeated else _bare_record(line)
+            if raw is None or not _is_kind(raw, tag):
+                continue
         record = {}
         for key, value in raw.items():
             number = _number(value)
@@ -33,6 +80,23 @@ def json_records(text: str, tag: str, source: str = "log") -> List[Dict[str, flo
                 record[key.removeprefix(f"{tag}_")] = number
         records.append(record)
     return records
+
+
+def _bare_record(line: str):
+    """A ``--log-file`` line's JSON object, or ``None`` (other lines there are plain messages)."""
+    if not line.startswith("{"):
+        return None
+    try:
+        raw = json.loads(line)
+    except json.JSONDecodeError:
+        return None  # e.g. the config dict fairseq logs first, written as a Python repr
+    return raw if isinstance(raw, dict) else None
+
+
+def _is_kind(raw: Dict[str, object], tag: str) -> bool:
+    if tag == "train_inner":
+        return "update" in raw and "loss" in raw
+    return f"{tag}_loss" in raw
 
 
 def _number(value: object):

@@ -32,6 +32,7 @@ from echostream_fairseq.checkpoints import (
     DECODER_GROUPS, PartialLoadReport, plan_partial_load, read_model_state, vocabulary_sizes,
 )
 from echostream_fairseq.training import RecipeRun, build_task_and_model, load_recipe
+from echostream_fairseq.vocoder import describe_vocoder
 
 # The restart study (docs/restarts.md): decoders loaded at the recipe's lr did best; the variant
 # with a freeze and encoder lr > decoder lr is printed as the alternative it measured.
@@ -82,7 +83,7 @@ def _multitask_dicts(data_dir: Path) -> List[Path]:
 
 def data_facts(run: RecipeRun) -> Dict[str, Any]:
     """Manifests, YAMLs, spm models, unit K, vocoder and GPU, without building anything."""
-    facts: Dict[str, Any] = {"problems": [], "gpu": torch.cuda.is_available()}
+    facts: Dict[str, Any] = {"problems": [], "warnings": [], "gpu": torch.cuda.is_available()}
     try:
         data_dir, _, _ = run.data_layout()
     except ValueError as error:
@@ -100,13 +101,14 @@ def data_facts(run: RecipeRun) -> Dict[str, Any]:
     if report.is_file():
         facts["unit_k"] = json.loads(report.read_text(encoding="utf-8")).get("units", {}).get("num_units")
     gcmvn = data_dir / "config_gcmvn.yaml"
-    gcmvn_cfg = (yaml.safe_load(gcmvn.read_text(encoding="utf-8")) or {}) if gcmvn.is_file() else {}
-    vocoder = gcmvn_cfg.get("vocoder")
-    if isinstance(vocoder, dict) and vocoder.get("checkpoint"):
-        found = "found" if Path(vocoder["checkpoint"]).is_file() else "MISSING"
-        facts["vocoder"] = f"{vocoder['checkpoint']} ({found})"
-    else:
-        facts["vocoder"] = "none configured in config_gcmvn.yaml (speech output needs one for ASR-BLEU)"
+    try:
+        facts["vocoder"] = describe_vocoder(gcmvn if gcmvn.is_file() else {}, data_dir)
+    except (ValueError, FileNotFoundError) as error:
+        facts["vocoder"] = f"unusable ({error})"
+    if "MISSING" in facts["vocoder"] or "unusable" in facts["vocoder"]:
+        # training does not need it, so it warns instead of blocking the comparison
+        facts["warnings"].append(f"vocoder: {facts['vocoder']}: speech output and ASR-BLEU need it "
+                                 "(scripts/fit_vocoder.py fits the embedded one)")
     return facts
 
 
@@ -231,6 +233,8 @@ def print_text(advice: Mapping[str, Any]) -> None:
           f"{'no problems' if not data['problems'] else str(len(data['problems'])) + ' problem(s)'}")
     for problem in data["problems"]:
         print(f"  problem: {problem}")
+    for warning in data["warnings"]:
+        print(f"  warning: {warning}")
     gpu = "yes" if data["gpu"] else "none (trains on CPU)"
     print(f"environment GPU: {gpu}; vocoder: {data.get('vocoder', 'unknown')}")
     for line in advice["groups"]:

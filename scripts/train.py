@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--decoder-lr", type=float, help="peak learning rate of the decoders (default: the recipe's lr)")
     a("--time-budget-minutes", type=float,
       help="stop (and save) once the run's cumulative training time, over all restarts, exceeds this")
+    a("--device", choices=("auto", "cpu", "cuda"), default="auto",
+      help="where to train: auto (default) takes the GPU when torch sees one, else the CPU; the "
+           "recipes say cpu: true, which only --device cpu or a machine without a GPU keeps")
     a("--dry-run", action="store_true", help="print the fairseq-train command and exit")
     return parser
 
@@ -74,7 +77,17 @@ def run_from_options(opts: argparse.Namespace) -> RecipeRun:
         save_dir=opts.save_dir, num_workers=opts.num_workers, batch_size=opts.batch_size,
         encoder_lr=opts.encoder_lr, decoder_lr=opts.decoder_lr,
         freeze_decoders_updates=opts.freeze_decoders_updates, time_budget_minutes=opts.time_budget_minutes,
+        device=resolve_device(opts.device),
     )
+
+
+def resolve_device(choice: str) -> str:
+    """``cpu`` or ``cuda`` for ``--device`` (``auto``: the GPU when torch sees one)."""
+    if choice != "auto":
+        return choice
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _save_dir_of(argv: Sequence[str]) -> Path:
@@ -137,6 +150,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if opts.dry_run:
             print(shlex.join(["fairseq-train", *seeded]))
             return 0
+        if "--cpu" not in fairseq_argv:
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ValueError("--device cuda: torch sees no CUDA device here; use --device cpu or auto")
         if init_source is not None:
             prepare_init_checkpoint(fairseq_argv, init_source, opts.load_encoder, opts.load_decoders, save_dir)
     except (ValueError, CheckpointLoadError) as error:

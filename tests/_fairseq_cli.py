@@ -1,5 +1,6 @@
 """Helpers for tests that drive the real ``fairseq-train`` on a StreamSpeech-layout corpus."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -65,6 +66,14 @@ def data_args(data_dir: Path, save_dir: Path) -> List[str]:
         "--criterion", "speech_to_unit_2pass_ctc_asr_st",
         "--train-subset", TRAIN_SPLIT, "--valid-subset", DEV_SPLIT, "--save-dir", str(save_dir),
     ]
+
+
+def load_script(name: str) -> Any:
+    """``scripts/<name>.py`` imported as a module, so a test can call its ``main`` in-process."""
+    spec = importlib.util.spec_from_file_location(f"echostream_script_{name}", REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_fairseq_train(args: Sequence[str], timeout: int = 240) -> subprocess.CompletedProcess:

@@ -60,5 +60,7 @@ def streamspeech_state(model: nn.Module, resize: Optional[Dict[str, int]] = None
 def save_streamspeech(state: Dict[str, torch.Tensor], path: Path, num_updates: int = 100) -> None:
     """A fairseq-layout checkpoint as StreamSpeech's training writes it (arch ``streamspeech``)."""
     torch.save({"args": None, "cfg": {"model": Namespace(arch="streamspeech")}, "model": state,
-                "optimizer_history": [{"optimizer_name": "FairseqAdam", "num_updates": num_updates}],
+                "optimizer_history": [{"criterion_name": "SpeechToUnit2passCTCASRSTCriterion",
+                                       "optimizer_name": "FairseqAdam", "lr_scheduler_state": {"best": 4.2},
+                                       "num_updates": num_updates}],
                 "extra_state": {"train_iterator": {"epoch": 3}}, "last_optimizer_state": {"state": {}}}, path)

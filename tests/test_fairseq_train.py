@@ -34,6 +34,7 @@ def trained_run(tiny_corpus, tmp_path_factory):
         "--validate-interval", "20", "--save-interval", "20", "--no-epoch-checkpoints",
         "--no-progress-bar", "--log-format", "json", "--log-interval", "1",
         "--dropout", "0.0", "--seed", "1", "--cpu", "--num-workers", "0",
+        "--log-file", str(save / "train.log"),
     ]
     result = run_fairseq_train(args)
     assert result.returncode == 0, tail(result.stdout + result.stderr)
@@ -59,6 +60,20 @@ def test_fairseq_train_validates_and_logs_every_component(trained_run):
     weights = json_logs(output, "train_inner")[-1]
     assert weights["multitask_target_unigram_loss_weight"] == 8.0  # from the multitask YAML
     assert weights["multitask_source_unigram_loss_weight"] == 4.0
+
+
+def test_log_file_records_equal_the_console_records(trained_run):
+    # --log-file holds bare JSON lines (no "| tag |"); the summary scripts read either output
+    output, save = trained_run
+    log_file = (save / "train.log").read_text(encoding="utf-8")
+    assert "| train_inner |" not in log_file
+    lines = log_file.splitlines()
+    repeated = [a for a, b in zip(lines, lines[1:]) if a == b]
+    assert not repeated, f"fairseq wrote records more than once: {repeated[:2]}"
+    for tag in ("train_inner", "train", DEV_SPLIT):
+        console = json_logs(output, tag)
+        assert console, tag
+        assert json_logs(log_file, tag) == console, tag
 
 
 def test_fairseq_checkpoint_loads_back_with_user_dir(trained_run):

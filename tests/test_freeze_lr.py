@@ -5,27 +5,19 @@ after the freeze they train. The encoder and decoder groups run at --encoder-lr 
 times the scheduler's curve, read from the optimizer's param groups at every update.
 """
 
-import importlib.util
 from typing import Any, Dict, List
 
 import pytest
 import torch
 from torch import nn
 
-from _fairseq_cli import REPO, TINY_MODEL, corpus_dir
+from _fairseq_cli import REPO, TINY_MODEL, corpus_dir, load_script
 from echostream_fairseq.checkpoints import DECODER_GROUPS
 from echostream_fairseq.training import EchoStreamAdam, EchoStreamAdamConfig, tag_parameter_groups
 
 FREEZE = 3
 UPDATES = 6
 BASE_LR, ENCODER_LR, DECODER_LR = 0.002, 0.004, 0.001  # the recipe's lr, and the two group rates
-
-
-def _train_script() -> Any:
-    spec = importlib.util.spec_from_file_location("echostream_train_script", REPO / "scripts" / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +50,7 @@ def recorded_updates(tiny_corpus, tmp_path_factory) -> List[Dict[str, Any]]:
     torch.set_num_threads(1)
     EchoStreamAdam.step = recording_step
     try:
-        code = _train_script().main([
+        code = load_script("train").main([
             "--config", str(REPO / "configs" / "echostream_config.mini.yaml"),
             "--train-manifest", str(data / "train_sampled.units.tsv"),
             "--dev-manifest", str(data / "dev_sampled.units.tsv"),

@@ -183,8 +183,10 @@ def test_the_batch_multiple_that_would_drop_sentences_is_refused(model_and_task)
 # --------------------------------------------------------------------------------- units
 def test_units_are_the_models_ctc_output_on_the_greedy_text(greedy_units, greedy_text,
                                                             model_and_task, tiny_num_units):
-    """Batched fairseq-generate units == the training forward per utterance on ``</s>`` + the
-    greedy text, CTC-decoded; ids within 0..K-1; the manifest without units gives empty T- lines."""
+    """fairseq-generate units == the training forward on ``</s>`` + the greedy text over the same
+    padded batch, CTC-decoded; each row equals that utterance alone within float tolerance (the
+    padding leaks nothing; exact argmax equality across paddings would flip on near-ties); ids
+    within 0..K-1; the manifest without units gives empty T- lines."""
     model, task = model_and_task
     units = read_generate_output(greedy_units.splitlines(), "D")
     assert set(read_generate_output(greedy_units.splitlines(), "T").values()) == {""}
@@ -193,13 +195,30 @@ def test_units_are_the_models_ctc_output_on_the_greedy_text(greedy_units, greedy
     dataset = task.dataset(SPLIT)
     mt_dict, unit_dict = task.target_dictionary_mt, task.tgt_dict
     assert sorted(units) == list(range(len(dataset))) == [0, 1]
-    for index in range(len(dataset)):
-        net_input = dataset.collater([dataset[index]])["net_input"]
-        prev_mt = torch.tensor([[mt_dict.eos()] + [mt_dict.index(p) for p in texts[index].split()]])
+
+    def prev_mt(indices):
+        rows = [[mt_dict.eos()] + [mt_dict.index(p) for p in texts[i].split()] for i in indices]
+        out = torch.full((len(rows), max(map(len, rows))), mt_dict.pad(), dtype=torch.long)
+        for out_row, row in zip(out, rows):
+            out_row[: len(row)] = torch.tensor(row)
+        return out
+
+    batch = dataset.collater([dataset[i] for i in range(len(dataset))])  # generate's one batch
+    order = batch["id"].tolist()
+    with torch.no_grad():
+        logits, extra = model(batch["net_input"]["src_tokens"], batch["net_input"]["src_lengths"],
+                              None, prev_mt(order))
+    padding = extra["decoder_padding_mask"]  # None when no row is padded
+    for row, index in enumerate(order):
+        valid = logits[row] if padding is None else logits[row][~padding[row]]
+        single = dataset.collater([dataset[index]])["net_input"]
         with torch.no_grad():
-            logits, _ = model(net_input["src_tokens"], net_input["src_lengths"], None, prev_mt)
-        logits[0, :, :unit_dict.nspecial] = -float("inf")
-        labels = logits[0].argmax(-1).tolist()
+            alone, _ = model(single["src_tokens"], single["src_lengths"], None, prev_mt([index]))
+        assert alone.shape[1] == valid.shape[0]
+        assert (alone[0] - valid).abs().max().item() < 1e-4
+        valid = valid.clone()
+        valid[:, :unit_dict.nspecial] = -float("inf")
+        labels = valid.argmax(-1).tolist()
         expected = [int(unit_dict[b]) for a, b in zip([None] + labels, labels)
                     if b != a and b != unit_dict.blank_index]
         got = [int(u) for u in units[index].split()]

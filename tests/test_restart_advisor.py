@@ -1,7 +1,6 @@
 """scripts/restart_advisor.py picks evaluate / resume / decoders only / from scratch for the
 checkpoint in hand, names the groups and vocabularies that do not fit, and prints the commands."""
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any, Dict
@@ -9,24 +8,17 @@ from typing import Any, Dict
 import pytest
 import torch
 
-from _fairseq_cli import REPO, TINY_MODEL, corpus_dir
+from _fairseq_cli import REPO, TINY_MODEL, corpus_dir, load_script
 from _streamspeech_state import RELEASED_VOCABULARY, build_tiny_model, save_streamspeech, streamspeech_state
 
 CONFIG = REPO / "configs" / "echostream_config.mini.yaml"
-
-
-def _advisor() -> Any:
-    spec = importlib.util.spec_from_file_location("echostream_restart_advisor", REPO / "scripts" / "restart_advisor.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def setting(tiny_corpus, tmp_path_factory) -> Dict[str, Any]:
     root = tmp_path_factory.mktemp("advisor")
     _, model = build_tiny_model(tiny_corpus, root)
-    return {"data": corpus_dir(tiny_corpus), "model": model, "root": root, "advisor": _advisor()}
+    return {"data": corpus_dir(tiny_corpus), "model": model, "root": root, "advisor": load_script("restart_advisor")}
 
 
 def _advise(setting: Dict[str, Any], checkpoint: Path, capsys: Any, *extra: str) -> Dict[str, Any]:
@@ -61,6 +53,16 @@ def test_unfinished_echostream_run_is_resumed_in_place_after_a_backup(setting, c
     assert backup.startswith(f"cp -a {path.parent} {path.parent}.bak-")
     assert "scripts/train.py" in train and f"--save-dir {path.parent}" in train and "--init-from" not in train
     assert len(advice["groups"]) == 5 and all(": loads (" in line for line in advice["groups"])
+
+
+def test_environment_names_the_embedded_vocoder_and_the_gpu(setting, capsys):
+    advice = _advise(setting, _own_checkpoint(setting, "environment", 10), capsys)
+    data = advice["data"]
+    assert data["gpu"] is torch.cuda.is_available()
+    units = setting["data"] / "units"
+    expected = units / "vocoder.npz" if (units / "vocoder.npz").is_file() else units / "unit_model.npz"
+    assert data["vocoder"] == f"echostream_centroid {expected} (found)"
+    assert data["warnings"] == []
 
 
 def test_finished_run_is_evaluated(setting, capsys):

@@ -22,7 +22,7 @@ from echostream_fairseq.data.manifests import read_tsv
 from echostream_fairseq.data.text import dedup_units, parse_units
 from echostream_fairseq.data.units import LogMelExtractor, fit_unit_model
 from echostream_fairseq.vocoder import (CentroidVocoder, CodeHiFiGANUnitVocoder,
-                                        build_vocoder, fit_duration_model,
+                                        build_vocoder, describe_vocoder, fit_duration_model,
                                         load_centroid_vocoder, load_code_hifigan)
 from echostream_fairseq.vocoder.context import ContextAccumulator, ContextModel
 from echostream_fairseq.vocoder.duration import round_durations
@@ -375,3 +375,20 @@ def test_fit_vocoder_script_on_tiny_corpus(tiny_corpus: Path, tmp_path: Path) ->
     assert audio.shape[0] > vocoder.sample_rate // 2 and np.isfinite(audio).all()
     default = build_vocoder(tiny_corpus / "config_gcmvn.yaml")
     assert isinstance(default, CentroidVocoder) and default.num_units == vocoder.num_units
+
+
+def test_describe_vocoder_names_what_build_vocoder_would_load(tmp_path: Path) -> None:
+    units = tmp_path / "units"
+    units.mkdir()
+    assert describe_vocoder({}, tmp_path) == f"echostream_centroid {units / 'vocoder.npz'} (MISSING)"
+    (units / "unit_model.npz").write_bytes(b"")
+    assert describe_vocoder({}, tmp_path) == f"echostream_centroid {units / 'unit_model.npz'} (found)"
+    (units / "vocoder.npz").write_bytes(b"")  # the fitted file wins, as in build_vocoder
+    assert describe_vocoder({}, tmp_path) == f"echostream_centroid {units / 'vocoder.npz'} (found)"
+    hifigan = {"vocoder": {"type": "code_hifigan", "config": "hifigan.json", "checkpoint": "/abs/g.pt"}}
+    assert describe_vocoder(hifigan, tmp_path) == (
+        f"code_hifigan {tmp_path / 'hifigan.json'} (MISSING), /abs/g.pt (MISSING)")
+    with pytest.raises(ValueError, match="unknown vocoder type 'wavenet'"):
+        describe_vocoder({"vocoder": {"type": "wavenet"}}, tmp_path)
+    with pytest.raises(ValueError, match="lacks the key 'checkpoint'"):
+        describe_vocoder({"vocoder": {"type": "echostream_centroid"}}, tmp_path)

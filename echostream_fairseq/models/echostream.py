@@ -62,8 +62,8 @@ IGNORED_OPTIONS: Tuple[str, ...] = (
 # Options that would change what is trained and that EchoStream does not implement: refused.
 UNSUPPORTED_OPTIONS: Dict[str, str] = {
     "synthesizer_augmented_cross_attention": "the T2U decoder attends to T2U states only",
-    "load_pretrained_encoder_from": "use echostream_fairseq.checkpoints.load_partial_checkpoint",
-    "load_pretrained_mt_from": "use echostream_fairseq.checkpoints.load_partial_checkpoint",
+    "load_pretrained_mt_from": "it reads a speech-to-text model's Conformer encoder and decoder; use "
+                               "--load-pretrained-decoders-from with a StreamSpeech or EchoStream checkpoint",
 }
 _reported_ignored: Set[str] = set()
 # StreamSpeech's multitask YAML keys of the two CTC heads that drive the simultaneous policy
@@ -175,8 +175,12 @@ class EchoStreamModel(S2STransformerMultitaskModelBase):
         a("--attn-type", type=str, help="ignored: Conformer-only option")
         a("--pos-enc-type", type=str, help="ignored: Conformer-only option")
         a("--synthesizer-augmented-cross-attention", action="store_true", help="not supported (refused)")
-        a("--load-pretrained-encoder-from", type=str, help="not supported here (refused): see checkpoints.py")
-        a("--load-pretrained-mt-from", type=str, help="not supported here (refused): see checkpoints.py")
+        a("--load-pretrained-encoder-from", type=str, metavar="CKPT",
+          help="start training with the encoder of this EchoStream checkpoint (shape-checked, reported)")
+        a("--load-pretrained-decoders-from", type=str, metavar="CKPT",
+          help="start training with the ASR/ST CTC heads, MT decoder and T2U + unit decoder of this "
+               "EchoStream or StreamSpeech checkpoint (per group, shape-checked, reported)")
+        a("--load-pretrained-mt-from", type=str, help="not supported (refused): see --load-pretrained-decoders-from")
 
     # ----------------------------------------------------------------------------------- build
     @classmethod

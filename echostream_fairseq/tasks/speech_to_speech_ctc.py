@@ -21,6 +21,7 @@ from fairseq.data.audio.speech_to_speech_dataset import SpeechToSpeechDatasetCre
 from fairseq.tasks import register_task
 from fairseq.tasks.speech_to_speech import SpeechToSpeechTask
 
+from echostream_fairseq.checkpoints import load_pretrained_groups
 from echostream_fairseq.data.validate import ManifestError, find_unit_problems
 
 logger = logging.getLogger(__name__)
@@ -92,7 +93,10 @@ class SpeechToSpeechCTCTask(SpeechToSpeechTask):
 
     def build_model(self, args: Any, from_checkpoint: bool = False) -> Any:
         with self._units_as_target():
-            return super().build_model(args, from_checkpoint)
+            model = super().build_model(args, from_checkpoint)
+        if not from_checkpoint:  # a checkpoint about to be loaded brings its own weights
+            load_pretrained_groups(model, args)
+        return model
 
     # ------------------------------------------------------------------------------ data
     def load_dataset(self, split: str, epoch: int = 1, combine: bool = False, **kwargs: Any) -> None:

@@ -13,7 +13,7 @@ import logging
 
 from echostream_fairseq.vocoder.base import (StreamingVocoderState, UnitVocoder,
                                              validate_units)
-from echostream_fairseq.vocoder.builder import build_vocoder
+from echostream_fairseq.vocoder.builder import build_vocoder, describe_vocoder
 from echostream_fairseq.vocoder.centroid import (CentroidStreamState, CentroidVocoder,
                                                  CentroidVocoderSettings, load_centroid_vocoder)
 from echostream_fairseq.vocoder.codehifigan import (CodeHiFiGANStreamState,
@@ -25,5 +25,5 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["CentroidStreamState", "CentroidVocoder", "CentroidVocoderSettings",
            "CodeHiFiGANStreamState", "CodeHiFiGANUnitVocoder", "ContextModel",
-           "StreamingVocoderState", "UnitVocoder", "build_vocoder", "fit_duration_model",
+           "StreamingVocoderState", "UnitVocoder", "build_vocoder", "describe_vocoder", "fit_duration_model",
            "load_centroid_vocoder", "load_code_hifigan", "validate_units"]

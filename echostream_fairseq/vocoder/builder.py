@@ -20,7 +20,7 @@ from echostream_fairseq.vocoder.base import UnitVocoder
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EMBEDDED_VOCODER_FILE", "UNIT_MODEL_FILE", "build_vocoder"]
+__all__ = ["EMBEDDED_VOCODER_FILE", "UNIT_MODEL_FILE", "build_vocoder", "describe_vocoder"]
 
 EMBEDDED_VOCODER_FILE = Path("units") / "vocoder.npz"
 UNIT_MODEL_FILE = Path("units") / "unit_model.npz"
@@ -47,6 +47,34 @@ def _entry_path(entry: Mapping[str, Any], key: str, base: Optional[Path]) -> Pat
         raise ValueError(f"vocoder entry {dict(entry)} lacks the key {key!r}")
     path = Path(entry[key])
     return path if path.is_absolute() or base is None else base / path
+
+
+def describe_vocoder(config: Union[str, Path, Mapping[str, Any]],
+                     data_dir: Optional[Union[str, Path]] = None) -> str:
+    """What :func:`build_vocoder` would load for ``config``, checked on disk without loading it.
+
+    Returns:
+        One line such as ``"echostream_centroid /data/units/vocoder.npz (found)"``; files that
+        do not exist are marked ``MISSING``.
+
+    Raises:
+        ValueError, FileNotFoundError: as :func:`build_vocoder` for a bad config.
+    """
+    content, base = _read_config(config, Path(data_dir) if data_dir is not None else None)
+    entry = content.get("vocoder")
+    if entry:
+        kind = entry.get("type")
+        keys = {CODE_HIFIGAN: ("config", "checkpoint"), EMBEDDED: ("checkpoint",)}.get(kind)
+        if keys is None:
+            raise ValueError(f"unknown vocoder type {kind!r}; expected {CODE_HIFIGAN!r} or {EMBEDDED!r}")
+        files = [_entry_path(entry, key, base) for key in keys]
+    elif base is None:
+        raise ValueError("no vocoder entry in the config and no data_dir to find the embedded vocoder in")
+    else:
+        kind = EMBEDDED
+        fitted = base / EMBEDDED_VOCODER_FILE
+        files = [fitted if fitted.is_file() or not (base / UNIT_MODEL_FILE).is_file() else base / UNIT_MODEL_FILE]
+    return f"{kind} " + ", ".join(f"{path} ({'found' if path.is_file() else 'MISSING'})" for path in files)
 
 
 def build_vocoder(config: Union[str, Path, Mapping[str, Any]],

@@ -71,9 +71,11 @@ def test_finished_run_is_evaluated(setting, capsys):
     assert advice["recommendation"] == "evaluate"
 
 
-def test_streamspeech_checkpoint_gets_decoders_only_and_the_freeze_variant(setting, capsys):
-    path = setting["root"] / "streamspeech.pt"
-    save_streamspeech(streamspeech_state(setting["model"]), path)
+@pytest.mark.parametrize("num_updates, frozen_first", [(100, False), (20000, True)])
+def test_streamspeech_checkpoint_gets_decoders_only_and_the_freeze_variant(setting, capsys, num_updates,
+                                                                           frozen_first):
+    path = setting["root"] / f"streamspeech_{num_updates}.pt"
+    save_streamspeech(streamspeech_state(setting["model"]), path, num_updates=num_updates)
     advice = _advise(setting, path, capsys)
     assert advice["recommendation"] == "decoders-only"
     assert advice["checkpoint"]["layout"] == "streamspeech"
@@ -82,6 +84,8 @@ def test_streamspeech_checkpoint_gets_decoders_only_and_the_freeze_variant(setti
     assert backup.startswith("cp -a ")
     for flag in ("--init-from", "--no-load-encoder", "--load-decoders"):
         assert flag in command.split()
+    # long-trained decoders are frozen first (measured better); young ones get it as an option
+    assert ("--freeze-decoders-updates" in command.split()) is frozen_first
     words = alternative.split()
     assert "--freeze-decoders-updates" in words
     assert float(words[words.index("--encoder-lr") + 1]) > float(words[words.index("--decoder-lr") + 1])

@@ -49,6 +49,27 @@ def _entry_path(entry: Mapping[str, Any], key: str, base: Optional[Path]) -> Pat
     return path if path.is_absolute() or base is None else base / path
 
 
+def _vocoder_files(config: Union[str, Path, Mapping[str, Any]],
+                   data_dir: Optional[Union[str, Path]]) -> tuple[str, list[Path]]:
+    """``(type, files)`` a data config asks for: the one resolution rule of build and describe.
+
+    Without an entry, the embedded vocoder's fitted ``vocoder.npz`` is preferred; the per-unit
+    ``unit_model.npz`` stands in only when it exists and the fitted file does not.
+    """
+    content, base = _read_config(config, Path(data_dir) if data_dir is not None else None)
+    entry = content.get("vocoder")
+    if entry:
+        kind = entry.get("type")
+        keys = {CODE_HIFIGAN: ("config", "checkpoint"), EMBEDDED: ("checkpoint",)}.get(kind)
+        if keys is None:
+            raise ValueError(f"unknown vocoder type {kind!r}; expected {CODE_HIFIGAN!r} or {EMBEDDED!r}")
+        return kind, [_entry_path(entry, key, base) for key in keys]
+    if base is None:
+        raise ValueError("no vocoder entry in the config and no data_dir to find the embedded vocoder in")
+    fitted, per_unit = base / EMBEDDED_VOCODER_FILE, base / UNIT_MODEL_FILE
+    return EMBEDDED, [per_unit if per_unit.is_file() and not fitted.is_file() else fitted]
+
+
 def describe_vocoder(config: Union[str, Path, Mapping[str, Any]],
                      data_dir: Optional[Union[str, Path]] = None) -> str:
     """What :func:`build_vocoder` would load for ``config``, checked on disk without loading it.
@@ -60,20 +81,7 @@ def describe_vocoder(config: Union[str, Path, Mapping[str, Any]],
     Raises:
         ValueError, FileNotFoundError: as :func:`build_vocoder` for a bad config.
     """
-    content, base = _read_config(config, Path(data_dir) if data_dir is not None else None)
-    entry = content.get("vocoder")
-    if entry:
-        kind = entry.get("type")
-        keys = {CODE_HIFIGAN: ("config", "checkpoint"), EMBEDDED: ("checkpoint",)}.get(kind)
-        if keys is None:
-            raise ValueError(f"unknown vocoder type {kind!r}; expected {CODE_HIFIGAN!r} or {EMBEDDED!r}")
-        files = [_entry_path(entry, key, base) for key in keys]
-    elif base is None:
-        raise ValueError("no vocoder entry in the config and no data_dir to find the embedded vocoder in")
-    else:
-        kind = EMBEDDED
-        fitted = base / EMBEDDED_VOCODER_FILE
-        files = [fitted if fitted.is_file() or not (base / UNIT_MODEL_FILE).is_file() else base / UNIT_MODEL_FILE]
+    kind, files = _vocoder_files(config, data_dir)
     return f"{kind} " + ", ".join(f"{path} ({'found' if path.is_file() else 'MISSING'})" for path in files)
 
 
@@ -96,24 +104,8 @@ def build_vocoder(config: Union[str, Path, Mapping[str, Any]],
     from echostream_fairseq.vocoder.centroid import load_centroid_vocoder
     from echostream_fairseq.vocoder.codehifigan import load_code_hifigan
 
-    content, base = _read_config(config, Path(data_dir) if data_dir is not None else None)
-    entry = content.get("vocoder")
-    if entry:
-        kind = entry.get("type")
-        if kind == CODE_HIFIGAN:
-            return load_code_hifigan(_entry_path(entry, "config", base),
-                                     _entry_path(entry, "checkpoint", base))
-        if kind == EMBEDDED:
-            return load_centroid_vocoder(_entry_path(entry, "checkpoint", base))
-        raise ValueError(f"unknown vocoder type {kind!r}; expected {CODE_HIFIGAN!r} or "
-                         f"{EMBEDDED!r}")
-    if base is None:
-        raise ValueError("no vocoder entry in the config and no data_dir to find the embedded "
-                         "vocoder in")
-    fitted = base / EMBEDDED_VOCODER_FILE
-    if fitted.is_file():
-        logger.info("embedded vocoder from %s", fitted)
-        return load_centroid_vocoder(fitted)
-    logger.info("no %s: embedded vocoder with per-unit mean durations from %s", fitted,
-                base / UNIT_MODEL_FILE)
-    return load_centroid_vocoder(base / UNIT_MODEL_FILE)
+    kind, files = _vocoder_files(config, data_dir)
+    if kind == CODE_HIFIGAN:
+        return load_code_hifigan(*files)
+    logger.info("embedded vocoder from %s", files[0])
+    return load_centroid_vocoder(files[0])

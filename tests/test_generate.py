@@ -184,7 +184,7 @@ def test_the_batch_multiple_that_would_drop_sentences_is_refused(model_and_task)
 def test_units_are_the_models_ctc_output_on_the_greedy_text(greedy_units, greedy_text,
                                                             model_and_task, tiny_num_units):
     """fairseq-generate units == the training forward on ``</s>`` + the greedy text over the same
-    padded batch, CTC-decoded; each row equals that utterance alone within float tolerance (the
+    padded batch, CTC-decoded; each row equals that utterance alone within float noise (the
     padding leaks nothing; exact argmax equality across paddings would flip on near-ties); ids
     within 0..K-1; the manifest without units gives empty T- lines."""
     model, task = model_and_task
@@ -215,7 +215,8 @@ def test_units_are_the_models_ctc_output_on_the_greedy_text(greedy_units, greedy
         with torch.no_grad():
             alone, _ = model(single["src_tokens"], single["src_lengths"], None, prev_mt([index]))
         assert alone.shape[1] == valid.shape[0]
-        assert (alone[0] - valid).abs().max().item() < 1e-4
+        # float noise only (seen up to 1.4e-4 on logits near 10); a padding leak would be O(1)
+        torch.testing.assert_close(alone[0], valid, rtol=1e-4, atol=1e-3)
         valid = valid.clone()
         valid[:, :unit_dict.nspecial] = -float("inf")
         labels = valid.argmax(-1).tolist()

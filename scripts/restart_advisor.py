@@ -34,8 +34,8 @@ from echostream_fairseq.checkpoints import (
 from echostream_fairseq.training import RecipeRun, build_task_and_model, load_recipe
 from echostream_fairseq.vocoder import describe_vocoder
 
-# The restart study (docs/restarts.md): decoders loaded at the recipe's lr did best; the variant
-# with a freeze and encoder lr > decoder lr is printed as the alternative it measured.
+# The restart studies (docs/restarts.md): always load the decoders; freeze them first, with encoder
+# lr > decoder lr, when they come from a long run, otherwise train everything at the recipe's lr.
 FREEZE_UPDATES, ENCODER_LR_SCALE, DECODER_LR_SCALE = 100, 1.5, 0.5
 # Decoders from a run this long are protected by the freeze (docs/restarts.md sections 4 and 5:
 # measured better after 3,500 updates of training, worse after 200; the threshold lies between).
@@ -106,10 +106,10 @@ def data_facts(run: RecipeRun) -> Dict[str, Any]:
         facts["unit_k"] = json.loads(report.read_text(encoding="utf-8")).get("units", {}).get("num_units")
     gcmvn = data_dir / "config_gcmvn.yaml"
     try:
-        facts["vocoder"] = describe_vocoder(gcmvn if gcmvn.is_file() else {}, data_dir)
+        facts["vocoder"], unusable = describe_vocoder(gcmvn if gcmvn.is_file() else {}, data_dir)
     except (ValueError, FileNotFoundError) as error:
-        facts["vocoder"] = f"unusable ({error})"
-    if "MISSING" in facts["vocoder"] or "unusable" in facts["vocoder"]:
+        facts["vocoder"], unusable = f"unusable ({error})", [gcmvn]
+    if unusable:
         # training does not need it, so it warns instead of blocking the comparison
         facts["warnings"].append(f"vocoder: {facts['vocoder']}: speech output and ASR-BLEU need it "
                                  "(scripts/fit_vocoder.py fits the embedded one)")

@@ -54,6 +54,12 @@ def streamspeech_state(model: nn.Module, resize: Optional[Dict[str, int]] = None
             if resize and key in resize:
                 shape[0] = resize[key]
         state[key] = torch.randn(shape, generator=generator) if shape else torch.tensor(7)
+    # tensors the model ties (input/output embeddings) are one tensor in a trained checkpoint too
+    first_of_storage: Dict[int, str] = {}
+    for key, tensor in own.items():
+        first = first_of_storage.setdefault(tensor.data_ptr(), key)
+        if first != key and key in state and first in state:
+            state[key] = state[first]
     return state
 
 

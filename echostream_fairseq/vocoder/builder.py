@@ -71,18 +71,20 @@ def _vocoder_files(config: Union[str, Path, Mapping[str, Any]],
 
 
 def describe_vocoder(config: Union[str, Path, Mapping[str, Any]],
-                     data_dir: Optional[Union[str, Path]] = None) -> str:
+                     data_dir: Optional[Union[str, Path]] = None) -> tuple[str, list[Path]]:
     """What :func:`build_vocoder` would load for ``config``, checked on disk without loading it.
 
     Returns:
-        One line such as ``"echostream_centroid /data/units/vocoder.npz (found)"``; files that
-        do not exist are marked ``MISSING``.
+        ``(line, missing)``: one line such as ``"echostream_centroid /data/units/vocoder.npz
+        (found)"``, files that do not exist marked ``MISSING``; and those missing files.
 
     Raises:
         ValueError, FileNotFoundError: as :func:`build_vocoder` for a bad config.
     """
     kind, files = _vocoder_files(config, data_dir)
-    return f"{kind} " + ", ".join(f"{path} ({'found' if path.is_file() else 'MISSING'})" for path in files)
+    missing = [path for path in files if not path.is_file()]
+    line = f"{kind} " + ", ".join(f"{path} ({'MISSING' if path in missing else 'found'})" for path in files)
+    return line, missing
 
 
 def build_vocoder(config: Union[str, Path, Mapping[str, Any]],

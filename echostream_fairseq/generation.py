@@ -18,7 +18,7 @@ U upsampled unit steps, V unit vocabulary.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 from fairseq.data import Dictionary
@@ -30,7 +30,7 @@ from echostream_fairseq.data.text import detokenize
 from echostream_fairseq.streaming.units import CtcCollapser
 
 __all__ = ["SpeechToTextModel", "SubwordDetokenizer", "TextGenerator", "UnitGenerator",
-           "read_generate_output"]
+           "greedy_unit_ctc", "read_generate_output"]
 
 Hypotheses = List[List[Dict[str, Any]]]
 
@@ -134,6 +134,24 @@ class TextGenerator:
         return self.search.generate(models, _encoder_sample(sample), **kwargs)
 
 
+def greedy_unit_ctc(logits: Tensor, padding: Optional[Tensor], unit_dict: Dictionary,
+                    blank_penalty: float = 0.0) -> List[Tuple[List[int], Tensor]]:
+    """Greedy CTC over unit logits (B, U, V) with padding (B, U) or None: per sentence, the
+    unit-dictionary indices (repeats merged, blanks dropped) and the (U_b,) best-label scores.
+    ``blank_penalty`` is subtracted from the blank's log-probability first."""
+    lprobs = torch.log_softmax(logits.float(), dim=-1)
+    lprobs[:, :, unit_dict.blank_index] -= blank_penalty
+    # every step is a unit or <blank> (as StreamSpeech's CTC generator): never a special
+    lprobs[:, :, : unit_dict.nspecial] = -float("inf")
+    scores, labels = lprobs.max(dim=-1)
+    out = []
+    for b in range(labels.size(0)):
+        valid = slice(None) if padding is None else ~padding[b]
+        units = CtcCollapser(unit_dict.blank_index)(labels[b][valid].tolist())
+        out.append((units, scores[b][valid]))
+    return out
+
+
 class UnitGenerator:
     """``--gen-output units``: MT search, then the model's second pass, then greedy unit CTC.
 
@@ -156,6 +174,7 @@ class UnitGenerator:
             lenpen=getattr(args, "lenpen_mt", 1.0),
         )
         self.search = _text_search(models, mt_dict, first_pass, extra_gen_cls_kwargs)
+        self.blank_penalty = float(getattr(args, "unit_blank_penalty", 0.0))
         self.symbols_to_strip_from_output = {unit_dict.eos()}
 
     @torch.no_grad()
@@ -187,15 +206,9 @@ class UnitGenerator:
     def _ctc_hypotheses(self, logits: Tensor, padding: Optional[Tensor],
                         texts: List[Tensor]) -> Hypotheses:
         """One hypothesis per sentence from unit logits (B, U, V) and padding (B, U) or None."""
-        lprobs = torch.log_softmax(logits.float(), dim=-1)
-        # every step is a unit or <blank> (as StreamSpeech's CTC generator): never a special
-        lprobs[:, :, : self.unit_dict.nspecial] = -float("inf")
-        scores, labels = lprobs.max(dim=-1)
         hypos: Hypotheses = []
-        for b in range(labels.size(0)):
-            valid = slice(None) if padding is None else ~padding[b]
-            frame_scores, frame_labels = scores[b][valid], labels[b][valid]
-            units = CtcCollapser(self.unit_dict.blank_index)(frame_labels.tolist())
+        decoded = greedy_unit_ctc(logits, padding, self.unit_dict, self.blank_penalty)
+        for b, (units, frame_scores) in enumerate(decoded):
             hypos.append([{
                 # ending in </s> as fairseq's hypotheses do (fairseq-generate strips it); an
                 # empty tensor would crash fairseq's C BLEU scorer on a unit-less hypothesis

@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--no-speech", action="store_true", help="text only: no T2U/vocoder, no ASR-BLEU")
     a("--reencode", action="store_true", help="stream with StreamSpeech's method (fbank, "
       "encoder and units recomputed over everything at every step): the baseline's latency")
+    a("--unit-blank-penalty", type=float, default=0.0,
+      help="subtracted from the unit CTC blank's score before the greedy choice (default 0: plain "
+           "greedy); tune it on dev with scripts/measure_t2u.py")
     a("--save-wavs", type=int, default=0,
       help="keep the output wavs of the first N utterances per condition, with their references")
     a("--asr-model-dir", type=Path,
@@ -121,6 +124,7 @@ def run(opts: argparse.Namespace) -> Dict[str, Any]:
     settings = EvaluationSettings(chunk_sizes_ms=tuple(opts.chunk_sizes), offline=not opts.no_offline,
                                   speech=not opts.no_speech, save_wavs=max(0, opts.save_wavs),
                                   reencode=opts.reencode,
+                                  unit_blank_penalty=opts.unit_blank_penalty,
                                   progress=not opts.no_progress)
     asr_model = functools.lru_cache(maxsize=None)(
         lambda: load_whisper_tiny_en(opts.asr_model_dir, cpu_threads=opts.num_threads))
@@ -134,6 +138,7 @@ def run(opts: argparse.Namespace) -> Dict[str, Any]:
             "wav_list": str(test_set.wav_list.resolve()) if test_set.wav_list else None,
             "chunk_sizes_ms": list(settings.chunk_sizes_ms), "offline": settings.offline,
             "speech": settings.speech, "save_wavs": settings.save_wavs,
+            "unit_blank_penalty": settings.unit_blank_penalty,
             "max_utterances": opts.max_utterances, "asr_model_dir": str(opts.asr_model_dir or "tiny.en"),
             "model_segment_frames": model.encoder.geometry().segment_frames,
             "encoder_frame_ms": model.encoder.geometry().encoder_frame_ms,

@@ -10,9 +10,12 @@ Usage::
 One row per report and condition (chunk sizes, then offline); with several reports a ``model``
 column names each by its ``label``. ``--ceilings`` adds a table of the ASR-BLEU that speech which
 is not the model's reaches (the corpus' piper speech; ground-truth units through the vocoder,
-from ``scripts/measure_vocoder.py --out``). ``--readme`` writes the tables into that file
+from ``scripts/measure_vocoder.py --out``; the reference text through a model's T2U, from
+``scripts/measure_t2u.py --out``). ``--readme`` writes the tables into that file
 between ``<!-- results:begin -->`` and ``<!-- results:end -->`` (``--block`` names another
-pair). The numbers are the files' own, so README figures are generated, never typed.
+pair). Without reports only the ``--ceilings`` table is written (e.g. a blank-penalty sweep of
+``measure_t2u.py`` files). The numbers are the files' own, so README figures are generated,
+never typed.
 """
 
 import argparse
@@ -23,9 +26,12 @@ from typing import Optional, Sequence
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("reports", nargs="+", type=Path, help="report.json files of scripts/evaluate.py")
+    parser.add_argument("reports", nargs="*", type=Path,
+                        help="report.json files of scripts/evaluate.py (none: the --ceilings "
+                             "table alone)")
     parser.add_argument("--ceilings", nargs="+", type=Path, default=[],
-                        help="corpus report.json and/or scripts/measure_vocoder.py --out JSON files")
+                        help="corpus report.json, scripts/measure_vocoder.py --out and/or "
+                             "scripts/measure_t2u.py --out JSON files")
     parser.add_argument("--output", type=Path, help="also write the tables to this file")
     parser.add_argument("--readme", type=Path,
                         help="write the tables into this Markdown file between its "
@@ -37,13 +43,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from echostream_fairseq.evaluation.report import (ceilings_table, load_ceilings, load_report,
                                                       replace_between_markers, results_table)
 
+    if not args.reports and not args.ceilings:
+        parser.error("give report.json files, --ceilings files or both")
     try:
         reports = [load_report(path) for path in args.reports]
         ceilings = [row for path in args.ceilings for row in load_ceilings(path)]
-        table = results_table(reports)
-        if ceilings:
-            table += ("\nCeilings (ASR-BLEU of speech that is not the model's, same recogniser "
-                      f"and normalisation):\n\n{ceilings_table(ceilings)}")
+        if not reports:
+            table = ceilings_table(ceilings)
+        else:
+            table = results_table(reports)
+            if ceilings:
+                table += ("\nCeilings (ASR-BLEU of speech that is not the model's, or of the "
+                          "model's speech for the reference text; same recogniser and "
+                          f"normalisation):\n\n{ceilings_table(ceilings)}")
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -119,3 +119,21 @@ def test_asr_bleu_scorers_are_registered_and_raise_on_a_missing_wav(tmp_path):
         EchoStreamAsrBleuScorer(model=None)({0: Instance()})
     with pytest.raises(AsrError, match="no instances"):
         EchoStreamAsrBleuScorer(model=None)({})
+
+
+def test_agent_options_reach_the_pipeline_config(tiny_corpus, checkpoint):
+    """Each agent flag lands in the pipeline it builds (SimulEval adds --source-segment-size)."""
+    from argparse import ArgumentParser
+
+    from echostream_fairseq.agents.speech_to_speech import EchoStreamSpeechToSpeechAgent
+
+    parser = ArgumentParser()
+    EchoStreamSpeechToSpeechAgent.add_args(parser)
+    parser.add_argument("--source-segment-size", type=float, default=320)
+    args = parser.parse_args(["--checkpoint", str(checkpoint), "--data-dir",
+                              str(corpus_dir(tiny_corpus)), "--unit-blank-penalty", "2.5",
+                              "--unit-k2", "1", "--unit-n2", "2", "--whole-word", "on"])
+    config = EchoStreamSpeechToSpeechAgent.build_pipeline(args).config
+    assert (config.unit_blank_penalty, config.unit_wait_k2, config.unit_stride_n2) == (2.5, 1, 2)
+    assert config.whole_word is True and config.speech is True
+    assert config.segment_length == 8  # 320 ms of 40 ms encoder frames

@@ -42,13 +42,14 @@ def _rows(path: Path) -> List[List[str]]:
     return [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
-def two_utterance_corpus(source: Path, target: Path) -> Path:
-    """``target/test_sampled.tsv``: the tiny corpus' test + dev rows without unit columns, with
-    multitask copies of the same rows (the multitask YAML points at them)."""
+def two_utterance_corpus(source: Path, target: Path, keep_units: bool = False) -> Path:
+    """``target/test_sampled.tsv``: the tiny corpus' test + dev rows (without unit columns unless
+    ``keep_units``), with multitask copies of the same rows (the multitask YAML points at them)."""
     target.mkdir(parents=True)
     header, *test = _rows(source / f"{SPLIT}.tsv")
     _, *dev = _rows(source / "dev_sampled.units.tsv")
-    keep = [i for i, name in enumerate(header) if name not in ("tgt_audio", "tgt_n_frames")]
+    dropped = () if keep_units else ("tgt_audio", "tgt_n_frames")
+    keep = [i for i, name in enumerate(header) if name not in dropped]
     (target / f"{SPLIT}.tsv").write_text(
         "".join("\t".join(row[i] for i in keep) + "\n" for row in [header] + test + dev),
         encoding="utf-8")
@@ -255,3 +256,20 @@ def test_an_all_blank_sentence_gives_an_empty_unit_line(model_and_task):
     assert unit_dict.string(hypo["tokens"]) == ""
     scorer = Scorer(BleuConfig(pad=unit_dict.pad(), eos=unit_dict.eos(), unk=unit_dict.unk()))
     scorer.add(torch.IntTensor([unit_dict.nspecial, unit_dict.eos()]), hypo["tokens"].int())
+
+
+def test_unit_blank_penalty_reaches_fairseq_generates_unit_search(model_and_task):
+    """``--unit-blank-penalty``: a blank that wins by 1.0 loses to a penalty of 2 (and keeps
+    winning at 0.25); the steps then write the best unit, merged into one."""
+    from argparse import Namespace
+
+    model, task = model_and_task
+    unit_dict = task.tgt_dict
+    logits = torch.zeros(1, 6, len(unit_dict))
+    logits[:, :, unit_dict.blank_index] = 1.0
+    logits[:, :, unit_dict.nspecial + 7] = 0.5
+    eos = [torch.tensor([unit_dict.eos()])]
+    for penalty, expected in ((0.25, ""), (2.0, "7")):
+        args = Namespace(**{**vars(task.args), "unit_blank_penalty": penalty})
+        [[hypo]] = task.build_generator([model], args)._ctc_hypotheses(logits, None, eos)
+        assert unit_dict.string(hypo["tokens"]) == expected, penalty

@@ -26,7 +26,7 @@ from echostream_fairseq.streaming import (
     detokenize,
 )
 from echostream_fairseq.streaming.policy import WRITE_TO_END
-from echostream_fairseq.streaming.units import IncrementalUnits, collapse_unit_labels
+from echostream_fairseq.streaming.units import IncrementalUnits, best_unit_labels, collapse_unit_labels
 
 # Large enough that one Emformer segment covers any test utterance (encoder frames).
 WHOLE_UTTERANCE_SEGMENT = 100000
@@ -211,25 +211,63 @@ def test_cross_attention_cache_covers_the_whole_encoder_output_after_streaming(p
                                    atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("wait_k2,stride_n2", [(0, 1), (2, 3)])
+@pytest.mark.parametrize("wait_k2,stride_n2,blank_bonus", [(0, 1, False), (2, 3, False),
+                                                          (2, 3, True)])
 def test_incremental_units_equal_the_unit_decoder_over_the_whole_text(pipeline, wait_k2,
-                                                                      stride_n2):
+                                                                      stride_n2, blank_bonus):
     model, unit_dict = pipeline.model, pipeline.unit_dict
     dim = pipeline.mt_decoder.embed_dim
     states = list(torch.randn(13, dim, generator=torch.Generator().manual_seed(3)))
-    units = IncrementalUnits(model, unit_dict, wait_k2, stride_n2)
+    with torch.inference_mode():
+        t2u_out = model.synthesizer_encoder(torch.stack(states).unsqueeze(1), None)
+        logits, _ = model.decoder(None, encoder_out=t2u_out, src_wait=wait_k2,
+                                  src_step=stride_n2)
+    penalty = 0.0
+    if blank_bonus:  # the talkative model's blank never wins: a bonus makes about half blank
+        best = logits[0].max(-1).values
+        penalty = -float((best - logits[0, :, unit_dict.blank_index]).median())
+    offline = collapse_unit_labels(best_unit_labels(logits[0], unit_dict.blank_index, penalty),
+                                   unit_dict)
+    # a precondition, not the property: the random model writes a few alternating units on some
+    # corpus builds (5 seen), enough for the incremental decode to have something to get wrong
+    assert len(offline) >= 3 and len(set(offline)) >= 2, "the randomised model should write units"
+    if blank_bonus:
+        assert offline != collapse_unit_labels(logits[0].argmax(-1).tolist(), unit_dict)
+    units = IncrementalUnits(model, unit_dict, wait_k2, stride_n2, penalty)
     streamed, start = [], 0
     with torch.inference_mode():
         for size in (3, 1, 0, 5):  # 0: a write round that added no subword
             streamed += units.extend(states[start:start + size], final=False)
             start += size
         streamed += units.extend(states[start:], final=True)
-        t2u_out = model.synthesizer_encoder(torch.stack(states).unsqueeze(1), None)
-        logits, _ = model.decoder(None, encoder_out=t2u_out, src_wait=wait_k2,
-                                  src_step=stride_n2)
-    offline = collapse_unit_labels(logits[0].argmax(-1).tolist(), unit_dict)
-    assert len(offline) > 5, "the randomised model should write units"
     assert streamed == offline
+
+
+def test_blank_penalty_turns_exactly_the_close_blank_steps_into_units():
+    blank = 4
+    logits = torch.tensor([[0.0, 1.0, 0.0, 0.0, 2.0],    # blank by 1.0: a penalty of 1.5 flips it
+                           [0.0, 0.0, 3.0, 0.0, 6.0],    # blank by 3.0: stays blank
+                           [0.0, 0.0, 0.0, 5.0, 1.0]])   # a unit already
+    before = logits.clone()
+    assert best_unit_labels(logits, blank) == logits.argmax(-1).tolist() == [4, 4, 3]
+    assert best_unit_labels(logits, blank, 1.5) == [1, 4, 3]
+    assert best_unit_labels(logits, blank, 3.5) == [1, 2, 3]
+    assert torch.equal(logits, before), "the caller's logits must not change"
+
+
+def test_pipeline_passes_its_blank_penalty_to_the_unit_decoder(pipeline, tiny_corpus):
+    """The talkative model's unit blank scores 0, below its best unit: a blank *bonus* (a
+    negative penalty) larger than any logit silences the unit decoder and leaves the text."""
+    samples, rate = read_wav(corpus_wavs(corpus_dir(tiny_corpus))[0])
+    chunk = rate * 32 // 100
+    plain, plain_last = stream(pipeline, samples, rate, chunk)
+    silenced = StreamingS2STPipeline(pipeline.model, pipeline.dicts, pipeline.features.cmvn,
+                                     pipeline.vocoder, PipelineConfig(unit_blank_penalty=-1e4))
+    quiet, quiet_last = stream(silenced, samples, rate, chunk)
+    assert [o.target_text for o in plain + [plain_last]] == \
+        [o.target_text for o in quiet + [quiet_last]], "the penalty must not change the text"
+    assert sum(len(o.units) for o in plain + [plain_last]) > 0
+    assert sum(len(o.units) for o in quiet + [quiet_last]) == 0
 
 
 def test_reencoding_baseline_writes_exactly_what_the_incremental_pipeline_writes(pipeline,

@@ -76,6 +76,9 @@ class EchoStreamAgentBase(GenericAgent):
         a("--unit-k2", type=int, default=0,
           help="unit decoder mask at inference: extra T2U states each unit step waits for")
         a("--unit-n2", type=int, default=1, help="unit decoder mask at inference: block size")
+        a("--unit-blank-penalty", type=float, default=0.0,
+          help="subtracted from the unit CTC blank's score before the greedy choice (0: plain "
+               "greedy; an undertrained unit decoder speaks too little without one)")
         a("--reencode", action="store_true", help="StreamSpeech's method as a baseline: fbank, "
           "encoder and CTC over the whole prefix, units over the whole text, every step")
         a("--num-threads", type=int, default=1, help="torch CPU threads of the agent")
@@ -91,6 +94,7 @@ class EchoStreamAgentBase(GenericAgent):
                                 max_len_b=args.max_len_b, speech=cls.needs_speech,
                                 whole_word={"auto": None, "on": True, "off": False}[args.whole_word],
                                 unit_wait_k2=args.unit_k2, unit_stride_n2=args.unit_n2,
+                                unit_blank_penalty=args.unit_blank_penalty,
                                 reencode=args.reencode)
         logger.info("streaming with %s", config)
         return StreamingS2STPipeline.from_task(model, task, config, args.vocoder_config)

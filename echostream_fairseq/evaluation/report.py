@@ -30,6 +30,7 @@ QUALITY_COLUMNS: List[Tuple[str, Getter, int]] = [
     ("source ASR CER %", ("asr", "cer"), 1),
     ("text BLEU vs offline", ("text", "bleu_vs_offline"), 1),
     ("no speech written", ("speech", "num_without_output"), 0),
+    ("Whisper hears nothing", ("speech", "num_empty"), 0),
 ]
 LATENCY_COLUMNS: List[Tuple[str, Getter, int]] = [
     ("speech AL", ("speech", "latency", "AL"), 0),
@@ -198,11 +199,14 @@ CEILING_NAMES = {
 
 def load_ceilings(path: Path) -> List[Dict[str, Any]]:
     """ASR-BLEU ceilings (speech that is not the model's) from a corpus ``report.json``
-    (``scripts/prepare_mini.py``: its piper speech) or a ``scripts/measure_vocoder.py --out``
-    JSON (piper speech and ground-truth units through the vocoder, on its own sentences).
+    (``scripts/prepare_mini.py``: its piper speech), a ``scripts/measure_vocoder.py --out``
+    JSON (piper speech and ground-truth units through the vocoder, on its own sentences) or a
+    ``scripts/measure_t2u.py --out`` JSON (the reference text through a model's T2U: what its
+    speech would score with a perfect translation).
 
-    Returns rows ``{"name", "sentences", "asr_bleu", "wer", "source"}``; raises ValueError naming
-    the file when it holds no ceiling.
+    Returns rows ``{"name", "sentences", "asr_bleu", "wer", "unit_ratio", "source"}`` (the ratio
+    of written to reference units for a T2U row, else None); raises ValueError naming the file
+    when it holds no ceiling.
     """
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -215,21 +219,33 @@ def load_ceilings(path: Path) -> List[Dict[str, Any]]:
         if isinstance(data.get("ceiling_piper"), dict):
             found.append(("ceiling_piper", data["ceiling_piper"]))
         found += list(data["variants"].items())
-    rows = [{"name": CEILING_NAMES.get(key, f"ground-truth units -> vocoder variant {key}"),
+    names = dict(CEILING_NAMES)
+    if isinstance(data, dict) and isinstance(data.get("t2u_reference_text"), dict):
+        penalty = data.get("unit_blank_penalty") or 0
+        split = Path(str(data.get("manifest", "?"))).stem
+        names["t2u_reference_text"] = (
+            f"{split} reference text -> T2U + unit CTC of {data.get('label', '?')} -> embedded "
+            "vocoder" + (f" (unit blank penalty {penalty:g})" if penalty else ""))
+        found.append(("t2u_reference_text", data["t2u_reference_text"]))
+    rows = [{"name": names.get(key, f"ground-truth units -> vocoder variant {key}"),
              "sentences": score.get("num_sentences"), "asr_bleu": score.get("bleu"),
-             "wer": score.get("wer"), "source": str(path)} for key, score in found]
+             "wer": score.get("wer"), "unit_ratio": score.get("unit_ratio"), "source": str(path)}
+            for key, score in found]
     if not rows:
-        raise ValueError(f"{path}: neither a corpus report.json with 'asr' nor a "
-                         "measure_vocoder.py --out file with 'variants'")
+        raise ValueError(f"{path}: neither a corpus report.json with 'asr', a "
+                         "measure_vocoder.py --out file with 'variants', nor a measure_t2u.py "
+                         "--out file")
     return rows
 
 
 def ceilings_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """Markdown table of :func:`load_ceilings` rows (ASR-BLEU on normalised text, as above)."""
-    lines = ["| speech | sentences | ASR-BLEU | WER % | from |", "|---|---|---|---|---|"]
+    lines = ["| speech | sentences | ASR-BLEU | WER % | units / reference units | from |",
+             "|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(f"| {row['name']} | {_cell(row['sentences'], 0)} | "
-                     f"{_cell(row['asr_bleu'], 2)} | {_cell(row['wer'], 1)} | `{row['source']}` |")
+                     f"{_cell(row['asr_bleu'], 2)} | {_cell(row['wer'], 1)} | "
+                     f"{_cell(row.get('unit_ratio'), 2)} | `{row['source']}` |")
     return "\n".join(lines) + "\n"
 
 

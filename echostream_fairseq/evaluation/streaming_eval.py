@@ -276,6 +276,7 @@ class EvaluationSettings:
         save_wavs: keep the output wavs of the first N utterances per condition.
         progress: show tqdm bars.
         reencode: stream with StreamSpeech's re-encoding method (the baseline) instead.
+        unit_blank_penalty: :attr:`PipelineConfig.unit_blank_penalty` of every condition.
     """
 
     chunk_sizes_ms: Tuple[int, ...] = (160, 320, 640, 1280)
@@ -284,6 +285,7 @@ class EvaluationSettings:
     save_wavs: int = 0
     progress: bool = True
     reencode: bool = False
+    unit_blank_penalty: float = 0.0
 
 
 def _condition_name(chunk_ms: Optional[int]) -> str:
@@ -306,7 +308,8 @@ def _run_condition(model: Any, task: Any, utterances: Sequence[TestUtterance],
                else segment_length_for_chunk(model, chunk_ms))
     pipeline = StreamingS2STPipeline.from_task(
         model, task, PipelineConfig(segment_length=segment, speech=settings.speech,
-                                    reencode=settings.reencode and chunk_ms is not None))
+                                    reencode=settings.reencode and chunk_ms is not None,
+                                    unit_blank_penalty=settings.unit_blank_penalty))
     rate = pipeline.vocoder.sample_rate if pipeline.vocoder is not None else 0
     iterator: Sequence[TestUtterance] = utterances
     if settings.progress:

@@ -63,6 +63,8 @@ class PipelineConfig:
         unit_wait_k2, unit_stride_n2: the unit decoder's cross-attention mask at inference
             (StreamSpeech's ``--k2``/``--n2`` training mask, which the mini recipe trains with
             ``n2`` drawn at random); it is what makes units incremental.
+        unit_blank_penalty: lowers the unit CTC blank's score before the greedy choice (0: plain
+            greedy, as StreamSpeech); see :func:`~echostream_fairseq.streaming.units.best_unit_labels`.
         whole_word: write only complete target words (StreamSpeech's mode: one subword more
             per write, the trailing possibly-incomplete word dropped and re-decoded later);
             None = on for segments of 640 ms or more, as StreamSpeech's agents.
@@ -78,6 +80,7 @@ class PipelineConfig:
     speech: bool = True
     unit_wait_k2: int = 0
     unit_stride_n2: int = 1
+    unit_blank_penalty: float = 0.0
     whole_word: Optional[bool] = None
     reencode: bool = False
 
@@ -232,7 +235,7 @@ class StreamingS2STPipeline:
         recompute = self.config.reencode or (t2u is not None and not t2u.causal)
         units = FullRecomputeUnits if recompute else IncrementalUnits
         self._units = units(self.model, self.unit_dict, self.config.unit_wait_k2,
-                            self.config.unit_stride_n2)
+                            self.config.unit_stride_n2, self.config.unit_blank_penalty)
         self._mt_done = False
         self._incremental_state: Dict[str, Dict[str, Optional[Tensor]]] = {}
         self._cross_attn_frames = 0  # encoder frames the cached cross-attention keys cover

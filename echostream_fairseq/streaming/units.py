@@ -26,8 +26,8 @@ from echostream_fairseq.models.t2u import unit_cross_attention_mask
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CtcCollapser", "FullRecomputeUnits", "IncrementalUnits", "collapse_unit_labels",
-           "decodable_unit_steps"]
+__all__ = ["CtcCollapser", "FullRecomputeUnits", "IncrementalUnits", "best_unit_labels",
+           "collapse_unit_labels", "decodable_unit_steps"]
 
 #: Unit-decoder steps decoded per call: one call holds (steps x all steps) attention scores and
 #: masks, so a whole-utterance decode in one call grew quadratically (15100 steps: +4.3 GB).
@@ -75,6 +75,16 @@ class _UnitCollapser(CtcCollapser):
                 if label >= self.unit_dict.nspecial]
 
 
+def best_unit_labels(logits: Tensor, blank_index: int, blank_penalty: float = 0.0) -> List[int]:
+    """Greedy unit-decoder labels of logits (U, V), the blank's score lowered by
+    ``blank_penalty`` first (as icefall's ``--blank-penalty``): an undertrained unit CTC decoder
+    prefers blank on most steps and speaks too little; a penalty trades that for more units."""
+    if blank_penalty:
+        logits = logits.clone()
+        logits[..., blank_index] -= blank_penalty
+    return logits.argmax(-1).tolist()
+
+
 def collapse_unit_labels(labels: List[int], unit_dict) -> List[int]:
     """Unit ids (``0..K-1``) of a whole label sequence: repeats merged, blanks and specials dropped."""
     return _UnitCollapser(unit_dict)(labels)
@@ -100,9 +110,11 @@ class IncrementalUnits:
         src_wait, src_step: the unit decoder's cross-attention mask (StreamSpeech's ``k2``,
             ``n2``); ``k2 > 0`` holds the units of the last subwords back until more text (or the
             end) arrives.
+        blank_penalty: see :func:`best_unit_labels` (0: plain greedy CTC, as StreamSpeech).
     """
 
-    def __init__(self, model, unit_dict, src_wait: int = 0, src_step: int = 1) -> None:
+    def __init__(self, model, unit_dict, src_wait: int = 0, src_step: int = 1,
+                 blank_penalty: float = 0.0) -> None:
         t2u = model.synthesizer_encoder
         if t2u is not None and not t2u.causal:
             raise ValueError("incremental units need a causal T2U encoder (--uni-encoder); "
@@ -112,6 +124,7 @@ class IncrementalUnits:
         self.t2u, self.decoder = t2u, model.decoder
         self.rate = self.decoder.ctc_upsample_rate
         self.src_wait, self.src_step = src_wait, src_step
+        self.blank_penalty = blank_penalty
         self._collapse = _UnitCollapser(unit_dict)
         self._t2u_state: IncrementalState = {}
         self._decoder_state: IncrementalState = {}
@@ -175,7 +188,7 @@ class IncrementalUnits:
                                   _causal_block_mask(end - start, end, x), None, cross_mask,
                                   incremental_state=self._decoder_state)
         logits = decoder.project_output(x, features_only=False)  # (1, U', V)
-        return logits[0].argmax(-1).tolist()
+        return best_unit_labels(logits[0], self._collapse.blank, self.blank_penalty)
 
 
 def _encoder_layer_incremental(layer, x: Tensor, state: IncrementalState) -> Tensor:
@@ -210,9 +223,11 @@ class FullRecomputeUnits:
     :class:`IncrementalUnits` it returns the same units (for a bidirectional T2U encoder, the
     only choice, earlier units may change and only the new tail is emitted, as StreamSpeech)."""
 
-    def __init__(self, model, unit_dict, src_wait: int = 0, src_step: int = 1) -> None:
+    def __init__(self, model, unit_dict, src_wait: int = 0, src_step: int = 1,
+                 blank_penalty: float = 0.0) -> None:
         self.model, self.unit_dict = model, unit_dict
         self.src_wait, self.src_step = src_wait, src_step
+        self.blank_penalty = blank_penalty
         self._states: List[Tensor] = []
         self._emitted = 0
 
@@ -229,7 +244,8 @@ class FullRecomputeUnits:
                                        src_step=self.src_step)
         end = decodable_unit_steps(len(self._states), self.model.decoder.ctc_upsample_rate,
                                    self.src_wait, self.src_step, final)
-        units = collapse_unit_labels(logits[0, :end].argmax(-1).tolist(), self.unit_dict)
+        labels = best_unit_labels(logits[0, :end], self.unit_dict.blank_index, self.blank_penalty)
+        units = collapse_unit_labels(labels, self.unit_dict)
         new = units[self._emitted:]
         self._emitted = max(self._emitted, len(units))
         return new

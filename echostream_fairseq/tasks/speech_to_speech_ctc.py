@@ -63,6 +63,11 @@ class SpeechToSpeechCTCTask(SpeechToSpeechTask):
                  "the MT search takes --beam-mt/--max-len-a-mt/--max-len-b-mt/--lenpen-mt) or "
                  "'text' (the MT decoder's subwords, searched with --beam/--max-len-a/-b/...)",
         )
+        parser.add_argument(
+            "--unit-blank-penalty", type=float, default=0.0,
+            help="--gen-output units: subtracted from the unit CTC blank's log-probability before "
+                 "the greedy choice (0: plain greedy, as StreamSpeech)",
+        )
 
     def __init__(self, args: Any, tgt_dict: Dictionary, infer_tgt_lang_id: Optional[int] = None) -> None:
         if tgt_dict is None:

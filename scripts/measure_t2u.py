@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""Reference-text speech: how well a checkpoint's T2U + unit decoder speak a *correct* text.
+
+Example::
+
+    python scripts/measure_t2u.py --checkpoint exp/gpu_mini/checkpoint_best.pt \\
+        --test-manifest data/test_sampled.tsv --max-utterances 100 \\
+        --label "echostream_mini, 3,500 updates on one H100" --out exp/gpu_mini/t2u_reference_text.json
+
+The model's MT decoder is teacher-forced with the reference translation (the corpus's
+``target_unigram`` subwords, as in training), its states go through the T2U encoder and the unit
+CTC decoder (no streaming masks), the greedy unit sequence through the corpus's vocoder, and the
+speech through the same recogniser and normalisation as every ASR-BLEU here. So the score is the
+ASR-BLEU the model would reach if its MT text were perfect: it separates a weak text-to-unit part
+from a weak translation. ``--out`` is read by ``scripts/results_table.py --ceilings``.
+
+Also reported: units per sentence against the reference units (a decoder that writes too few units
+speaks too little), and seconds of speech. Bad input (a missing file, a manifest without a column)
+exits with status 2 and names the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+logger = logging.getLogger("echostream.measure_t2u")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    a = parser.add_argument
+    a("--checkpoint", type=Path, required=True, help="EchoStream fairseq checkpoint (.pt)")
+    a("--test-manifest", type=Path, required=True,
+      help="manifest with tgt_text and tgt_audio units (e.g. data/test_sampled.tsv); its folder is "
+           "the corpus, its name the split")
+    a("--max-utterances", type=int, default=100, help="the first N utterances (default 100)")
+    a("--batch-size", type=int, default=8, help="utterances per forward pass")
+    a("--unit-blank-penalty", type=float, default=0.0,
+      help="subtracted from the unit CTC blank's log-probability before the greedy choice")
+    a("--label", help="the model's name in tables (default: the checkpoint path)")
+    a("--out", type=Path, help="JSON file for the scores")
+    a("--save-wavs", type=Path, help="write the first 5 wavs under this folder")
+    a("--num-threads", type=int, default=1, help="torch and recogniser CPU threads")
+    a("--asr-model-dir", type=Path, help="faster-whisper model folder (default: tiny.en)")
+    return parser
+
+
+def reference_text_units(model: Any, task: Any, split: str, count: int,
+                         batch_size: int, blank_penalty: float = 0.0) -> List[Dict[str, Any]]:
+    """Per utterance (manifest order, the first ``count``): ``{"id", "units", "reference_units"}``,
+    units as ids ``0..K-1``: the model's greedy unit CTC output for its teacher-forced reference
+    text, and the manifest's units."""
+    import torch
+
+    from echostream_fairseq.generation import greedy_unit_ctc
+
+    task.load_dataset(split)
+    dataset = task.datasets[split]
+    unit_dict = task.target_dictionary
+    specials = unit_dict.nspecial
+    out: List[Dict[str, Any]] = []
+    indices = list(range(min(count, len(dataset))))
+    for start in range(0, len(indices), batch_size):
+        sample = dataset.collater([dataset[i] for i in indices[start:start + batch_size]])
+        net_input = sample["net_input"]
+        with torch.no_grad():
+            logits, extra = model(
+                net_input["src_tokens"], net_input["src_lengths"], net_input["prev_output_tokens"],
+                prev_output_tokens_mt=sample["multitask"][model.mt_task_name]["net_input"][
+                    "prev_output_tokens"])
+        decoded = greedy_unit_ctc(logits, extra["decoder_padding_mask"], unit_dict,
+                                  blank_penalty)
+        for row, (labels, _scores) in enumerate(decoded):
+            target = sample["target"][row]
+            reference = [int(t) - specials for t in target.tolist()
+                         if t >= specials and t != unit_dict.blank_index]
+            out.append({"index": int(sample["id"][row]),
+                        "units": [label - specials for label in labels],
+                        "reference_units": reference})
+    out.sort(key=lambda item: item["index"])
+    return out
+
+
+def run(opts: argparse.Namespace) -> Dict[str, Any]:
+    import torch
+
+    from echostream_fairseq.checkpoint_safety import CheckpointLoadError
+    from echostream_fairseq.data.manifests import read_tsv
+    from echostream_fairseq.scoring.asr_bleu import (load_whisper_tiny_en, normalize_text,
+                                                     score_texts, transcribe)
+    from echostream_fairseq.streaming.pipeline import load_checkpoint
+    from echostream_fairseq.vocoder import build_vocoder
+
+    start = time.perf_counter()
+    torch.set_num_threads(opts.num_threads)
+    manifest = opts.test_manifest.resolve()
+    rows = read_tsv(manifest)[:opts.max_utterances]
+    if not opts.checkpoint.is_file():
+        raise CheckpointLoadError(opts.checkpoint, "no such file")
+    model, task = load_checkpoint(str(opts.checkpoint), str(manifest.parent))
+    model.eval()
+    decoded = reference_text_units(model, task, manifest.stem, len(rows), opts.batch_size,
+                                   opts.unit_blank_penalty)
+    vocoder = build_vocoder(manifest.parent / task.args.config_yaml, manifest.parent)
+    audios = [vocoder.synthesize(item["units"]) for item in decoded]
+    asr = load_whisper_tiny_en(opts.asr_model_dir, cpu_threads=opts.num_threads)
+    # a sentence without units has no audio to transcribe: it scores as an empty transcript
+    transcripts = [transcribe(asr, audio) if audio.size else "" for audio in audios]
+    score = score_texts(transcripts, [r["tgt_text"] for r in rows],
+                        num_empty=sum(not normalize_text(t) for t in transcripts))
+    if opts.save_wavs:
+        from echostream_fairseq.data.audio import write_wav
+
+        for row, samples in list(zip(rows, audios))[:5]:
+            write_wav(opts.save_wavs / f"{row['id']}.wav", samples, vocoder.sample_rate)
+    units = sum(len(item["units"]) for item in decoded)
+    reference_units = sum(len(item["reference_units"]) for item in decoded)
+    result = {
+        "label": opts.label or str(opts.checkpoint),
+        "checkpoint": str(opts.checkpoint.resolve()),
+        "manifest": str(manifest),
+        "ctc_upsample_rate": int(model.decoder.ctc_upsample_rate),
+        "unit_blank_penalty": opts.unit_blank_penalty,
+        "t2u_reference_text": {
+            **score.as_dict(),
+            "units": units, "reference_units": reference_units,
+            "unit_ratio": units / max(reference_units, 1),
+            "speech_s": sum(a.shape[0] for a in audios) / vocoder.sample_rate,
+            "no_units": sum(1 for item in decoded if not item["units"]),
+        },
+        "wall_s": time.perf_counter() - start,
+    }
+    if opts.out:
+        opts.out.parent.mkdir(parents=True, exist_ok=True)
+        opts.out.write_text(json.dumps(result, indent=2), encoding="utf-8")
+        logger.info("wrote %s", opts.out)
+    return result
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s",
+                        level=logging.INFO, stream=sys.stderr)
+    opts = build_parser().parse_args(argv)
+    from echostream_fairseq.checkpoint_safety import CheckpointLoadError
+    from echostream_fairseq.scoring.asr_bleu import AsrError
+
+    try:
+        result = run(opts)
+    except (ValueError, OSError, CheckpointLoadError, AsrError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    t2u = result["t2u_reference_text"]
+    print(f"{result['label']}: reference text -> T2U -> vocoder: ASR-BLEU {t2u['bleu']:.2f}  "
+          f"WER {t2u['wer']:.1f}%  units {t2u['unit_ratio']:.2f}x the reference's  "
+          f"{t2u['speech_s']:.1f} s of speech for {t2u['num_sentences']} sentences  "
+          f"({t2u['no_units']} without units)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -211,8 +211,8 @@ def test_cross_attention_cache_covers_the_whole_encoder_output_after_streaming(p
                                    atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("wait_k2,stride_n2,blank_bonus", [(0, 1, False), (2, 3, False),
-                                                          (2, 3, True)])
+@pytest.mark.parametrize("wait_k2,stride_n2,blank_bonus",
+                         [(0, 1, False), (2, 3, False), (2, 3, True)])
 def test_incremental_units_equal_the_unit_decoder_over_the_whole_text(pipeline, wait_k2,
                                                                       stride_n2, blank_bonus):
     model, unit_dict = pipeline.model, pipeline.unit_dict

@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--unit-blank-penalty", type=float, default=0.0,
       help="subtracted from the unit CTC blank's score before the greedy choice (default 0: plain "
            "greedy); tune it on dev with scripts/measure_t2u.py")
+    a("--joined-speech-asr", action="store_true",
+      help="also score each streamed output with its speech pieces joined, without the silences "
+           "SimulEval lays out between them (column 'ASR-BLEU joined'; one more Whisper pass)")
     a("--save-wavs", type=int, default=0,
       help="keep the output wavs of the first N utterances per condition, with their references")
     a("--asr-model-dir", type=Path,
@@ -125,6 +128,7 @@ def run(opts: argparse.Namespace) -> Dict[str, Any]:
                                   speech=not opts.no_speech, save_wavs=max(0, opts.save_wavs),
                                   reencode=opts.reencode,
                                   unit_blank_penalty=opts.unit_blank_penalty,
+                                  joined_speech_asr=opts.joined_speech_asr,
                                   progress=not opts.no_progress)
     asr_model = functools.lru_cache(maxsize=None)(
         lambda: load_whisper_tiny_en(opts.asr_model_dir, cpu_threads=opts.num_threads))
@@ -139,6 +143,7 @@ def run(opts: argparse.Namespace) -> Dict[str, Any]:
             "chunk_sizes_ms": list(settings.chunk_sizes_ms), "offline": settings.offline,
             "speech": settings.speech, "save_wavs": settings.save_wavs,
             "unit_blank_penalty": settings.unit_blank_penalty,
+            "joined_speech_asr": settings.joined_speech_asr,
             "max_utterances": opts.max_utterances, "asr_model_dir": str(opts.asr_model_dir or "tiny.en"),
             "model_segment_frames": model.encoder.geometry().segment_frames,
             "encoder_frame_ms": model.encoder.geometry().encoder_frame_ms,

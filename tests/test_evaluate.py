@@ -24,6 +24,7 @@ from test_streaming_pipeline import (
 from echostream_fairseq.data.audio import read_wav
 from echostream_fairseq.data.validate import ManifestError
 from echostream_fairseq.evaluation.report import results_table
+from echostream_fairseq.scoring.asr_bleu import normalize_text, score_texts
 from echostream_fairseq.evaluation.streaming_eval import (
     SPEECH_LATENCY_METRICS,
     TEXT_LATENCY_METRICS,
@@ -87,7 +88,7 @@ def evaluation(tiny_corpus, checkpoint, two_utterance_set, tmp_path_factory) -> 
                   "--data-dir", str(corpus_dir(tiny_corpus)), "--wav-list", str(wav_list),
                   "--output-dir", str(output),
                   "--chunk-sizes", ",".join(map(str, CHUNKS)), "--save-wavs", "1",
-                  "--num-threads", "1")
+                  "--num-threads", "1", "--joined-speech-asr")
     assert result.returncode == 0, tail(result.stdout + result.stderr)
     return output
 
@@ -127,6 +128,21 @@ def test_report_has_every_condition_with_finite_latencies(evaluation):
     offline = report["results"]["offline"]
     assert offline["chunk_ms"] is None and "latency" not in offline["text"]
     assert offline["compute"]["rtf"] > 0.0 and offline["speech"]["output_s"] > 0.0
+
+
+def test_joined_speech_is_scored_from_the_logged_transcripts(evaluation):
+    """--joined-speech-asr: each streamed output is also transcribed with its pieces joined;
+    the score is the BLEU of those logged transcripts; offline has one piece and no such score."""
+    report = _report(evaluation)
+    for condition in report["results"]["streaming"]:
+        records = _utterances(evaluation, condition["name"])
+        joined = [r["speech"]["transcript_joined"] for r in records]
+        expected = score_texts(joined, [r["reference"] for r in records])
+        assert condition["speech"]["asr_bleu_joined"] == pytest.approx(expected.bleu)
+        assert condition["speech"]["num_empty_joined"] == sum(not normalize_text(t) for t in joined)
+        assert all(r["speech"]["durations"] for r in records), "the talkative model speaks"
+    assert "asr_bleu_joined" not in report["results"]["offline"]["speech"]
+    assert "ASR-BLEU joined" in results_table([report])
 
 
 def test_utterance_logs_hold_one_delay_per_word_and_per_speech_segment(evaluation):

@@ -24,6 +24,7 @@ Getter = Union[Tuple[str, ...], Callable[[Mapping[str, Any]], Any]]
 QUALITY_COLUMNS: List[Tuple[str, Getter, int]] = [
     ("ASR-BLEU", ("speech", "asr_bleu"), 2),
     ("ASR-BLEU raw", ("speech", "asr_bleu_raw"), 2),
+    ("ASR-BLEU joined", ("speech", "asr_bleu_joined"), 2),
     ("text BLEU", ("text", "bleu"), 2),
     ("text BLEU raw", ("text", "bleu_raw"), 2),
     ("source ASR WER %", ("asr", "wer"), 1),

@@ -51,7 +51,8 @@ from echostream_fairseq.agents.base import segment_length_for_chunk
 from echostream_fairseq.data.audio import read_wav
 from echostream_fairseq.data.text import detokenize
 from echostream_fairseq.evaluation.testset import TestUtterance
-from echostream_fairseq.scoring.asr_bleu import normalize_text, score_texts, word_error_rate
+from echostream_fairseq.scoring.asr_bleu import (normalize_text, score_texts, transcribe,
+                                                 word_error_rate)
 from echostream_fairseq.streaming.pipeline import (
     ST_TASK,
     PipelineConfig,
@@ -254,6 +255,20 @@ def _asr_scores(runs: Sequence[UtteranceRun]) -> Dict[str, float]:
             "cer": character_error_rate(hypotheses, references)}
 
 
+def _joined_speech_scores(runs: Sequence[UtteranceRun], asr_model: Any
+                          ) -> Tuple[Dict[str, Any], List[str]]:
+    """ASR-BLEU of each run's speech pieces concatenated without silences (a run without speech
+    scores as an empty transcript)."""
+    transcripts = []
+    for run in runs:
+        pieces = [samples for _, _, samples in run.speech_segments()]
+        transcripts.append(transcribe(asr_model, np.concatenate(pieces), run.speech_rate)
+                           if pieces else "")
+    result = score_texts(transcripts, [run.utterance.reference for run in runs],
+                         num_empty=sum(not normalize_text(t) for t in transcripts))
+    return {"asr_bleu_joined": result.bleu, "num_empty_joined": result.num_empty}, transcripts
+
+
 def _speech_scores(instances: Sequence[LogInstance], asr_model: Any,
                    progress: bool) -> Tuple[Dict[str, Any], List[str]]:
     transcripts = transcribe_instances(asr_model, dict(enumerate(instances)), progress=progress)
@@ -277,6 +292,9 @@ class EvaluationSettings:
         progress: show tqdm bars.
         reencode: stream with StreamSpeech's re-encoding method (the baseline) instead.
         unit_blank_penalty: :attr:`PipelineConfig.unit_blank_penalty` of every condition.
+        joined_speech_asr: also transcribe each streamed output with its pieces joined, without
+            the silences SimulEval's layout puts between them (``asr_bleu_joined``): what the
+            units say, apart from what the layout costs the recogniser.
     """
 
     chunk_sizes_ms: Tuple[int, ...] = (160, 320, 640, 1280)
@@ -286,6 +304,7 @@ class EvaluationSettings:
     progress: bool = True
     reencode: bool = False
     unit_blank_penalty: float = 0.0
+    joined_speech_asr: bool = False
 
 
 def _condition_name(chunk_ms: Optional[int]) -> str:
@@ -391,6 +410,7 @@ def _score_condition(runs: List[UtteranceRun], pipeline: StreamingS2STPipeline,
     result["text"]["num_without_output"] = sum(not ins.delays for ins in text_instances)
     speech_instances: List[Optional[LogInstance]] = [None] * len(runs)
     transcripts: List[Optional[str]] = [None] * len(runs)
+    joined: Optional[List[str]] = None
     if settings.speech:
         start = time.perf_counter()
         speech_instances = [speech_instance(i, run, folder) for i, run in enumerate(runs)]
@@ -401,12 +421,17 @@ def _score_condition(runs: List[UtteranceRun], pipeline: StreamingS2STPipeline,
                                                          SPEECH_LATENCY_METRICS)
         result["speech"]["num_without_output"] = sum(not ins.delays for ins in speech_instances)
         result["speech"]["output_s"] = sum(ins.prediction_length for ins in speech_instances)
+        if streaming and settings.joined_speech_asr:
+            joined_scores, joined = _joined_speech_scores(runs, asr_model())
+            result["speech"].update(joined_scores)
         result["compute"]["asr_wall_s"] = time.perf_counter() - start
         _keep_first_wavs(folder / "wavs", speech_instances, settings.save_wavs)
     with open(folder / "utterances.jsonl", "w", encoding="utf-8") as handle:
         for i, run in enumerate(runs):
             record = _utterance_record(i, run, text_instances[i], speech_instances[i],
                                        transcripts[i], offline[i] if offline else None)
+            if joined is not None:
+                record["speech"]["transcript_joined"] = joined[i]
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     return result
 

@@ -27,7 +27,7 @@ from fairseq.tasks import FairseqTask
 from torch import Tensor
 
 from echostream_fairseq.data.text import detokenize
-from echostream_fairseq.streaming.units import CtcCollapser
+from echostream_fairseq.streaming.units import CtcCollapser, best_unit_labels
 
 __all__ = ["SpeechToTextModel", "SubwordDetokenizer", "TextGenerator", "UnitGenerator",
            "greedy_unit_ctc", "read_generate_output"]
@@ -136,19 +136,18 @@ class TextGenerator:
 
 def greedy_unit_ctc(logits: Tensor, padding: Optional[Tensor], unit_dict: Dictionary,
                     blank_penalty: float = 0.0) -> List[Tuple[List[int], Tensor]]:
-    """Greedy CTC over unit logits (B, U, V) with padding (B, U) or None: per sentence, the
-    unit-dictionary indices (repeats merged, blanks dropped) and the (U_b,) best-label scores.
-    ``blank_penalty`` is subtracted from the blank's log-probability first."""
+    """Greedy CTC over unit logits (B, U, V) with padding (B, U) or None, by the streaming
+    pipeline's rule (:func:`~echostream_fairseq.streaming.units.best_unit_labels`): per sentence,
+    the unit-dictionary indices (repeats merged, blanks and specials dropped) and the (U_b,)
+    log-probabilities of the chosen labels (without the penalty)."""
     lprobs = torch.log_softmax(logits.float(), dim=-1)
-    lprobs[:, :, unit_dict.blank_index] -= blank_penalty
-    # every step is a unit or <blank> (as StreamSpeech's CTC generator): never a special
-    lprobs[:, :, : unit_dict.nspecial] = -float("inf")
-    scores, labels = lprobs.max(dim=-1)
+    labels = best_unit_labels(lprobs, unit_dict, blank_penalty)
+    scores = lprobs.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
     out = []
     for b in range(labels.size(0)):
         valid = slice(None) if padding is None else ~padding[b]
-        units = CtcCollapser(unit_dict.blank_index)(labels[b][valid].tolist())
-        out.append((units, scores[b][valid]))
+        merged = CtcCollapser(unit_dict.blank_index)(labels[b][valid].tolist())
+        out.append(([label for label in merged if label >= unit_dict.nspecial], scores[b][valid]))
     return out
 
 

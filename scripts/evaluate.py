@@ -27,6 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from echostream_fairseq.checkpoint_safety import CheckpointLoadError
 from echostream_fairseq.scoring.asr_bleu import AsrError
+from echostream_fairseq.streaming.units import UNIT_BLANK_PENALTY_HELP
 
 logger = logging.getLogger("echostream.evaluate")
 
@@ -72,9 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     a("--no-speech", action="store_true", help="text only: no T2U/vocoder, no ASR-BLEU")
     a("--reencode", action="store_true", help="stream with StreamSpeech's method (fbank, "
       "encoder and units recomputed over everything at every step): the baseline's latency")
-    a("--unit-blank-penalty", type=float, default=0.0,
-      help="subtracted from the unit CTC blank's score before the greedy choice (default 0: plain "
-           "greedy); tune it on dev with scripts/measure_t2u.py")
+    a("--unit-blank-penalty", type=float, default=0.0, help=UNIT_BLANK_PENALTY_HELP)
+    a("--unit-k2", type=int, default=0,
+      help="unit decoder mask: extra T2U states each unit step waits for (default 0)")
+    a("--unit-n2", type=int, default=1, help="unit decoder mask: block size (default 1)")
     a("--joined-speech-asr", action="store_true",
       help="also score each streamed output with its speech pieces joined, without the silences "
            "SimulEval lays out between them (column 'ASR-BLEU joined'; one more Whisper pass)")
@@ -128,6 +130,7 @@ def run(opts: argparse.Namespace) -> Dict[str, Any]:
                                   speech=not opts.no_speech, save_wavs=max(0, opts.save_wavs),
                                   reencode=opts.reencode,
                                   unit_blank_penalty=opts.unit_blank_penalty,
+                                  unit_wait_k2=opts.unit_k2, unit_stride_n2=opts.unit_n2,
                                   joined_speech_asr=opts.joined_speech_asr,
                                   progress=not opts.no_progress)
     asr_model = functools.lru_cache(maxsize=None)(
@@ -143,6 +146,7 @@ def run(opts: argparse.Namespace) -> Dict[str, Any]:
             "chunk_sizes_ms": list(settings.chunk_sizes_ms), "offline": settings.offline,
             "speech": settings.speech, "save_wavs": settings.save_wavs,
             "unit_blank_penalty": settings.unit_blank_penalty,
+            "unit_mask": {"k2": settings.unit_wait_k2, "n2": settings.unit_stride_n2},
             "joined_speech_asr": settings.joined_speech_asr,
             "max_utterances": opts.max_utterances, "asr_model_dir": str(opts.asr_model_dir or "tiny.en"),
             "model_segment_frames": model.encoder.geometry().segment_frames,

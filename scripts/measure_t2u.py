@@ -9,7 +9,8 @@ Example::
 
 The model's MT decoder is teacher-forced with the reference translation (the corpus's
 ``target_unigram`` subwords, as in training), its states go through the T2U encoder and the unit
-CTC decoder (no streaming masks), the greedy unit sequence through the corpus's vocoder, and the
+CTC decoder (under the unit mask the streaming pipeline uses, ``--unit-k2 0 --unit-n2 1``, and
+its greedy rule), the unit sequence through the corpus's vocoder, and the
 speech through the same recogniser and normalisation as every ASR-BLEU here. So the score is the
 ASR-BLEU the model would reach if its MT text were perfect: it separates a weak text-to-unit part
 from a weak translation. ``--out`` is read by ``scripts/results_table.py --ceilings``.
@@ -29,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from echostream_fairseq.streaming.units import UNIT_BLANK_PENALTY_HELP
+
 logger = logging.getLogger("echostream.measure_t2u")
 
 
@@ -42,8 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
            "the corpus, its name the split")
     a("--max-utterances", type=int, default=100, help="the first N utterances (default 100)")
     a("--batch-size", type=int, default=8, help="utterances per forward pass")
-    a("--unit-blank-penalty", type=float, default=0.0,
-      help="subtracted from the unit CTC blank's log-probability before the greedy choice")
+    a("--unit-blank-penalty", type=float, default=0.0, help=UNIT_BLANK_PENALTY_HELP)
+    a("--unit-k2", type=int, default=0,
+      help="unit decoder mask (StreamSpeech's k2), as the streaming pipeline's (default 0)")
+    a("--unit-n2", type=int, default=1,
+      help="unit decoder mask (StreamSpeech's n2), as the streaming pipeline's (default 1)")
     a("--label", help="the model's name in tables (default: the checkpoint path)")
     a("--out", type=Path, help="JSON file for the scores")
     a("--save-wavs", type=Path, help="write the first 5 wavs under this folder")
@@ -52,19 +58,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def reference_text_units(model: Any, task: Any, split: str, count: int,
-                         batch_size: int, blank_penalty: float = 0.0) -> List[Dict[str, Any]]:
-    """Per utterance (manifest order, the first ``count``): ``{"id", "units", "reference_units"}``,
-    units as ids ``0..K-1``: the model's greedy unit CTC output for its teacher-forced reference
-    text, and the manifest's units."""
+def reference_text_units(model: Any, task: Any, split: str, count: int, batch_size: int,
+                         blank_penalty: float = 0.0, unit_wait_k2: int = 0,
+                         unit_stride_n2: int = 1) -> List[Dict[str, Any]]:
+    """Per utterance (manifest order, the first ``count``): ``{"index", "units",
+    "reference_units"}``, units as ids ``0..K-1``: the model's greedy unit CTC output for its
+    teacher-forced reference text, under the unit decoder mask the streaming pipeline uses
+    (``k2``/``n2``), and the manifest's units."""
     import torch
 
     from echostream_fairseq.generation import greedy_unit_ctc
 
+    if split.startswith("train"):
+        # fairseq applies the data config's training-only transforms (SpecAugment, ...) there
+        raise ValueError(f"split '{split}': measure a dev or test manifest, not a training one")
     task.load_dataset(split)
     dataset = task.datasets[split]
-    unit_dict = task.target_dictionary
-    specials = unit_dict.nspecial
+    unit_dict = task.tgt_dict
+    mask = {"k2": unit_wait_k2, "n2": unit_stride_n2}
     out: List[Dict[str, Any]] = []
     indices = list(range(min(count, len(dataset))))
     for start in range(0, len(indices), batch_size):
@@ -74,16 +85,15 @@ def reference_text_units(model: Any, task: Any, split: str, count: int,
             logits, extra = model(
                 net_input["src_tokens"], net_input["src_lengths"], net_input["prev_output_tokens"],
                 prev_output_tokens_mt=sample["multitask"][model.mt_task_name]["net_input"][
-                    "prev_output_tokens"])
+                    "prev_output_tokens"], streaming_config=mask)
         decoded = greedy_unit_ctc(logits, extra["decoder_padding_mask"], unit_dict,
                                   blank_penalty)
         for row, (labels, _scores) in enumerate(decoded):
-            target = sample["target"][row]
-            reference = [int(t) - specials for t in target.tolist()
-                         if t >= specials and t != unit_dict.blank_index]
+            reference = [t for t in sample["target"][row].tolist()
+                         if t >= unit_dict.nspecial and t != unit_dict.blank_index]
             out.append({"index": int(sample["id"][row]),
-                        "units": [label - specials for label in labels],
-                        "reference_units": reference})
+                        "units": [int(unit_dict[label]) for label in labels],
+                        "reference_units": [int(unit_dict[t]) for t in reference]})
     out.sort(key=lambda item: item["index"])
     return out
 
@@ -107,12 +117,13 @@ def run(opts: argparse.Namespace) -> Dict[str, Any]:
     model, task = load_checkpoint(str(opts.checkpoint), str(manifest.parent))
     model.eval()
     decoded = reference_text_units(model, task, manifest.stem, len(rows), opts.batch_size,
-                                   opts.unit_blank_penalty)
+                                   opts.unit_blank_penalty, opts.unit_k2, opts.unit_n2)
     vocoder = build_vocoder(manifest.parent / task.args.config_yaml, manifest.parent)
     audios = [vocoder.synthesize(item["units"]) for item in decoded]
     asr = load_whisper_tiny_en(opts.asr_model_dir, cpu_threads=opts.num_threads)
     # a sentence without units has no audio to transcribe: it scores as an empty transcript
-    transcripts = [transcribe(asr, audio) if audio.size else "" for audio in audios]
+    transcripts = [transcribe(asr, audio, vocoder.sample_rate) if audio.size else ""
+                   for audio in audios]
     score = score_texts(transcripts, [r["tgt_text"] for r in rows],
                         num_empty=sum(not normalize_text(t) for t in transcripts))
     if opts.save_wavs:
@@ -128,6 +139,7 @@ def run(opts: argparse.Namespace) -> Dict[str, Any]:
         "manifest": str(manifest),
         "ctc_upsample_rate": int(model.decoder.ctc_upsample_rate),
         "unit_blank_penalty": opts.unit_blank_penalty,
+        "unit_mask": {"k2": opts.unit_k2, "n2": opts.unit_n2},
         "t2u_reference_text": {
             **score.as_dict(),
             "units": units, "reference_units": reference_units,

@@ -45,6 +45,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     if not args.reports and not args.ceilings:
         parser.error("give report.json files, --ceilings files or both")
+    if not args.reports and args.readme and args.block == "results":
+        parser.error("a --ceilings table alone goes into its own --block, not the results one")
     try:
         reports = [load_report(path) for path in args.reports]
         ceilings = [row for path in args.ceilings for row in load_ceilings(path)]

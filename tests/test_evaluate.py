@@ -24,7 +24,7 @@ from test_streaming_pipeline import (
 from echostream_fairseq.data.audio import read_wav
 from echostream_fairseq.data.validate import ManifestError
 from echostream_fairseq.evaluation.report import results_table
-from echostream_fairseq.scoring.asr_bleu import normalize_text, score_texts
+from echostream_fairseq.scoring.asr_bleu import score_texts
 from echostream_fairseq.evaluation.streaming_eval import (
     SPEECH_LATENCY_METRICS,
     TEXT_LATENCY_METRICS,
@@ -139,7 +139,7 @@ def test_joined_speech_is_scored_from_the_logged_transcripts(evaluation):
         joined = [r["speech"]["transcript_joined"] for r in records]
         expected = score_texts(joined, [r["reference"] for r in records])
         assert condition["speech"]["asr_bleu_joined"] == pytest.approx(expected.bleu)
-        assert condition["speech"]["num_empty_joined"] == sum(not normalize_text(t) for t in joined)
+        assert condition["speech"]["num_empty_joined"] == sum(not t for t in joined)
         assert all(r["speech"]["durations"] for r in records), "the talkative model speaks"
     assert "asr_bleu_joined" not in report["results"]["offline"]["speech"]
     assert "ASR-BLEU joined" in results_table([report])
@@ -312,6 +312,30 @@ def test_speech_latency_equals_a_hand_computation(tmp_path):
     assert run.compute_s == pytest.approx(0.1)
 
 
+def test_joined_speech_is_the_pieces_back_to_back_without_silence(monkeypatch):
+    """What the recogniser gets for ``asr_bleu_joined``: the written pieces concatenated (no
+    silence, unlike SimulEval's layout of the same run), at the run's rate; no call for a run
+    that wrote no speech."""
+    from echostream_fairseq.evaluation import streaming_eval
+
+    heard = []
+
+    def fake_transcribe(model, audio, sample_rate):
+        heard.append((audio.copy(), sample_rate))
+        return "a b"
+
+    monkeypatch.setattr(streaming_eval, "transcribe", fake_transcribe)
+    run = _synthetic_run()
+    silent = UtteranceRun(TestUtterance(1, "silent", Path("silent.wav"), 500.0, "a", "a b"),
+                          [StepRecord(500.0, 0.01)], 16000)
+    scores, transcripts = streaming_eval._joined_speech_scores([run, silent], asr_model=None)
+    [(audio, rate)] = heard
+    pieces = [step.speech for step in run.steps if step.speech.size]
+    assert rate == run.speech_rate and np.array_equal(audio, np.concatenate(pieces))
+    assert audio.size == 16000 * 600 // 1000  # 100 + 300 + 200 ms, the 400 ms gap left out
+    assert transcripts == ["a b", ""] and scores["num_empty_joined"] == 1
+
+
 def test_latency_of_runs_without_output_is_none():
     utterance = TestUtterance(0, "silent", Path("silent.wav"), 500.0, "a", "a")
     run = UtteranceRun(utterance, [StepRecord(500.0, 0.01)], 16000)
@@ -387,10 +411,16 @@ def test_text_only_streaming_without_offline(tiny_corpus, checkpoint, tmp_path, 
     status = _script(EVALUATE).main([
         "--checkpoint", str(checkpoint), "--test-manifest",
         str(corpus_dir(tiny_corpus) / "test_sampled.tsv"), "--output-dir", str(output),
-        "--chunk-sizes", "640", "--no-speech", "--no-offline", "--no-progress"])
+        "--chunk-sizes", "640", "--no-speech", "--no-offline", "--no-progress",
+        "--unit-blank-penalty", "2.5", "--unit-k2", "2", "--unit-n2", "3"])
     assert status == 0, capsys.readouterr().err
     report = _report(output)
     assert report["results"]["offline"] is None
+    # the unit options reach every condition's pipeline and the report
+    pipeline = report["results"]["streaming"][0]["pipeline"]
+    assert (pipeline["unit_blank_penalty"], pipeline["unit_wait_k2"], pipeline["unit_stride_n2"]) \
+        == (2.5, 2, 3)
+    assert "unit blank penalty: 2.5; unit mask k2/n2: 2/3" in (output / "report.md").read_text()
     assert report["settings"]["wav_list"].endswith("simuleval/test/wav_list.txt")
     (condition,) = report["results"]["streaming"]
     assert "speech" not in condition and "bleu_vs_offline" not in condition["text"]

@@ -24,6 +24,14 @@ def corpus(tiny_corpus, tmp_path_factory) -> Path:
     source = corpus_dir(tiny_corpus)
     target = two_utterance_corpus(source, tmp_path_factory.mktemp("t2u") / "data", keep_units=True)
     (target / "units").symlink_to(source / "units")  # the embedded vocoder
+    # shortest source first: fairseq's collater puts the longest first, so a batch of both
+    # comes back out of manifest order and the script must restore it
+    manifest = target / f"{SPLIT}.tsv"
+    header, *rows = manifest.read_text(encoding="utf-8").splitlines()
+    frames = header.split("\t").index("src_n_frames")
+    rows.sort(key=lambda row: int(row.split("\t")[frames]))
+    assert int(rows[0].split("\t")[frames]) < int(rows[1].split("\t")[frames])
+    manifest.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
     return target
 
 
@@ -41,9 +49,14 @@ def test_units_do_not_depend_on_the_batch_and_references_are_the_manifests(model
     model, task = model_and_task
     together = MEASURE_T2U.reference_text_units(model, task, SPLIT, 2, batch_size=2)
     alone = MEASURE_T2U.reference_text_units(model, task, SPLIT, 2, batch_size=1)
-    assert [item["index"] for item in together] == [0, 1]
+    dataset = task.datasets[SPLIT]
+    assert dataset.collater([dataset[0], dataset[1]])["id"].tolist() == [1, 0]
     assert [item["units"] for item in together] == [item["units"] for item in alone]
     assert all(item["units"] for item in together), "the talkative model writes units"
+    # the unit mask reaches the decoder: seeing every T2U state changes the units
+    unmasked = MEASURE_T2U.reference_text_units(model, task, SPLIT, 2, batch_size=2,
+                                                unit_stride_n2=1000)
+    assert [item["units"] for item in unmasked] != [item["units"] for item in together]
     rows = read_tsv(corpus / f"{SPLIT}.tsv")
     assert [item["reference_units"] for item in together] == \
         [parse_units(row["tgt_audio"]) for row in rows]
@@ -65,7 +78,8 @@ def test_the_script_scores_the_speech_and_its_file_is_a_ceiling_row(corpus, talk
     assert len(list((tmp_path / "wavs").glob("*.wav"))) == 2
     assert "reference text -> T2U -> vocoder" in capsys.readouterr().out
     [row] = load_ceilings(out)
-    assert row["name"] == "test_sampled reference text -> T2U + unit CTC of tiny -> embedded vocoder"
+    assert row["name"] == ("test_sampled reference text -> T2U + unit CTC of tiny -> embedded vocoder "
+                           "(unit mask k2=0 n2=1)")
     assert (row["sentences"], row["asr_bleu"]) == (2, scores["bleu"])
     # a penalty sweep is rendered as a table of its own: no evaluate.py report needed
     assert RESULTS_TABLE.main(["--ceilings", str(out)]) == 0
@@ -76,6 +90,11 @@ def test_the_script_scores_the_speech_and_its_file_is_a_ceiling_row(corpus, talk
                                f"{scores['unit_ratio']:.2f} |")
     with pytest.raises(SystemExit):
         RESULTS_TABLE.main([])
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- results:begin -->\nmodel table\n<!-- results:end -->\n")
+    with pytest.raises(SystemExit):  # would replace the model table by the ceilings alone
+        RESULTS_TABLE.main(["--ceilings", str(out), "--readme", str(readme)])
+    assert "model table" in readme.read_text()
 
 
 def test_a_blank_bonus_silences_the_unit_decoder(corpus, talkative_checkpoint, tmp_path):
@@ -89,7 +108,13 @@ def test_a_blank_bonus_silences_the_unit_decoder(corpus, talkative_checkpoint, t
     assert result["unit_blank_penalty"] == -1e4
     assert result["t2u_reference_text"]["units"] == 0
     assert result["t2u_reference_text"]["no_units"] == 2
-    assert "(unit blank penalty -10000)" in load_ceilings(out)[0]["name"]
+    assert "(unit mask k2=0 n2=1, unit blank penalty -10000)" in load_ceilings(out)[0]["name"]
+
+
+def test_a_training_manifest_is_refused(model_and_task):
+    model, task = model_and_task
+    with pytest.raises(ValueError, match="not a training one"):
+        MEASURE_T2U.reference_text_units(model, task, "train_sampled.units", 2, batch_size=2)
 
 
 def test_a_missing_checkpoint_is_one_error_line(corpus, tmp_path, capsys):

@@ -224,9 +224,10 @@ def test_incremental_units_equal_the_unit_decoder_over_the_whole_text(pipeline, 
                                   src_step=stride_n2)
     penalty = 0.0
     if blank_bonus:  # the talkative model's blank never wins: a bonus makes about half blank
-        best = logits[0].max(-1).values
-        penalty = -float((best - logits[0, :, unit_dict.blank_index]).median())
-    offline = collapse_unit_labels(best_unit_labels(logits[0], unit_dict.blank_index, penalty),
+        margins = (logits[0].max(-1).values - logits[0, :, unit_dict.blank_index]).sort().values
+        middle = margins.numel() // 2  # halfway between two margins: no step ties with blank
+        penalty = -float(margins[middle - 1:middle + 1].mean())
+    offline = collapse_unit_labels(best_unit_labels(logits[0], unit_dict, penalty).tolist(),
                                    unit_dict)
     # a precondition, not the property: the random model writes a few alternating units on some
     # corpus builds (5 seen), enough for the incremental decode to have something to get wrong
@@ -243,15 +244,34 @@ def test_incremental_units_equal_the_unit_decoder_over_the_whole_text(pipeline, 
     assert streamed == offline
 
 
-def test_blank_penalty_turns_exactly_the_close_blank_steps_into_units():
-    blank = 4
-    logits = torch.tensor([[0.0, 1.0, 0.0, 0.0, 2.0],    # blank by 1.0: a penalty of 1.5 flips it
-                           [0.0, 0.0, 3.0, 0.0, 6.0],    # blank by 3.0: stays blank
-                           [0.0, 0.0, 0.0, 5.0, 1.0]])   # a unit already
+def test_unit_labels_follow_streamspeechs_rule_and_the_blank_penalty():
+    """<pad>/<unk> never win, </s> may and then separates repeats like a blank; the penalty
+    turns exactly the steps whose blank leads by less into units; offline decoding
+    (fairseq-generate's greedy_unit_ctc) applies the same rule."""
+    from fairseq.data import Dictionary
+
+    from echostream_fairseq.generation import greedy_unit_ctc
+
+    unit_dict = Dictionary()  # <s> 0, <pad> 1, </s> 2, <unk> 3, units "0".."2" at 4..6, blank 7
+    for unit in range(3):
+        unit_dict.add_symbol(str(unit))
+    unit_dict.blank_index = unit_dict.add_symbol("<blank>")
+    logits = torch.zeros(5, len(unit_dict))
+    logits[0, [5, 7]] = torch.tensor([1.0, 2.0])       # blank by 1.0
+    logits[1, [6, 7]] = torch.tensor([3.0, 6.0])       # blank by 3.0
+    logits[2, 6] = 5.0                                 # a unit already
+    logits[3, [1, 3, 2, 4]] = torch.tensor([9.0, 8.0, 4.0, 1.0])  # pad, unk, then </s>
+    logits[4, 6] = 5.0                                 # unit "2" again, after </s>
     before = logits.clone()
-    assert best_unit_labels(logits, blank) == logits.argmax(-1).tolist() == [4, 4, 3]
-    assert best_unit_labels(logits, blank, 1.5) == [1, 4, 3]
-    assert best_unit_labels(logits, blank, 3.5) == [1, 2, 3]
+    expected = {0.0: ([7, 7, 6, 2, 6], [2, 2]), 1.5: ([5, 7, 6, 2, 6], [1, 2, 2]),
+                3.5: ([5, 6, 6, 2, 6], [1, 2, 2])}
+    for penalty, (labels, units) in expected.items():
+        assert best_unit_labels(logits, unit_dict, penalty).tolist() == labels, penalty
+        assert collapse_unit_labels(labels, unit_dict) == units, penalty
+        [(offline, scores)] = greedy_unit_ctc(logits.unsqueeze(0), None, unit_dict, penalty)
+        assert [int(unit_dict[i]) for i in offline] == units, penalty
+        lprobs = torch.log_softmax(logits, -1)  # the chosen labels' own scores, no penalty
+        assert torch.allclose(scores, lprobs[torch.arange(5), torch.tensor(labels)])
     assert torch.equal(logits, before), "the caller's logits must not change"
 
 

@@ -25,6 +25,7 @@ from echostream_fairseq.streaming.pipeline import (
     StreamingS2STPipeline,
     load_checkpoint,
 )
+from echostream_fairseq.streaming.units import UNIT_BLANK_PENALTY_HELP
 
 logger = logging.getLogger(__name__)
 
@@ -76,9 +77,7 @@ class EchoStreamAgentBase(GenericAgent):
         a("--unit-k2", type=int, default=0,
           help="unit decoder mask at inference: extra T2U states each unit step waits for")
         a("--unit-n2", type=int, default=1, help="unit decoder mask at inference: block size")
-        a("--unit-blank-penalty", type=float, default=0.0,
-          help="subtracted from the unit CTC blank's score before the greedy choice (0: plain "
-               "greedy; an undertrained unit decoder speaks too little without one)")
+        a("--unit-blank-penalty", type=float, default=0.0, help=UNIT_BLANK_PENALTY_HELP)
         a("--reencode", action="store_true", help="StreamSpeech's method as a baseline: fbank, "
           "encoder and CTC over the whole prefix, units over the whole text, every step")
         a("--num-threads", type=int, default=1, help="torch CPU threads of the agent")

@@ -116,7 +116,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"`{settings['wav_list'] or 'its src_audio column'}`",
         f"* chunk sizes (ms): {', '.join(map(str, settings['chunk_sizes_ms'])) or '-'}; "
         f"offline: {'yes' if settings['offline'] else 'no'}; speech: "
-        f"{'yes' if settings['speech'] else 'no'}",
+        f"{'yes' if settings['speech'] else 'no'}; unit blank penalty: "
+        f"{settings.get('unit_blank_penalty', 0.0):g}; unit mask k2/n2: "
+        f"{'/'.join(str(v) for v in (settings.get('unit_mask') or {'k2': 0, 'n2': 1}).values())}",
         f"* machine: {machine['hostname']}, {machine['cpu_count']} CPUs, "
         f"{machine['num_threads']} torch thread(s), torch {machine['torch']}",
         f"* wall time: {report['wall_s']:.1f} s (model load {report['load_s']:.1f} s)", "",
@@ -224,9 +226,12 @@ def load_ceilings(path: Path) -> List[Dict[str, Any]]:
     if isinstance(data, dict) and isinstance(data.get("t2u_reference_text"), dict):
         penalty = data.get("unit_blank_penalty") or 0
         split = Path(str(data.get("manifest", "?"))).stem
+        mask = data.get("unit_mask") or {}
+        options = [f"unit mask k2={mask['k2']} n2={mask['n2']}"] if mask else []
+        options += [f"unit blank penalty {penalty:g}"] if penalty else []
         names["t2u_reference_text"] = (
             f"{split} reference text -> T2U + unit CTC of {data.get('label', '?')} -> embedded "
-            "vocoder" + (f" (unit blank penalty {penalty:g})" if penalty else ""))
+            "vocoder" + (f" ({', '.join(options)})" if options else ""))
         found.append(("t2u_reference_text", data["t2u_reference_text"]))
     rows = [{"name": names.get(key, f"ground-truth units -> vocoder variant {key}"),
              "sentences": score.get("num_sentences"), "asr_bleu": score.get("bleu"),

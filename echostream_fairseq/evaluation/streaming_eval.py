@@ -264,8 +264,9 @@ def _joined_speech_scores(runs: Sequence[UtteranceRun], asr_model: Any
         pieces = [samples for _, _, samples in run.speech_segments()]
         transcripts.append(transcribe(asr_model, np.concatenate(pieces), run.speech_rate)
                            if pieces else "")
+    # empty as _speech_scores counts it, so the two columns compare
     result = score_texts(transcripts, [run.utterance.reference for run in runs],
-                         num_empty=sum(not normalize_text(t) for t in transcripts))
+                         num_empty=sum(not t for t in transcripts))
     return {"asr_bleu_joined": result.bleu, "num_empty_joined": result.num_empty}, transcripts
 
 
@@ -291,7 +292,8 @@ class EvaluationSettings:
         save_wavs: keep the output wavs of the first N utterances per condition.
         progress: show tqdm bars.
         reencode: stream with StreamSpeech's re-encoding method (the baseline) instead.
-        unit_blank_penalty: :attr:`PipelineConfig.unit_blank_penalty` of every condition.
+        unit_blank_penalty, unit_wait_k2, unit_stride_n2: the :class:`PipelineConfig` unit
+            options of every condition.
         joined_speech_asr: also transcribe each streamed output with its pieces joined, without
             the silences SimulEval's layout puts between them (``asr_bleu_joined``): what the
             units say, apart from what the layout costs the recogniser.
@@ -304,6 +306,8 @@ class EvaluationSettings:
     progress: bool = True
     reencode: bool = False
     unit_blank_penalty: float = 0.0
+    unit_wait_k2: int = 0
+    unit_stride_n2: int = 1
     joined_speech_asr: bool = False
 
 
@@ -328,7 +332,9 @@ def _run_condition(model: Any, task: Any, utterances: Sequence[TestUtterance],
     pipeline = StreamingS2STPipeline.from_task(
         model, task, PipelineConfig(segment_length=segment, speech=settings.speech,
                                     reencode=settings.reencode and chunk_ms is not None,
-                                    unit_blank_penalty=settings.unit_blank_penalty))
+                                    unit_blank_penalty=settings.unit_blank_penalty,
+                                    unit_wait_k2=settings.unit_wait_k2,
+                                    unit_stride_n2=settings.unit_stride_n2))
     rate = pipeline.vocoder.sample_rate if pipeline.vocoder is not None else 0
     iterator: Sequence[TestUtterance] = utterances
     if settings.progress:

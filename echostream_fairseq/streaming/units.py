@@ -26,8 +26,8 @@ from echostream_fairseq.models.t2u import unit_cross_attention_mask
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CtcCollapser", "FullRecomputeUnits", "IncrementalUnits", "best_unit_labels",
-           "collapse_unit_labels", "decodable_unit_steps"]
+__all__ = ["CtcCollapser", "FullRecomputeUnits", "IncrementalUnits", "UNIT_BLANK_PENALTY_HELP",
+           "best_unit_labels", "collapse_unit_labels", "decodable_unit_steps"]
 
 #: Unit-decoder steps decoded per call: one call holds (steps x all steps) attention scores and
 #: masks, so a whole-utterance decode in one call grew quadratically (15100 steps: +4.3 GB).
@@ -75,14 +75,27 @@ class _UnitCollapser(CtcCollapser):
                 if label >= self.unit_dict.nspecial]
 
 
-def best_unit_labels(logits: Tensor, blank_index: int, blank_penalty: float = 0.0) -> List[int]:
-    """Greedy unit-decoder labels of logits (U, V), the blank's score lowered by
-    ``blank_penalty`` first (as icefall's ``--blank-penalty``): an undertrained unit CTC decoder
-    prefers blank on most steps and speaks too little; a penalty trades that for more units."""
-    if blank_penalty:
-        logits = logits.clone()
-        logits[..., blank_index] -= blank_penalty
-    return logits.argmax(-1).tolist()
+#: help text of every ``--unit-blank-penalty`` option (agents, evaluate.py, fairseq-generate, ...)
+UNIT_BLANK_PENALTY_HELP = ("subtracted from the unit CTC blank's log-probability before the greedy "
+                           "choice (default 0: plain greedy, as StreamSpeech); an undertrained unit "
+                           "decoder speaks too little without one: tune it on dev with "
+                           "scripts/measure_t2u.py")
+
+
+def best_unit_labels(scores: Tensor, unit_dict, blank_penalty: float = 0.0) -> Tensor:
+    """Greedy unit-decoder labels (..., U) of logits or log-probabilities (..., U, V).
+
+    StreamSpeech's CTC generator rule: ``<pad>`` and ``<unk>`` can never win; ``<s>``/``</s>``
+    can (they are dropped after repeats are merged, so they separate like a blank). The blank's
+    score is first lowered by ``blank_penalty`` (as icefall's ``--blank-penalty``): an
+    undertrained unit CTC decoder picks blank on most steps and speaks too little.
+    ``scores`` is not modified.
+    """
+    scores = scores.clone()
+    scores[..., unit_dict.pad()] = -float("inf")
+    scores[..., unit_dict.unk()] = -float("inf")
+    scores[..., unit_dict.blank_index] -= blank_penalty
+    return scores.argmax(-1)
 
 
 def collapse_unit_labels(labels: List[int], unit_dict) -> List[int]:
@@ -188,7 +201,7 @@ class IncrementalUnits:
                                   _causal_block_mask(end - start, end, x), None, cross_mask,
                                   incremental_state=self._decoder_state)
         logits = decoder.project_output(x, features_only=False)  # (1, U', V)
-        return best_unit_labels(logits[0], self._collapse.blank, self.blank_penalty)
+        return best_unit_labels(logits[0], self._collapse.unit_dict, self.blank_penalty).tolist()
 
 
 def _encoder_layer_incremental(layer, x: Tensor, state: IncrementalState) -> Tensor:
@@ -244,8 +257,8 @@ class FullRecomputeUnits:
                                        src_step=self.src_step)
         end = decodable_unit_steps(len(self._states), self.model.decoder.ctc_upsample_rate,
                                    self.src_wait, self.src_step, final)
-        labels = best_unit_labels(logits[0, :end], self.unit_dict.blank_index, self.blank_penalty)
-        units = collapse_unit_labels(labels, self.unit_dict)
+        labels = best_unit_labels(logits[0, :end], self.unit_dict, self.blank_penalty)
+        units = collapse_unit_labels(labels.tolist(), self.unit_dict)
         new = units[self._emitted:]
         self._emitted = max(self._emitted, len(units))
         return new

@@ -23,6 +23,7 @@ from fairseq.tasks.speech_to_speech import SpeechToSpeechTask
 
 from echostream_fairseq.checkpoints import load_pretrained_groups
 from echostream_fairseq.data.validate import ManifestError, find_unit_problems
+from echostream_fairseq.streaming.units import UNIT_BLANK_PENALTY_HELP
 
 logger = logging.getLogger(__name__)
 
@@ -63,11 +64,8 @@ class SpeechToSpeechCTCTask(SpeechToSpeechTask):
                  "the MT search takes --beam-mt/--max-len-a-mt/--max-len-b-mt/--lenpen-mt) or "
                  "'text' (the MT decoder's subwords, searched with --beam/--max-len-a/-b/...)",
         )
-        parser.add_argument(
-            "--unit-blank-penalty", type=float, default=0.0,
-            help="--gen-output units: subtracted from the unit CTC blank's log-probability before "
-                 "the greedy choice (0: plain greedy, as StreamSpeech)",
-        )
+        parser.add_argument("--unit-blank-penalty", type=float, default=0.0,
+                            help=f"--gen-output units: {UNIT_BLANK_PENALTY_HELP}")
 
     def __init__(self, args: Any, tgt_dict: Dictionary, infer_tgt_lang_id: Optional[int] = None) -> None:
         if tgt_dict is None:

@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from echostream_fairseq.checkpoint_safety import CheckpointLoadError
 from echostream_fairseq.scoring.asr_bleu import AsrError
-from echostream_fairseq.streaming.units import UNIT_BLANK_PENALTY_HELP
+from echostream_fairseq.streaming.units import add_unit_decoding_arguments
 
 logger = logging.getLogger("echostream.evaluate")
 
@@ -73,10 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--no-speech", action="store_true", help="text only: no T2U/vocoder, no ASR-BLEU")
     a("--reencode", action="store_true", help="stream with StreamSpeech's method (fbank, "
       "encoder and units recomputed over everything at every step): the baseline's latency")
-    a("--unit-blank-penalty", type=float, default=0.0, help=UNIT_BLANK_PENALTY_HELP)
-    a("--unit-k2", type=int, default=0,
-      help="unit decoder mask: extra T2U states each unit step waits for (default 0)")
-    a("--unit-n2", type=int, default=1, help="unit decoder mask: block size (default 1)")
+    add_unit_decoding_arguments(a)
     a("--joined-speech-asr", action="store_true",
       help="also score each streamed output with its speech pieces joined, without the silences "
            "SimulEval lays out between them (column 'ASR-BLEU joined'; one more Whisper pass)")

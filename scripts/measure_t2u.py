@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from echostream_fairseq.streaming.units import UNIT_BLANK_PENALTY_HELP
+from echostream_fairseq.streaming.units import add_unit_decoding_arguments
 
 logger = logging.getLogger("echostream.measure_t2u")
 
@@ -45,11 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
            "the corpus, its name the split")
     a("--max-utterances", type=int, default=100, help="the first N utterances (default 100)")
     a("--batch-size", type=int, default=8, help="utterances per forward pass")
-    a("--unit-blank-penalty", type=float, default=0.0, help=UNIT_BLANK_PENALTY_HELP)
-    a("--unit-k2", type=int, default=0,
-      help="unit decoder mask (StreamSpeech's k2), as the streaming pipeline's (default 0)")
-    a("--unit-n2", type=int, default=1,
-      help="unit decoder mask (StreamSpeech's n2), as the streaming pipeline's (default 1)")
+    add_unit_decoding_arguments(a)  # as the streaming pipeline decodes (defaults k2 0, n2 1)
     a("--label", help="the model's name in tables (default: the checkpoint path)")
     a("--out", type=Path, help="JSON file for the scores")
     a("--save-wavs", type=Path, help="write the first 5 wavs under this folder")

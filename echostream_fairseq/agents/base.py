@@ -25,7 +25,7 @@ from echostream_fairseq.streaming.pipeline import (
     StreamingS2STPipeline,
     load_checkpoint,
 )
-from echostream_fairseq.streaming.units import UNIT_BLANK_PENALTY_HELP
+from echostream_fairseq.streaming.units import add_unit_decoding_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -74,10 +74,7 @@ class EchoStreamAgentBase(GenericAgent):
         a("--max-len-b", type=int, default=10, help="MT length cap: a * encoder frames + b (b)")
         a("--whole-word", choices=["auto", "on", "off"], default="auto",
           help="write complete target words only (auto: from 640 ms segments, as StreamSpeech)")
-        a("--unit-k2", type=int, default=0,
-          help="unit decoder mask at inference: extra T2U states each unit step waits for")
-        a("--unit-n2", type=int, default=1, help="unit decoder mask at inference: block size")
-        a("--unit-blank-penalty", type=float, default=0.0, help=UNIT_BLANK_PENALTY_HELP)
+        add_unit_decoding_arguments(a)
         a("--reencode", action="store_true", help="StreamSpeech's method as a baseline: fbank, "
           "encoder and CTC over the whole prefix, units over the whole text, every step")
         a("--num-threads", type=int, default=1, help="torch CPU threads of the agent")

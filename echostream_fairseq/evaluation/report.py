@@ -108,6 +108,7 @@ def results_table(reports: Sequence[Mapping[str, Any]]) -> str:
 def render_markdown(report: Mapping[str, Any]) -> str:
     """``report.md``: what was run, where, and the two tables."""
     settings, machine = report["settings"], report["machine"]
+    mask = settings.get("unit_mask") or {"k2": 0, "n2": 1}  # reports from before the option
     lines = [
         f"# Evaluation of {report['label']}", "",
         f"* checkpoint: `{settings['checkpoint']}`",
@@ -117,8 +118,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"* chunk sizes (ms): {', '.join(map(str, settings['chunk_sizes_ms'])) or '-'}; "
         f"offline: {'yes' if settings['offline'] else 'no'}; speech: "
         f"{'yes' if settings['speech'] else 'no'}; unit blank penalty: "
-        f"{settings.get('unit_blank_penalty', 0.0):g}; unit mask k2/n2: "
-        f"{'/'.join(str(v) for v in (settings.get('unit_mask') or {'k2': 0, 'n2': 1}).values())}",
+        f"{settings.get('unit_blank_penalty', 0.0):g}; unit mask k2/n2: {mask['k2']}/{mask['n2']}",
         f"* machine: {machine['hostname']}, {machine['cpu_count']} CPUs, "
         f"{machine['num_threads']} torch thread(s), torch {machine['torch']}",
         f"* wall time: {report['wall_s']:.1f} s (model load {report['load_s']:.1f} s)", "",

@@ -16,7 +16,7 @@ D model dim, V unit vocabulary.
 from __future__ import annotations
 
 import logging
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 from fairseq import utils
@@ -27,7 +27,8 @@ from echostream_fairseq.models.t2u import unit_cross_attention_mask
 logger = logging.getLogger(__name__)
 
 __all__ = ["CtcCollapser", "FullRecomputeUnits", "IncrementalUnits", "UNIT_BLANK_PENALTY_HELP",
-           "best_unit_labels", "collapse_unit_labels", "decodable_unit_steps"]
+           "add_unit_decoding_arguments", "best_unit_labels", "collapse_unit_labels",
+           "decodable_unit_steps"]
 
 #: Unit-decoder steps decoded per call: one call holds (steps x all steps) attention scores and
 #: masks, so a whole-utterance decode in one call grew quadratically (15100 steps: +4.3 GB).
@@ -80,6 +81,17 @@ UNIT_BLANK_PENALTY_HELP = ("subtracted from the unit CTC blank's log-probability
                            "choice (default 0: plain greedy, as StreamSpeech); an undertrained unit "
                            "decoder speaks too little without one: tune it on dev with "
                            "scripts/measure_t2u.py")
+
+
+def add_unit_decoding_arguments(add_argument: Callable[..., Any]) -> None:
+    """``--unit-k2``, ``--unit-n2`` and ``--unit-blank-penalty`` (the :class:`PipelineConfig` unit
+    options) for every command line that decodes units: the agents, ``evaluate.py``,
+    ``measure_t2u.py``. ``add_argument`` is a parser's (or group's) bound method."""
+    add_argument("--unit-k2", type=int, default=0,
+                 help="unit decoder mask at inference: extra T2U states each unit step waits for")
+    add_argument("--unit-n2", type=int, default=1,
+                 help="unit decoder mask at inference: block size")
+    add_argument("--unit-blank-penalty", type=float, default=0.0, help=UNIT_BLANK_PENALTY_HELP)
 
 
 def best_unit_labels(scores: Tensor, unit_dict, blank_penalty: float = 0.0) -> Tensor:

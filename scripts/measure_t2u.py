@@ -99,6 +99,7 @@ def run(opts: argparse.Namespace) -> Dict[str, Any]:
 
     from echostream_fairseq.checkpoint_safety import CheckpointLoadError
     from echostream_fairseq.data.manifests import read_tsv
+    from echostream_fairseq.data.validate import ManifestError, find_problems
     from echostream_fairseq.scoring.asr_bleu import (load_whisper_tiny_en, normalize_text,
                                                      score_texts, transcribe)
     from echostream_fairseq.streaming.pipeline import load_checkpoint
@@ -107,6 +108,9 @@ def run(opts: argparse.Namespace) -> Dict[str, Any]:
     start = time.perf_counter()
     torch.set_num_threads(opts.num_threads)
     manifest = opts.test_manifest.resolve()
+    problems = find_problems(manifest)  # every column (tgt_text, tgt_audio, ...) and file named
+    if problems:
+        raise ManifestError(problems)
     rows = read_tsv(manifest)[:opts.max_utterances]
     if not opts.checkpoint.is_file():
         raise CheckpointLoadError(opts.checkpoint, "no such file")

@@ -123,3 +123,18 @@ def test_a_missing_checkpoint_is_one_error_line(corpus, tmp_path, capsys):
                              str(corpus / f"{SPLIT}.tsv")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(missing) in err[0]
+
+
+def test_a_manifest_without_reference_text_is_named(corpus, talkative_checkpoint,
+                                                    tmp_path, capsys):
+    manifest = corpus / f"{SPLIT}.tsv"
+    header, *rows = manifest.read_text(encoding="utf-8").splitlines()
+    drop = header.split("\t").index("tgt_text")
+    bad = tmp_path / "no_text.tsv"
+    kept = ["\t".join(f for i, f in enumerate(line.split("\t")) if i != drop)
+            for line in [header, *rows]]
+    bad.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    assert MEASURE_T2U.main(["--checkpoint", str(talkative_checkpoint),
+                             "--test-manifest", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "tgt_text" in err and "column missing" in err

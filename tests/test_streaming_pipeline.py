@@ -231,8 +231,10 @@ def test_incremental_units_equal_the_unit_decoder_over_the_whole_text(pipeline, 
                                    unit_dict)
     # a precondition, not the property: the random model writes a few alternating units on some
     # corpus builds (5 seen), enough for the incremental decode to have something to get wrong
-    assert len(offline) >= 3 and len(set(offline)) >= 2, "the randomised model should write units"
-    if blank_bonus:
+    assert len(offline) >= 3, "the randomised model should write units"
+    if not blank_bonus:
+        assert len(set(offline)) >= 2, "the randomised model should write different units"
+    else:  # repeats split by blanks (one unit 5 times, seen) are what the bonus case exercises
         assert offline != collapse_unit_labels(logits[0].argmax(-1).tolist(), unit_dict)
     units = IncrementalUnits(model, unit_dict, wait_k2, stride_n2, penalty)
     streamed, start = [], 0

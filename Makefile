@@ -13,7 +13,7 @@ TRAIN_DIR ?= exp/train_mini
 TRAIN_MINUTES ?= 120
 TRAIN_THREADS ?= 1
 
-.PHONY: demo test corpus train-mini setup system-deps clean-data
+.PHONY: demo test test-fast lint corpus train-mini setup system-deps clean-data results
 
 setup: $(STAMP)
 
@@ -38,13 +38,14 @@ demo: $(STAMP)
 	$(PY) scripts/fit_vocoder.py --data-dir $(DEMO_DIR)
 	cat $(DEMO_DIR)/REPORT.md
 	mkdir -p $(DEMO_RUN)
-	OMP_NUM_THREADS=1 $(PY) scripts/train.py --config configs/echostream_config.mini.yaml \
+	OMP_NUM_THREADS=1 $(PY) scripts/train.py --config configs/train/echostream_mini.yaml \
 		--train-manifest $(DEMO_DIR)/train_sampled.units.tsv \
 		--dev-manifest $(DEMO_DIR)/dev_sampled.units.tsv --save-dir $(DEMO_RUN)/checkpoints \
 		--num-workers 0 --batch-size 8 --time-budget-minutes $(DEMO_MINUTES) \
 		--max-tokens 4000 --warmup-updates 100 --log-interval 10 --log-format simple \
 		--log-file $(DEMO_RUN)/train.log
-	OMP_NUM_THREADS=1 $(PY) scripts/evaluate.py --config configs/echostream_config.mini.yaml \
+	OMP_NUM_THREADS=1 $(PY) scripts/evaluate.py --config configs/train/echostream_mini.yaml \
+		--decode-config configs/decode/deen_mini.yaml \
 		--checkpoint $(DEMO_RUN)/checkpoints/checkpoint_best.pt \
 		--test-manifest $(DEMO_DIR)/test_sampled.tsv --output-dir $(DEMO_RUN)/eval --save-wavs 5
 	cat $(DEMO_RUN)/eval/report.md
@@ -53,14 +54,26 @@ demo: $(STAMP)
 # The mini recipe on the full corpus; run it again to resume (the budget counts all restarts).
 train-mini: $(STAMP)
 	mkdir -p $(TRAIN_DIR)
-	OMP_NUM_THREADS=$(TRAIN_THREADS) $(PY) scripts/train.py --config configs/echostream_config.mini.yaml \
+	OMP_NUM_THREADS=$(TRAIN_THREADS) $(PY) scripts/train.py --config configs/train/echostream_mini.yaml \
 		--train-manifest $(DATA_DIR)/train_sampled.units.tsv \
 		--dev-manifest $(DATA_DIR)/dev_sampled.units.tsv --save-dir $(TRAIN_DIR)/checkpoints \
 		--num-workers 0 --batch-size 8 --time-budget-minutes $(TRAIN_MINUTES) \
 		--tensorboard-logdir $(TRAIN_DIR)/tensorboard --log-file $(TRAIN_DIR)/train.log
 
+# the full tier (builds the tiny corpus, trains tiny models, runs SimulEval and fairseq)
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+# the fast tier: no corpus, no subprocess
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not corpus" tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+# RESULTS.md and the README's generated blocks from the committed result summaries
+results:
+	$(PY) -m echostream_fairseq.cli.results --results-dir recipes/deen_mini/results --output RESULTS.md --readme README.md
 
 clean-data:
 	rm -rf $(DATA_DIR)

@@ -38,5 +38,15 @@ setup(
     packages=find_packages(include=["echostream_fairseq", "echostream_fairseq.*"]),
     python_requires=">=3.10",
     install_requires=CORE_REQUIREMENTS + CORPUS_REQUIREMENTS,
-    extras_require={"dev": ["pytest", "pytest-timeout"]},
+    extras_require={"dev": ["pytest", "pytest-timeout", "ruff"]},
+    entry_points={"console_scripts": [
+        f"echostream-{name}=echostream_fairseq.cli.{module}:main" for name, module in (
+            ("prepare", "prepare"), ("fit-vocoder", "fit_vocoder"), ("train", "train"),
+            ("evaluate", "evaluate"), ("advise", "advise"), ("measure-t2u", "measure_t2u"),
+            ("measure-vocoder", "measure_vocoder"), ("results", "results"),
+            ("score-generate", "score_generate"), ("summarize-training", "summarize_training"),
+            ("examples", "examples"), ("plot-restarts", "plot_restarts"),
+            ("validate", "validate"),
+        )
+    ]},
 )

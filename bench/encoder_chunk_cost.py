@@ -18,6 +18,7 @@ from argparse import Namespace
 import torch
 
 import echostream_fairseq  # noqa: F401  (registers the archs)
+from echostream_fairseq.cli.common import add_log_level_argument, setup_logging
 from echostream_fairseq.models.emformer_encoder import EchoStreamEncoder
 from fairseq.models import ARCH_CONFIG_REGISTRY
 
@@ -56,24 +57,34 @@ def stream_vs_offline(encoder: EchoStreamEncoder, seconds: float) -> tuple:
     return time.perf_counter() - start, offline
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Emformer encoder streaming cost (CPU)")
-    parser.add_argument("--arch", default="echostream", help="registered echostream arch preset")
-    parser.add_argument("--minutes", type=float, default=3.0, help="stream length for the flatness check")
-    parser.add_argument("--seconds", type=float, default=20.0, help="input length for stream vs offline")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for chunks)")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    a = parser.add_argument
+    a("--arch", default="echostream", help="registered echostream arch preset")
+    a("--minutes", type=float, default=3.0, help="stream length for the flatness check")
+    a("--seconds", type=float, default=20.0, help="input length for stream vs offline")
+    a("--num-threads", "--threads", dest="num_threads", type=int, default=1,
+      help="torch threads (1 is fastest for chunks; --threads: deprecated spelling)")
+    add_log_level_argument(parser, default="WARNING")
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    setup_logging(args.log_level)
+    torch.set_num_threads(args.num_threads)
     encoder = build_encoder(args.arch)
     with torch.inference_mode():
         first, last, geometry = per_chunk_seconds(encoder, args.minutes)
         streamed, offline = stream_vs_offline(encoder, args.seconds)
     params = sum(p.numel() for p in encoder.parameters())
     print(f"arch {args.arch}: encoder {params / 1e6:.2f}M params, {geometry.segment_ms} ms chunks, "
-          f"{args.threads} thread(s)")
-    print(f"per-chunk infer: start {first * 1e3:.1f} ms, after {args.minutes:g} min {last * 1e3:.1f} ms, "
+          f"{args.num_threads} thread(s)")
+    print(f"per-chunk infer: start {first * 1e3:.1f} ms, "
+          f"after {args.minutes:g} min {last * 1e3:.1f} ms, "
           f"ratio last/first {last / first:.2f}")
-    print(f"{args.seconds:g} s input: streamed {streamed:.2f} s vs offline forward {offline:.2f} s, "
+    print(f"{args.seconds:g} s input: streamed {streamed:.2f} s "
+          f"vs offline forward {offline:.2f} s, "
           f"ratio {streamed / offline:.2f}; streaming RTF {streamed / args.seconds:.3f}")
 
 

@@ -45,9 +45,12 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from streaming_cost import SAMPLE_RATE, long_input  # noqa: E402
-from echostream_fairseq.models.streaming import state_numel  # noqa: E402
+from echostream_fairseq.models.state import state_numel  # noqa: E402
+from echostream_fairseq.cli.common import add_log_level_argument, setup_logging  # noqa: E402
 from echostream_fairseq.streaming import PipelineConfig, StreamingS2STPipeline  # noqa: E402
-from echostream_fairseq.streaming.pipeline import load_checkpoint  # noqa: E402
+from echostream_fairseq.streaming.config import (add_pipeline_arguments,  # noqa: E402
+                                                 segment_length_for_chunk)
+from echostream_fairseq.checkpoints import load_model_and_task as load_checkpoint  # noqa: E402
 
 MB = 1024.0 * 1024.0
 EDGE_STEPS = 10  # chunks whose median is the cost "at the start" / "at the end"
@@ -283,31 +286,37 @@ def pick_checkpoint(checkpoint: Optional[Path], data_dir: Optional[Path]
     raise SystemExit(f"no checkpoint: none of {[p for p, _ in DEFAULTS]} exists; pass --checkpoint")
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", type=Path, default=None,
-                        help=f"EchoStream checkpoint (default: {DEFAULTS[0][0]} with "
-                             f"{DEFAULTS[0][1]}, else {DEFAULTS[1][0]} with {DEFAULTS[1][1]})")
-    parser.add_argument("--data-dir", type=Path, default=None, help="corpus of the checkpoint")
-    parser.add_argument("--chunk-ms", type=int, default=320, help="source chunk per push")
-    parser.add_argument("--marks", default="1,2,5,10",
-                        help="minutes of stream at which to measure; the last is the length")
-    parser.add_argument("--no-speech", action="store_true", help="text only (no T2U/vocoder)")
-    parser.add_argument("--max-len-a", type=float, default=PipelineConfig.max_len_a,
-                        help="MT length cap, subwords per encoder frame (default: the "
-                             "pipeline's, %(default)s)")
-    parser.add_argument("--randomise", type=float, default=0.0, metavar="SCALE",
-                        help="add seeded Gaussian noise of this scale to every weight (as the "
-                             "tests' randomise_checkpoint), so that an under-trained model "
-                             "writes all along the stream: a stress test of the write path")
-    parser.add_argument("--trim", action="store_true",
-                        help="diagnosis: at every mark also call glibc malloc_trim(0) and report "
-                             "the RSS after it (what the allocator held but did not use); this "
-                             "changes the later RSS figures")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    a = parser.add_argument
+    a("--checkpoint", type=Path, default=None,
+      help=f"EchoStream checkpoint (default: {DEFAULTS[0][0]} with {DEFAULTS[0][1]}, else "
+           f"{DEFAULTS[1][0]} with {DEFAULTS[1][1]})")
+    a("--data-dir", type=Path, default=None, help="corpus of the checkpoint")
+    a("--chunk-ms", type=int, default=320, help="source chunk per push")
+    a("--marks", default="1,2,5,10",
+      help="minutes of stream at which to measure; the last is the length")
+    a("--no-speech", action="store_true", help="text only (no T2U/vocoder)")
+    a("--randomise", type=float, default=0.0, metavar="SCALE",
+      help="add seeded Gaussian noise of this scale to every weight (as the tests' "
+           "randomise_checkpoint), so that an under-trained model writes all along the stream: "
+           "a stress test of the write path")
+    a("--trim", action="store_true",
+      help="diagnosis: at every mark also call glibc malloc_trim(0) and report the RSS after it "
+           "(what the allocator held but did not use); this changes the later RSS figures")
+    a("--num-threads", "--threads", dest="num_threads", type=int, default=1,
+      help="torch threads (--threads: deprecated spelling)")
+    a("--output", type=Path, default=None, help="also write the figures to this JSON file")
+    add_pipeline_arguments(parser.add_argument_group("decoding"))
+    add_log_level_argument(parser, default="WARNING")
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    setup_logging(args.log_level)
+    torch.set_num_threads(args.num_threads)
     marks_s = sorted(60.0 * float(x) for x in args.marks.split(",") if x.strip())
     if not marks_s or marks_s[0] <= 0:
         parser.error(f"--marks needs positive minutes, got {args.marks!r}")
@@ -318,22 +327,24 @@ def main(argv: Optional[List[str]] = None) -> int:
     model, task = load_checkpoint(str(checkpoint), str(data_dir) if data_dir else None)
     if args.randomise:
         randomise(model, args.randomise)
-    segment = model.encoder.geometry().ms_to_encoder_frames(args.chunk_ms)
-    pipe = StreamingS2STPipeline.from_task(
-        model, task, PipelineConfig(segment_length=segment, speech=not args.no_speech,
-                                    max_len_a=args.max_len_a))
+    config = PipelineConfig.from_args(args, speech=not args.no_speech)
+    if config.segment_length is None:
+        config = config.replace(segment_length=segment_length_for_chunk(model, args.chunk_ms))
+    pipe = StreamingS2STPipeline.from_task(model, task, config)
     samples = long_input(Path(task.args.data), marks_s[-1])
     chunk = SAMPLE_RATE * args.chunk_ms // 1000
     print(f"streaming {marks_s[-1] / 60:g} min ({len(samples)} samples) in {args.chunk_ms} ms "
           f"chunks ...", file=sys.stderr, flush=True)
     result = run_stream(pipe, samples, chunk, marks_s, args.trim)
     print_report(result, checkpoint, args.chunk_ms, args.randomise)
-    if args.json:
-        args.json.write_text(json.dumps({"checkpoint": str(checkpoint), "chunk_ms": args.chunk_ms,
-                                         "randomise": args.randomise, "trim": args.trim,
-                                         "max_len_a": args.max_len_a,
-                                         "speech": not args.no_speech, "threads": args.threads,
-                                         **result}, indent=2))
+    if args.output:
+        args.output.write_text(json.dumps({"checkpoint": str(checkpoint),
+                                           "chunk_ms": args.chunk_ms,
+                                           "randomise": args.randomise, "trim": args.trim,
+                                           "decode": config.to_dict(),
+                                           "speech": not args.no_speech,
+                                           "num_threads": args.num_threads,
+                                           **result}, indent=2))
     return 0
 
 

@@ -35,8 +35,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from echostream_fairseq.data.audio import read_wav  # noqa: E402
+from echostream_fairseq.cli.common import add_log_level_argument, setup_logging  # noqa: E402
 from echostream_fairseq.streaming import PipelineConfig, StreamingS2STPipeline  # noqa: E402
-from echostream_fairseq.streaming.pipeline import load_checkpoint  # noqa: E402
+from echostream_fairseq.streaming.config import (add_pipeline_arguments,  # noqa: E402
+                                                 segment_length_for_chunk)
+from echostream_fairseq.checkpoints import load_model_and_task as load_checkpoint  # noqa: E402
 
 SAMPLE_RATE = 16000
 GAP_SECONDS = 0.3
@@ -96,33 +99,44 @@ def parse_seconds(text: str) -> List[float]:
     return [float(x) for x in text.split(",") if x.strip()]
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", type=Path, default=None,
-                        help="EchoStream checkpoint (default: the trained mini, else the demo's)")
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="corpus of the checkpoint (default: its saved data path)")
-    parser.add_argument("--chunk-ms", type=int, default=320, help="source chunk per push")
-    parser.add_argument("--seconds", default="20,60,180", help="input lengths, comma-separated")
-    parser.add_argument("--baseline-seconds", default="20,60",
-                        help="lengths that also run the re-encoding baseline")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    a = parser.add_argument
+    a("--checkpoint", type=Path, default=None,
+      help="EchoStream checkpoint (default: the trained mini, else the demo's)")
+    a("--data-dir", type=Path, default=None,
+      help="corpus of the checkpoint (default: its saved data path)")
+    a("--chunk-ms", type=int, default=320, help="source chunk per push")
+    a("--seconds", default="20,60,180", help="input lengths, comma-separated")
+    a("--baseline-seconds", default="20,60", help="lengths that also run the re-encoding baseline")
+    a("--num-threads", "--threads", dest="num_threads", type=int, default=1,
+      help="torch threads (--threads: deprecated spelling)")
+    a("--output", type=Path, default=None, help="also write the figures to this JSON file")
+    add_pipeline_arguments(parser.add_argument_group("decoding (the baseline adds --reencode)"))
+    add_log_level_argument(parser, default="WARNING")
+    return parser
+
+
+def main() -> None:
+    parser = build_parser()
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    setup_logging(args.log_level)
+    torch.set_num_threads(args.num_threads)
     checkpoint = args.checkpoint or default_checkpoint()
     if not checkpoint.is_file():
         parser.error(f"checkpoint not found: {checkpoint} (train one: make demo / make train-mini)")
 
     model, task = load_checkpoint(str(checkpoint), str(args.data_dir) if args.data_dir else None)
     data_dir = Path(task.args.data)
-    segment = model.encoder.geometry().ms_to_encoder_frames(args.chunk_ms)
-    ours = StreamingS2STPipeline.from_task(model, task, PipelineConfig(segment_length=segment))
+    config = PipelineConfig.from_args(args, reencode=False)
+    if config.segment_length is None:
+        config = config.replace(segment_length=segment_length_for_chunk(model, args.chunk_ms))
+    ours = StreamingS2STPipeline.from_task(model, task, config)
     baseline = StreamingS2STPipeline(model, ours.dicts, ours.features.cmvn, ours.vocoder,
-                                     PipelineConfig(segment_length=segment, reencode=True))
+                                     config.replace(reencode=True))
     chunk = SAMPLE_RATE * args.chunk_ms // 1000
     print(f"checkpoint {checkpoint} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f}M "
-          f"params), {args.chunk_ms} ms chunks, {args.threads} thread(s), speech output on, "
+          f"params), {args.chunk_ms} ms chunks, {args.num_threads} thread(s), speech output on, "
           "CPU seconds")
     print("| input | ours total (s) | RTF | last/first chunk | ours / offline | "
           "baseline total (s) | baseline / ours | baseline / ours, steps before the end |")
@@ -148,9 +162,11 @@ def main() -> None:
         print(f"| {seconds:g} s | {stream['total_s']:.2f} | {stream['total_s'] / seconds:.3f} | "
               f"{row['last_over_first']:.2f} | {row['ours_over_offline']:.2f} | {base_total} | "
               f"{base_ratio} | {reading_ratio} |", flush=True)
-    if args.json:
-        args.json.write_text(json.dumps({"checkpoint": str(checkpoint), "chunk_ms": args.chunk_ms,
-                                         "threads": args.threads, "results": results}, indent=2))
+    if args.output:
+        args.output.write_text(json.dumps({"checkpoint": str(checkpoint),
+                                           "chunk_ms": args.chunk_ms, "decode": config.to_dict(),
+                                           "num_threads": args.num_threads, "results": results},
+                                          indent=2))
 
 
 if __name__ == "__main__":

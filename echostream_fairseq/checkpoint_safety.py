@@ -6,26 +6,26 @@ omegaconf objects) that fairseq stores next to the weights. Instead of turning t
 (``weights_only=False`` would execute whatever a pickle asks for), we allow-list exactly the
 types a standard fairseq checkpoint holds and keep refusing everything else.
 
-:func:`install` is called when the plugin is imported. It also wraps fairseq's loader so that a
-refused, truncated or unreadable file raises :class:`CheckpointLoadError` naming the path.
+The allow-list and fairseq's guarded loader are installed by :mod:`echostream_fairseq.compat`
+when the plugin is imported (:func:`install` is kept as an alias); a refused, truncated or
+unreadable file then raises :class:`CheckpointLoadError` naming the path.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
-import functools
 import logging
-import os
 import pickle
 import typing
 import zipfile
 from pathlib import Path
-from typing import Any, Callable, List, Union
+from typing import Any, List, Union
 
 import torch
 
-__all__ = ["CheckpointLoadError", "SAFE_CHECKPOINT_GLOBALS", "install", "safe_torch_load"]
+__all__ = ["CheckpointLoadError", "SAFE_CHECKPOINT_GLOBALS", "explain_load_error", "install",
+           "safe_torch_load"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,6 @@ SAFE_CHECKPOINT_GLOBALS: List[Any] = [
     *_omegaconf_globals(),
 ]
 
-_UNSAFE_LOAD_VARIABLE = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
 _REFUSED_MARKERS = ("Unsupported global", "Weights only load failed", "weights_only")
 
 
@@ -78,11 +77,14 @@ def _not_torch_format(path: str) -> bool:
     return bool(head) and not head.startswith((_ZIP_MAGIC, _PICKLE_MAGIC))
 
 
-def _explain(path: str, error: BaseException) -> CheckpointLoadError:
+def explain_load_error(path: str, error: BaseException) -> CheckpointLoadError:
+    """The :class:`CheckpointLoadError` saying in one line why loading ``path`` failed."""
     message = str(error)
     # a text or other non-torch file fails in the unpickler too; say what it is, not "refused"
     if not isinstance(error, (FileNotFoundError, IsADirectoryError)) and _not_torch_format(path):
-        return CheckpointLoadError(path, "not a torch checkpoint (neither torch's zip format nor a pickle)")
+        return CheckpointLoadError(
+            path, "not a torch checkpoint (neither torch's zip format nor a pickle)"
+        )
     if isinstance(error, pickle.UnpicklingError) or any(m in message for m in _REFUSED_MARKERS):
         first_line = next((line for line in message.splitlines() if "GLOBAL" in line), "")
         detail = f" ({first_line.strip()})" if first_line else ""
@@ -111,38 +113,12 @@ def safe_torch_load(path: Union[str, Path], map_location: Any = "cpu") -> Any:
     except CheckpointLoadError:
         raise
     except Exception as error:  # torch raises many unrelated types for broken files
-        raise _explain(str(path), error) from error
-
-
-def _guard_loader(loader: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(loader)
-    def load_checkpoint_to_cpu(path: str, *args: Any, **kwargs: Any) -> Any:
-        # fairseq calls torch.load without weights_only; this variable would make that unsafe.
-        if os.environ.get(_UNSAFE_LOAD_VARIABLE, "0") not in ("", "0"):
-            raise CheckpointLoadError(
-                path, f"{_UNSAFE_LOAD_VARIABLE} is set; unset it to load checkpoints weights-only"
-            )
-        try:
-            return loader(path, *args, **kwargs)
-        except CheckpointLoadError:
-            raise
-        except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError, RuntimeError) as error:
-            raise _explain(str(path), error) from error
-
-    load_checkpoint_to_cpu.__echostream_guarded__ = True  # type: ignore[attr-defined]
-    return load_checkpoint_to_cpu
+        raise explain_load_error(str(path), error) from error
 
 
 def install() -> None:
-    """Allow-list fairseq's checkpoint types and make fairseq's loader raise clear errors.
+    """Deprecated alias of :func:`echostream_fairseq.compat.install` (idempotent), which also
+    allow-lists these types and guards fairseq's loader."""
+    from echostream_fairseq import compat
 
-    Idempotent. fairseq calls ``torch.load`` without ``weights_only``, which torch 2.11 treats as
-    ``True``; we assert that default instead of relying on it silently.
-    """
-    torch.serialization.add_safe_globals(SAFE_CHECKPOINT_GLOBALS)
-    from fairseq import checkpoint_utils
-
-    if getattr(checkpoint_utils.load_checkpoint_to_cpu, "__echostream_guarded__", False):
-        return
-    checkpoint_utils.load_checkpoint_to_cpu = _guard_loader(checkpoint_utils.load_checkpoint_to_cpu)
-    logger.debug("fairseq checkpoint loading guarded (weights-only, allow-listed globals)")
+    compat.install()

@@ -11,23 +11,22 @@ Checkpoint layouts understood by :func:`read_model_state`:
   which :func:`upgrade_plain_checkpoint` turns into fairseq's layout;
 * a bare state dict (``{parameter name: tensor}``).
 
-:func:`install` (called on package import) hooks this module into fairseq's checkpointing:
-plain checkpoints are upgraded when fairseq loads them, every checkpoint fairseq writes
-(``checkpoint_last.pt`` and ``checkpoint_best.pt`` included) replaces the previous one atomically,
-and the training iterator's state carries the Python/NumPy/torch RNG states so a resumed run
-draws the same data augmentation as an uninterrupted one.
+:mod:`echostream_fairseq.compat` (run on package import) hooks this module into fairseq's
+checkpointing: plain checkpoints are upgraded when fairseq loads them, every checkpoint fairseq
+writes (``checkpoint_last.pt`` and ``checkpoint_best.pt`` included) replaces the previous one
+atomically, and the training iterator's state carries the Python/NumPy/torch RNG states (
+:func:`capture_rng_state`) so a resumed run draws the same data augmentation as an uninterrupted
+one. :func:`load_model_and_task` is the one loader of a trained model for decoding.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import os
 import random
-import shutil
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -48,6 +47,7 @@ __all__ = [
     "install",
     "is_plain_checkpoint",
     "is_streamspeech_state",
+    "load_model_and_task",
     "load_partial_checkpoint",
     "load_pretrained_groups",
     "plan_partial_load",
@@ -68,7 +68,9 @@ PARAMETER_GROUPS: Dict[str, Tuple[str, ...]] = {
     "unit_decoder": ("synthesizer_encoder.", "decoder."),
 }
 ENCODER_GROUPS: Tuple[str, ...] = ("encoder",)
-DECODER_GROUPS: Tuple[str, ...] = ("asr_ctc_decoder", "st_ctc_decoder", "mt_decoder", "unit_decoder")
+DECODER_GROUPS: Tuple[str, ...] = (
+    "asr_ctc_decoder", "st_ctc_decoder", "mt_decoder", "unit_decoder"
+)
 # The vocoder is a separate file (CodeHiFiGAN generator + JSON), never part of a model state dict.
 VOCODER_GROUP = "vocoder"
 PLAIN_CHECKPOINT_KEYS = frozenset({"epoch", "model", "optimizer", "loss"})
@@ -153,7 +155,9 @@ def read_model_state(path: Union[str, Path]) -> Tuple[Dict[str, torch.Tensor], D
     elif state and all(torch.is_tensor(value) for value in state.values()):
         layout, weights = "state_dict", dict(state)
     else:
-        raise CheckpointLoadError(path, "no model weights (neither a 'model' entry nor a state dict)")
+        raise CheckpointLoadError(
+            path, "no model weights (neither a 'model' entry nor a state dict)"
+        )
     if layout == "fairseq" and is_streamspeech_state(weights):
         layout = "streamspeech"
     history = state.get("optimizer_history") or [{}]
@@ -163,7 +167,9 @@ def read_model_state(path: Union[str, Path]) -> Tuple[Dict[str, torch.Tensor], D
 
 def _recorded_arch(state: Mapping[str, Any]) -> Optional[str]:
     for holder in (state.get("cfg") or {}).get("model"), state.get("args"):
-        arch = getattr(holder, "arch", None) or (holder.get("arch") if isinstance(holder, Mapping) else None)
+        arch = getattr(holder, "arch", None) or (
+            holder.get("arch") if isinstance(holder, Mapping) else None
+        )
         if arch:
             return str(arch)
     return None
@@ -184,7 +190,9 @@ class GroupReport:
 
     requested: bool
     loaded: List[str] = dataclasses.field(default_factory=list)
-    shape_mismatch: List[Tuple[str, Tuple[int, ...], Tuple[int, ...]]] = dataclasses.field(default_factory=list)
+    shape_mismatch: List[Tuple[str, Tuple[int, ...], Tuple[int, ...]]] = dataclasses.field(
+        default_factory=list
+    )
     missing: List[str] = dataclasses.field(default_factory=list)  # in the model, not in the file
     unexpected: List[str] = dataclasses.field(default_factory=list)  # in the file, not in the model
     note: str = ""  # why a requested group was not loaded as a whole (e.g. a Conformer encoder)
@@ -217,7 +225,9 @@ class PartialLoadReport:
 
     @property
     def skipped(self) -> int:
-        return sum(len(g.shape_mismatch) + len(g.unexpected) for g in self.groups.values() if g.requested)
+        return sum(
+            len(g.shape_mismatch) + len(g.unexpected) for g in self.groups.values() if g.requested
+        )
 
     @property
     def left_initialised(self) -> int:
@@ -226,19 +236,23 @@ class PartialLoadReport:
     def lines(self) -> List[str]:
         """Human-readable report, one line per group and one per skipped tensor kind."""
         out = [f"{self.path} ({self.layout} layout, arch {self.arch or 'unknown'}): "
-               f"loaded {self.loaded}, skipped {self.skipped}, left initialised {self.left_initialised}"]
+               f"loaded {self.loaded}, skipped {self.skipped}, "
+               f"left initialised {self.left_initialised}"]
         for name, group in self.groups.items():
             if not group.requested:
-                out.append(f"  {name}: not requested, {group.left_initialised} tensors left initialised"
+                out.append(f"  {name}: not requested, "
+                           f"{group.left_initialised} tensors left initialised"
                            + (f" ({group.note})" if group.note else ""))
                 continue
             out.append(
-                f"  {name}: loaded {len(group.loaded)}, skipped for shape {len(group.shape_mismatch)}, "
+                f"  {name}: loaded {len(group.loaded)}, "
+                f"skipped for shape {len(group.shape_mismatch)}, "
                 f"missing in checkpoint {len(group.missing)}, unexpected {len(group.unexpected)}"
                 + (f" ({group.note})" if group.note else "")
             )
             for key, found, expected in group.shape_mismatch[:3]:
-                out.append(f"    shape: {key} is {list(found)} in the checkpoint, {list(expected)} in the model")
+                out.append(f"    shape: {key} is {list(found)} in the checkpoint, "
+                           f"{list(expected)} in the model")
             if group.missing[:1]:
                 out.append(f"    missing, e.g. {group.missing[0]}")
             if group.unexpected[:1]:
@@ -246,20 +260,28 @@ class PartialLoadReport:
         return out
 
 
-def _requested_groups(load_encoder: bool, load_decoders: bool, groups: Optional[Iterable[str]]) -> List[str]:
+def _requested_groups(
+    load_encoder: bool, load_decoders: bool, groups: Optional[Iterable[str]]
+) -> List[str]:
     if groups is not None:
         chosen = list(groups)
         unknown = [g for g in chosen if g not in PARAMETER_GROUPS]
         if VOCODER_GROUP in unknown:
-            raise ValueError("the vocoder is a separate file: pass it to the vocoder loader, not here")
+            raise ValueError(
+                "the vocoder is a separate file: pass it to the vocoder loader, not here"
+            )
         if unknown:
-            raise ValueError(f"unknown parameter groups {unknown}; known: {sorted(PARAMETER_GROUPS)}")
+            raise ValueError(
+                f"unknown parameter groups {unknown}; known: {sorted(PARAMETER_GROUPS)}"
+            )
         return chosen
     return [*(ENCODER_GROUPS if load_encoder else ()), *(DECODER_GROUPS if load_decoders else ())]
 
 
 def compare_state(
-    model_state: Mapping[str, torch.Tensor], file_state: Mapping[str, torch.Tensor], requested: Sequence[str]
+    model_state: Mapping[str, torch.Tensor],
+    file_state: Mapping[str, torch.Tensor],
+    requested: Sequence[str],
 ) -> Dict[str, GroupReport]:
     """Sorts every key of both state dicts into its group's report (nothing is loaded here).
 
@@ -285,7 +307,9 @@ def compare_state(
         if group is not None and (key not in model_state or (conformer and group == "encoder")):
             reports[group].unexpected.append(key)
     if conformer:
-        reports["encoder"].note = "StreamSpeech Conformer encoder: not loadable into the Emformer, re-initialised"
+        reports["encoder"].note = (
+            "StreamSpeech Conformer encoder: not loadable into the Emformer, re-initialised"
+        )
     return reports
 
 
@@ -330,7 +354,9 @@ def load_pretrained_groups(model: nn.Module, args: Any) -> None:
         path = getattr(args, option, None)
         if not path:
             continue
-        report = load_partial_checkpoint(model, path, load_encoder=load_encoder, load_decoders=load_decoders)
+        report = load_partial_checkpoint(
+            model, path, load_encoder=load_encoder, load_decoders=load_decoders
+        )
         if report.loaded == 0:
             raise ValueError(f"--{option.replace('_', '-')} {path}: no tensor fits this model "
                              "(see the per-group report above)")
@@ -424,7 +450,8 @@ def restore_rng_state(state: Mapping[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss))
     numpy_state = state["numpy"]
     np.random.set_state((numpy_state["kind"], numpy_state["keys"].numpy().astype(np.uint32),
-                         numpy_state["pos"], numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
+                         numpy_state["pos"], numpy_state["has_gauss"],
+                         numpy_state["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
 
 
@@ -443,77 +470,26 @@ def atomic_torch_save(obj: Any, path: Union[str, Path]) -> None:
             tmp.unlink()
 
 
-def _atomic_copy(src_path: str, dst_path: str) -> bool:
-    # fairseq copies checkpoint_N.pt to checkpoint_last.pt with shutil.copyfile, which truncates
-    # the destination first: a kill mid-copy would destroy the checkpoint a resume needs.
-    tmp = f"{dst_path}.tmp"
-    shutil.copyfile(src_path, tmp)
-    os.replace(tmp, dst_path)
-    return True
+def load_model_and_task(checkpoint: Union[str, Path], data_dir: Optional[Union[str, Path]] = None
+                        ) -> Tuple[Any, Any]:
+    """``(model, task)`` of an EchoStream checkpoint, through fairseq's own loader.
 
+    Args:
+        checkpoint: a fairseq checkpoint of an ``echostream`` model.
+        data_dir: overrides the data folder saved in the checkpoint (dictionaries, YAMLs).
+    """
+    import echostream_fairseq  # noqa: F401  (registers the model and task with fairseq)
+    from fairseq import checkpoint_utils
 
-def _make_atomic_path_manager(base: type) -> type:
-    class AtomicCopyPathManager(base):  # type: ignore[misc, valid-type]
-        """fairseq's PathManager whose ``copy`` replaces local files atomically."""
-
-        @staticmethod
-        def copy(src_path: str, dst_path: str, overwrite: bool = False) -> bool:
-            if base.path_requires_pathmanager(dst_path):  # remote (iopath) storage: fairseq's way
-                return base.copy(src_path, dst_path, overwrite)
-            return _atomic_copy(src_path, dst_path)
-
-    return AtomicCopyPathManager
-
-
-def _with_rng_state(state_dict_fn: Callable[..., Dict[str, Any]]) -> Callable[..., Dict[str, Any]]:
-    @functools.wraps(state_dict_fn)
-    def state_dict(self: Any) -> Dict[str, Any]:
-        return {**state_dict_fn(self), RNG_STATE_KEY: capture_rng_state()}
-
-    return state_dict
-
-
-def _restoring_rng_state(load_fn: Callable[..., None]) -> Callable[..., None]:
-    @functools.wraps(load_fn)
-    def load_state_dict(self: Any, state_dict: Mapping[str, Any]) -> None:
-        load_fn(self, state_dict)
-        if RNG_STATE_KEY in state_dict:
-            restore_rng_state(state_dict[RNG_STATE_KEY])
-            logger.info("restored the RNG states saved with the training iterator")
-
-    return load_state_dict
-
-
-def _upgrading_plain(upgrade: Callable[[Dict[str, Any]], Dict[str, Any]]) -> Callable[[Dict[str, Any]], Dict[str, Any]]:
-    @functools.wraps(upgrade)
-    def _upgrade_state_dict(state: Dict[str, Any]) -> Dict[str, Any]:
-        if is_plain_checkpoint(state):
-            logger.info("upgrading a plain {epoch, model, optimizer, loss} checkpoint to fairseq's layout")
-            state = upgrade_plain_checkpoint(state)
-        return upgrade(state)
-
-    return _upgrade_state_dict
+    overrides = {"data": str(data_dir)} if data_dir else {}
+    models, _cfg, task = checkpoint_utils.load_model_ensemble_and_task(
+        [str(checkpoint)], arg_overrides=overrides)
+    return models[0], task
 
 
 def install() -> None:
-    """Hooks resume safety into fairseq (idempotent; called when the package is imported).
+    """Deprecated alias of :func:`echostream_fairseq.compat.install` (idempotent), where the
+    fairseq checkpointing hooks now live."""
+    from echostream_fairseq import compat
 
-    * ``checkpoint_utils._upgrade_state_dict`` also upgrades plain checkpoints;
-    * ``checkpoint_utils`` copies checkpoints (``checkpoint_last.pt``, ``checkpoint_best.pt``)
-      atomically; fairseq already writes the first file to ``.tmp`` and renames it;
-    * ``EpochBatchIterator.state_dict``/``load_state_dict`` carry the RNG states, so they are
-      saved in ``extra_state["train_iterator"]`` and restored exactly when fairseq restores the
-      data position (not for ``--finetune-from-model`` or ``--reset-dataloader``).
-    """
-    from fairseq import checkpoint_utils
-    from fairseq.data import iterators
-
-    if getattr(checkpoint_utils, "__echostream_resume__", False):
-        return
-    checkpoint_utils._upgrade_state_dict = _upgrading_plain(checkpoint_utils._upgrade_state_dict)
-    checkpoint_utils.PathManager = _make_atomic_path_manager(checkpoint_utils.PathManager)
-    batches = iterators.EpochBatchIterator
-    batches.state_dict = _with_rng_state(batches.state_dict)
-    batches.load_state_dict = _restoring_rng_state(batches.load_state_dict)
-    checkpoint_utils.__echostream_resume__ = True
-    logger.debug("fairseq checkpointing hooked: plain upgrade, atomic copies, RNG state on resume")
+    compat.install()

@@ -1,7 +1,6 @@
-"""fairseq's training logs: one ``--log-file`` copy of each record, and one parser of the
-``--log-format json`` output for the scripts and the tests."""
+"""fairseq's training logs: one parser of the ``--log-format json`` output for the scripts and the
+tests (the one-``--log-file``-copy fix is in :mod:`echostream_fairseq.compat.fairseq`)."""
 
-import functools
 import json
 import logging
 import math
@@ -9,38 +8,16 @@ from typing import Dict, List
 
 __all__ = ["install", "json_records"]
 
+logger = logging.getLogger(__name__)
+
 
 def install() -> None:
-    """Makes fairseq write each record to ``--log-file`` once.
+    """Deprecated alias of :func:`echostream_fairseq.compat.install` (idempotent), which makes
+    fairseq write each record to ``--log-file`` once (fairseq 0.12's ``progress_bar()`` added a
+    ``FileHandler`` on every call, so epoch N's records were written N times)."""
+    from echostream_fairseq import compat
 
-    fairseq 0.12's ``progress_bar()`` adds another ``FileHandler`` for the log file on every call
-    (each epoch and each validation), so epoch N's records were written N times.
-    """
-    from fairseq.logging import progress_bar as module
-
-    original = module.progress_bar
-    if getattr(original, "echostream_single_log_file", False):
-        return
-
-    @functools.wraps(original)
-    def progress_bar(*args, **kwargs):
-        bar = original(*args, **kwargs)
-        _drop_repeated_file_handlers(module.logger)
-        return bar
-
-    progress_bar.echostream_single_log_file = True
-    module.progress_bar = progress_bar
-
-
-def _drop_repeated_file_handlers(logger: logging.Logger) -> None:
-    seen = set()
-    for handler in list(logger.handlers):
-        if not isinstance(handler, logging.FileHandler):
-            continue
-        if handler.baseFilename in seen:
-            logger.removeHandler(handler)
-            handler.close()
-        seen.add(handler.baseFilename)
+    compat.install()
 
 
 def json_records(text: str, tag: str, source: str = "log") -> List[Dict[str, float]]:
@@ -68,7 +45,9 @@ def json_records(text: str, tag: str, source: str = "log") -> List[Dict[str, flo
             try:
                 raw = json.loads(line.split(marker, 1)[1])
             except json.JSONDecodeError as error:
-                raise ValueError(f"{source}:{line_number}: not a fairseq JSON record ({error})") from error
+                raise ValueError(
+                    f"{source}:{line_number}: not a fairseq JSON record ({error})"
+                ) from error
         else:
             raw = None if repeated else _bare_record(line)
             if raw is None or not _is_kind(raw, tag):

@@ -7,7 +7,8 @@ seconds of English speech written so far. The speech is saved as one wav at the 
 
 Example::
 
-    python examples/stream_a_wav.py --checkpoint exp/gpu_mini/checkpoint_best.pt --data-dir data \\
+    python examples/stream_a_wav.py --checkpoint exp/train_mini/checkpoints/checkpoint_best.pt \\
+        --data-dir data --decode-config configs/decode/deen_mini.yaml \\
         --wav data/wav/source/deen_52735c148bb9.wav --chunk-ms 320 --output /tmp/translated.wav
 
 Any sample rate is accepted (the pipeline resamples incrementally); multi-channel audio is
@@ -23,25 +24,43 @@ import numpy as np
 import torch
 
 from echostream_fairseq.checkpoint_safety import CheckpointLoadError
+from echostream_fairseq.cli.common import add_log_level_argument, setup_logging
 from echostream_fairseq.data.audio import AudioError, read_wav, write_wav
-from echostream_fairseq.streaming.pipeline import PipelineConfig, StreamingS2STPipeline
+from echostream_fairseq.streaming.config import (PipelineConfig, add_pipeline_arguments,
+                                                 segment_length_for_chunk)
+from echostream_fairseq.streaming.pipeline import StreamingS2STPipeline, load_checkpoint
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    a = parser.add_argument
+    a("--checkpoint", type=Path, required=True, help="EchoStream checkpoint")
+    a("--data-dir", type=Path, required=True,
+      help="the corpus folder (dictionaries, CMVN stats, vocoder)")
+    a("--wav", type=Path, required=True, help="source speech")
+    a("--chunk-ms", type=int, default=320,
+      help="audio per push (and the Emformer segment unless --segment-length)")
+    a("--output", type=Path, help="write the translated speech here")
+    a("--num-threads", type=int, default=1, help="torch CPU threads")
+    add_pipeline_arguments(parser.add_argument_group("decoding (as the SimulEval agents)"))
+    add_log_level_argument(parser, default="WARNING")
+    return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", type=Path, required=True, help="EchoStream checkpoint")
-    parser.add_argument("--data-dir", type=Path, required=True,
-                        help="the corpus folder (dictionaries, CMVN stats, vocoder)")
-    parser.add_argument("--wav", type=Path, required=True, help="source speech")
-    parser.add_argument("--chunk-ms", type=int, default=320, help="audio per push, and the Emformer segment")
-    parser.add_argument("--output", type=Path, help="write the translated speech here")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    torch.set_num_threads(args.num_threads)
     try:
         samples, rate = read_wav(args.wav, expected_sr=None)
-        config = PipelineConfig(segment_length=max(1, args.chunk_ms // 40))  # 40 ms encoder frames
-        pipeline = StreamingS2STPipeline.from_checkpoint(str(args.checkpoint), str(args.data_dir), config)
-    except (AudioError, CheckpointLoadError, FileNotFoundError, ValueError) as error:
+        config = PipelineConfig.from_args(args)
+        if not args.checkpoint.is_file():
+            raise CheckpointLoadError(args.checkpoint, "no such file")
+        model, task = load_checkpoint(str(args.checkpoint), str(args.data_dir))
+        if config.segment_length is None:
+            config = config.replace(segment_length=segment_length_for_chunk(model, args.chunk_ms))
+        pipeline = StreamingS2STPipeline.from_task(model, task, config)
+    except (AudioError, CheckpointLoadError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     chunk = max(1, rate * args.chunk_ms // 1000)
@@ -56,7 +75,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         written = sum(len(s) for s in speech) / speech_rate if speech_rate else 0.0
         heard = min(len(samples), start + chunk) / rate
         if step.asr_text or step.target_text or step.units:
-            print(f"{heard:6.2f} s heard | ASR: {step.asr_text!r:28} | EN: {step.target_text!r:28} | "
+            print(f"{heard:6.2f} s heard | ASR: {step.asr_text!r:28} | "
+                  f"EN: {step.target_text!r:28} | "
                   f"+{len(step.units)} units, {written:.2f} s of speech so far")
         if last:
             break

@@ -1,113 +1,12 @@
 #!/usr/bin/env python3
-"""Dev-loss curves and a results table from fairseq training logs (the restart study).
+"""``echostream-plot-restarts`` as a script, for existing command lines (see ``--help``).
 
-Example (the study in docs/restarts.md)::
-
-    python scripts/plot_restarts.py --out-png docs/restarts_dev_loss.png --out-table docs/restarts_table.md \\
-        --run "(a) from scratch=exp/restarts/a_scratch.log" \\
-        --run "(b) decoders loaded=exp/restarts/b_decoders.log" \\
-        --run "(c) decoders loaded, frozen 50, enc lr > dec lr=exp/restarts/c_freeze.log"
-
-Each log is the stdout of ``scripts/train.py`` (``--log-format json``); validation records are
-the JSON lines tagged with the dev subset's name. Losses are fairseq's (base 2, per unit target
-token for the total and unit CTC, per own target token for each multitask loss).
+The guard matters: fairseq imports ``examples.*``, and with scripts/ on ``sys.path`` that finds
+``scripts/examples.py``, so importing any of these scripts must not run a command.
 """
-
-import argparse
 import sys
-from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
 
-from echostream_fairseq.training_logs import json_records
-
-COMPONENTS: Tuple[Tuple[str, str], ...] = (
-    ("loss", "total"), ("unit_ctc_loss", "unit CTC"), ("multitask_target_unigram_loss", "MT CE"),
-    ("multitask_source_unigram_loss", "ASR CTC"), ("multitask_ctc_target_unigram_loss", "ST CTC"),
-)
-
-
-def read_dev_records(log: Path, subset: str) -> List[Dict[str, float]]:
-    """Dev records, one per validation, with the subset prefix removed from the keys.
-
-    fairseq prints each validation as ``... | <subset> | {json}`` with keys ``<subset>_<name>``.
-
-    Raises:
-        ValueError: the log is missing or has no validation record for ``subset``.
-    """
-    if not log.is_file():
-        raise ValueError(f"log {log}: no such file")
-    records = json_records(log.read_text(encoding="utf-8", errors="replace"), subset, source=str(log))
-    if not records:
-        raise ValueError(f"log {log}: no '| {subset} |' validation records (was validation disabled?)")
-    return records
-
-
-def parse_runs(specs: Sequence[str]) -> List[Tuple[str, Path]]:
-    runs = []
-    for spec in specs:
-        label, sep, path = spec.rpartition("=")
-        if not sep or not label:
-            raise ValueError(f"--run {spec!r}: expected LABEL=LOGFILE")
-        runs.append((label, Path(path)))
-    return runs
-
-
-def table(runs: Sequence[Tuple[str, List[Dict[str, float]]]]) -> str:
-    """Markdown table: updates, best dev loss and the final dev losses (total and per component)."""
-    header = ["run", "updates", "best dev loss", *(f"final {label}" for _, label in COMPONENTS)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for label, records in runs:
-        final = records[-1]
-        best = min(r["loss"] for r in records)
-        cells = [label, f"{int(final['num_updates'])}", f"{best:.3f}",
-                 *(f"{final[key]:.3f}" if key in final else "-" for key, _ in COMPONENTS)]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def plot(runs: Sequence[Tuple[str, List[Dict[str, float]]]], out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
-
-    panels = COMPONENTS[:3]
-    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
-    for axis, (key, label) in zip(axes, panels):
-        for run_label, records in runs:
-            points = [(r["num_updates"], r[key]) for r in records if key in r]
-            axis.plot([p[0] for p in points], [p[1] for p in points], marker=".", label=run_label)
-        axis.set_title(f"dev {label} loss")
-        axis.set_xlabel("updates")
-        axis.grid(alpha=0.3)
-    axes[0].set_ylabel("loss (base 2)")
-    axes[0].legend(fontsize=8)
-    figure.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=110)
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", action="append", required=True, help="LABEL=LOGFILE, once per run")
-    parser.add_argument("--out-png", type=Path, required=True, help="where to write the dev-loss plot")
-    parser.add_argument("--out-table", type=Path, help="where to write the markdown table (default: stdout)")
-    parser.add_argument("--valid-subset", default="dev_sampled.units",
-                        help="the validation subset name fairseq tagged its records with")
-    opts = parser.parse_args(argv)
-    try:
-        runs = [(label, read_dev_records(path, opts.valid_subset)) for label, path in parse_runs(opts.run)]
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    plot(runs, opts.out_png)
-    text = table(runs)
-    if opts.out_table:
-        opts.out_table.write_text(text, encoding="utf-8")
-    else:
-        print(text, end="")
-    return 0
-
+from echostream_fairseq.cli.plot_restarts import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,18 +1,12 @@
 #!/usr/bin/env python3
-"""Build the German->English mini corpus in StreamSpeech's layout (``make corpus``).
+"""``echostream-prepare`` as a script, for existing command lines (``--help`` for its options).
 
-Examples::
-
-    python scripts/prepare_mini.py --data-dir data                 # full corpus, ~10k pairs
-    python scripts/prepare_mini.py --data-dir /tmp/tiny --max-pairs 20
-
-Re-running resumes: finished stages and utterances are skipped. See
-``echostream_fairseq/data/build.py`` for the stages and ``--help`` for every flag.
+The guard matters: fairseq imports ``examples.*``, and with scripts/ on ``sys.path`` that finds
+``scripts/examples.py``, so importing any of these scripts must not run a command.
 """
-
 import sys
 
-from echostream_fairseq.data.build import main
+from echostream_fairseq.cli.prepare import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,6 +1,6 @@
 """Helpers for tests that drive the real ``fairseq-train`` on a StreamSpeech-layout corpus."""
 
-import importlib.util
+import importlib
 import json
 import os
 import subprocess
@@ -62,18 +62,22 @@ def data_args(data_dir: Path, save_dir: Path) -> List[str]:
     return [
         str(data_dir), "--user-dir", str(USER_DIR),
         "--config-yaml", GCMVN_YAML, "--multitask-config-yaml", MULTITASK_YAML,
-        "--task", "speech_to_speech_ctc", "--target-is-code", "--target-code-size", str(code_size(data_dir)),
+        "--task", "speech_to_speech_ctc", "--target-is-code",
+        "--target-code-size", str(code_size(data_dir)),
         "--criterion", "speech_to_unit_2pass_ctc_asr_st",
         "--train-subset", TRAIN_SPLIT, "--valid-subset", DEV_SPLIT, "--save-dir", str(save_dir),
     ]
 
 
+# scripts/<name>.py wrappers whose command module has another name
+_SCRIPT_MODULES = {"restart_advisor": "advise", "results_table": "results"}
+
+
 def load_script(name: str) -> Any:
-    """``scripts/<name>.py`` imported as a module, so a test can call its ``main`` in-process."""
-    spec = importlib.util.spec_from_file_location(f"echostream_script_{name}", REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The command behind ``scripts/<name>.py`` (``echostream_fairseq.cli.<module>``), so a test
+    can call its ``main(argv)`` in-process (a subprocess spends most of its time importing
+    torch)."""
+    return importlib.import_module(f"echostream_fairseq.cli.{_SCRIPT_MODULES.get(name, name)}")
 
 
 def run_fairseq_train(args: Sequence[str], timeout: int = 240) -> subprocess.CompletedProcess:

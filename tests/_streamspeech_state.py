@@ -22,7 +22,8 @@ STREAMSPEECH_KEYS: Dict[str, list] = json.loads(
 RELEASED_VOCABULARY = {
     "source_unigram_decoder.proj.weight": 6000, "source_unigram_decoder.proj.bias": 6000,
     "ctc_target_unigram_decoder.proj.weight": 6000, "ctc_target_unigram_decoder.proj.bias": 6000,
-    "target_unigram_decoder.embed_tokens.weight": 6000, "target_unigram_decoder.output_projection.weight": 6000,
+    "target_unigram_decoder.embed_tokens.weight": 6000,
+    "target_unigram_decoder.output_projection.weight": 6000,
     "decoder.embed_tokens.weight": 1005, "decoder.output_projection.weight": 1005,
 }
 
@@ -30,7 +31,8 @@ RELEASED_VOCABULARY = {
 def tiny_model_args(tiny_corpus: Any, save_dir: Path) -> list:
     """fairseq-train arguments of the tiny echostream model on the tiny corpus."""
     return data_args(corpus_dir(tiny_corpus), save_dir) + [
-        "--arch", "echostream_mini", *TINY_MODEL, "--uni-encoder", "--ctc-upsample-rate", "10", "--cpu",
+        "--arch", "echostream_mini", *TINY_MODEL, "--uni-encoder", "--ctc-upsample-rate", "10",
+        "--cpu",
     ]
 
 
@@ -42,8 +44,10 @@ def build_tiny_model(tiny_corpus: Any, save_dir: Path) -> Tuple[Any, nn.Module]:
     return cfg, model
 
 
-def streamspeech_state(model: nn.Module, resize: Optional[Dict[str, int]] = None) -> Dict[str, torch.Tensor]:
-    """StreamSpeech's keys: decoders shaped like ``model`` (rows per ``resize``), a Conformer encoder."""
+def streamspeech_state(model: nn.Module,
+                       resize: Optional[Dict[str, int]] = None) -> Dict[str, torch.Tensor]:
+    """StreamSpeech's keys: decoders shaped like ``model`` (rows per ``resize``), a Conformer
+    encoder."""
     generator = torch.Generator().manual_seed(5)
     own = model.state_dict()
     state = {}
@@ -67,6 +71,8 @@ def save_streamspeech(state: Dict[str, torch.Tensor], path: Path, num_updates: i
     """A fairseq-layout checkpoint as StreamSpeech's training writes it (arch ``streamspeech``)."""
     torch.save({"args": None, "cfg": {"model": Namespace(arch="streamspeech")}, "model": state,
                 "optimizer_history": [{"criterion_name": "SpeechToUnit2passCTCASRSTCriterion",
-                                       "optimizer_name": "FairseqAdam", "lr_scheduler_state": {"best": 4.2},
+                                       "optimizer_name": "FairseqAdam",
+                                       "lr_scheduler_state": {"best": 4.2},
                                        "num_updates": num_updates}],
-                "extra_state": {"train_iterator": {"epoch": 3}}, "last_optimizer_state": {"state": {}}}, path)
+                "extra_state": {"train_iterator": {"epoch": 3}},
+                "last_optimizer_state": {"state": {}}}, path)

@@ -9,6 +9,10 @@ session and returns its data dir, laid out as StreamSpeech's (see
 
 Set ``ECHOSTREAM_TINY_CORPUS=/some/dir`` to build into (and on later sessions resume from) a
 fixed folder instead of a fresh temporary one.
+
+Tiers: a test that uses the corpus (any fixture below) is marked ``corpus`` here; a test that
+runs a subprocess is marked in its module. ``pytest -m "not corpus"`` is the fast tier
+(``make test-fast``), the whole suite the full one (``make test``).
 """
 
 from __future__ import annotations
@@ -43,6 +47,18 @@ def _run_prepare_mini(data_dir: Path, *extra: str) -> subprocess.CompletedProces
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n"
                            f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
     return proc
+
+
+# fixtures that build or read the tiny corpus, or run fairseq in a subprocess (test modules'
+# own, by name): their tests belong to the full tier
+CORPUS_FIXTURES = frozenset({"prepare_mini", "tiny_corpus", "tiny_num_units", "tiny_checkpoint",
+                             "talkative_checkpoint", "fairseq_checkpoint"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+    for item in items:
+        if CORPUS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.corpus)
 
 
 @pytest.fixture(scope="session")

@@ -91,7 +91,8 @@ def test_simuleval_computation_aware_scores_of_the_speech_to_speech_agent(tiny_c
     assert result.returncode == 0, tail(result.stdout + result.stderr)
     values = _scores(output, ["ECHOSTREAM_ASR_BLEU", *LATENCY, *(m + "_CA" for m in LATENCY)])
     assert 0.0 <= values["ECHOSTREAM_ASR_BLEU"] <= 100.0, values
-    assert values["AL_CA"] > values["AL"] and values["StartOffset_CA"] > values["StartOffset"], values
+    assert (values["AL_CA"] > values["AL"]
+            and values["StartOffset_CA"] > values["StartOffset"]), values
     assert values["RTF_CA"] > values["RTF"] > 0.0, values
     instances = [json.loads(line) for line in (output / "instances.log").read_text().splitlines()]
     assert [i["index"] for i in instances] == [0, 1]
@@ -131,9 +132,11 @@ def test_agent_options_reach_the_pipeline_config(tiny_corpus, checkpoint):
     EchoStreamSpeechToSpeechAgent.add_args(parser)
     parser.add_argument("--source-segment-size", type=float, default=320)
     args = parser.parse_args(["--checkpoint", str(checkpoint), "--data-dir",
-                              str(corpus_dir(tiny_corpus)), "--unit-blank-penalty", "2.5",
+                              str(corpus_dir(tiny_corpus)), "--decode-config",
+                              str(REPO / "configs" / "decode" / "deen_mini.yaml"),
                               "--unit-k2", "1", "--unit-n2", "2", "--whole-word", "on"])
     config = EchoStreamSpeechToSpeechAgent.build_pipeline(args).config
-    assert (config.unit_blank_penalty, config.unit_wait_k2, config.unit_stride_n2) == (2.5, 1, 2)
+    # the penalty from the file, the mask from the options given after it
+    assert (config.unit_blank_penalty, config.unit_k2, config.unit_n2) == (3.0, 1, 2)
     assert config.whole_word is True and config.speech is True
     assert config.segment_length == 8  # 320 ms of 40 ms encoder frames

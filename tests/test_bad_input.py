@@ -20,8 +20,8 @@ def _setup(data: Path, k: int) -> Tuple[Any, Any, Any]:
         str(data), "--task", "speech_to_speech_ctc", "--config-yaml", GCMVN_YAML,
         "--multitask-config-yaml", MULTITASK_YAML, "--target-is-code",
         "--target-code-size", str(k), "--criterion", "speech_to_unit_2pass_ctc_asr_st",
-        "--arch", "echostream_mini", *TINY_MODEL, "--k1", "0", "--n1", "1", "--k2", "0", "--n2", "-1",
-        "--multichunk"])
+        "--arch", "echostream_mini", *TINY_MODEL, "--k1", "0", "--n1", "1", "--k2", "0",
+        "--n2", "-1", "--multichunk"])
     cfg = convert_namespace_to_omegaconf(args)
     task = tasks.setup_task(cfg.task)
     return task, task.build_model(cfg.model), task.build_criterion(cfg.criterion)
@@ -61,7 +61,8 @@ def test_batch_with_one_empty_target_is_handled(setup):
     sample["target_lengths"][0] = 1
     sample["ntokens"] = int(sample["target_lengths"].sum())
     for name, mt in sample["multitask"].items():
-        text_pad, text_eos = task.multitask_tasks[name].target_dictionary.pad(), task.multitask_tasks[name].target_dictionary.eos()
+        text_pad, text_eos = (task.multitask_tasks[name].target_dictionary.pad(),
+                              task.multitask_tasks[name].target_dictionary.eos())
         mt["target"][0] = text_pad
         if task.multitask_tasks[name].args.decoder_type == "ctc":
             mt["target_lengths"][0] = 0
@@ -78,7 +79,8 @@ def test_batch_with_one_empty_target_is_handled(setup):
 def test_utterance_shorter_than_one_segment_is_handled(setup):
     task, model, criterion = setup
     sample = _batch(task)
-    # 12 fbank frames -> 3 encoder frames, shorter than the 8-frame segment (and every multichunk size)
+    # 12 fbank frames -> 3 encoder frames, shorter than the 8-frame segment (and every multichunk
+    # size)
     sample["net_input"]["src_lengths"][0] = 12
     sample["net_input"]["src_tokens"][0, 12:] = 0.0
     for _ in range(3):
@@ -110,8 +112,9 @@ def test_manifest_unit_outside_dictionary_names_file_and_line(tiny_corpus, tmp_p
     bad = tmp_path / f"{TRAIN_SPLIT}.tsv"
     bad.write_text("\n".join(lines) + "\n")
     task, _, _ = _setup(tmp_path, k)
-    with pytest.raises(ValueError, match=rf"{bad}:3: column 'tgt_audio': .*unit\(s\) \[{k}\] outside "
-                                         rf"the dictionary \[0, {k}\) \(--target-code-size {k}\)"):
+    with pytest.raises(ValueError,
+                       match=rf"{bad}:3: column 'tgt_audio': .*unit\(s\) \[{k}\] outside "
+                             rf"the dictionary \[0, {k}\) \(--target-code-size {k}\)"):
         task.load_dataset(TRAIN_SPLIT)
 
 

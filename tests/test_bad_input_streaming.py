@@ -24,7 +24,6 @@ decoder was run in blocks).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -44,7 +43,6 @@ from echostream_fairseq.data.audio import read_wav, resample
 SIMULEVAL = str(Path(sys.executable).with_name("simuleval"))
 SCORERS_USER_DIR = REPO / "echostream_fairseq" / "scoring" / "simuleval_scorers"
 S2S_AGENT = "echostream_fairseq.agents.speech_to_speech.EchoStreamSpeechToSpeechAgent"
-EVALUATE = REPO / "scripts" / "evaluate.py"
 CASES = ("empty", "silent", "clipped", "8k", "48k", "stereo", "long")
 REFUSED_BY_EVALUATE = {"empty": "empty audio (0 samples)",
                        "8k": "sample rate 8000 Hz, expected 16000 Hz",
@@ -144,10 +142,9 @@ def test_simuleval_speech_agent_gives_every_bad_case_an_instance(tiny_corpus, ta
 # ------------------------------------------------------------------------------ evaluate.py
 def _evaluate_main():
     """``scripts/evaluate.py``'s ``main``, called in this process (no second torch import)."""
-    spec = importlib.util.spec_from_file_location("evaluate_script", EVALUATE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    from echostream_fairseq.cli.evaluate import main
+
+    return main
 
 
 def _test_set(data: Path, wavs: Dict[str, Path], cases, folder: Path):
@@ -167,9 +164,9 @@ def test_evaluate_refuses_empty_and_other_rate_wavs_naming_list_line_and_file(
     data = corpus_dir(tiny_corpus)
     manifest, wav_list = _test_set(data, bad_wavs, CASES, tmp_path)
     status = _evaluate_main()([
-        "--checkpoint", str(tiny_checkpoint), "--test-manifest", str(manifest),
+        "--checkpoint", str(tiny_checkpoint), "--manifest", str(manifest),
         "--data-dir", str(data), "--wav-list", str(wav_list), "--output-dir", str(tmp_path / "out"),
-        "--chunk-sizes", str(CHUNK_MS), "--no-speech", "--no-progress"])
+        "--chunk-ms", str(CHUNK_MS), "--no-speech", "--no-progress"])
     error = capsys.readouterr().err
     assert status == 2, error
     for case, reason in REFUSED_BY_EVALUATE.items():
@@ -188,9 +185,9 @@ def test_evaluate_streams_silent_clipped_stereo_and_long_wavs(tiny_corpus, talka
     output = tmp_path / "out"
     # text only: ASR-BLEU of minutes of speech would dominate the run (test_evaluate scores it)
     status = _evaluate_main()([
-        "--checkpoint", str(talkative_checkpoint), "--test-manifest", str(manifest),
+        "--checkpoint", str(talkative_checkpoint), "--manifest", str(manifest),
         "--data-dir", str(data), "--wav-list", str(wav_list), "--output-dir", str(output),
-        "--chunk-sizes", str(CHUNK_MS), "--no-speech", "--no-progress"])
+        "--chunk-ms", str(CHUNK_MS), "--no-speech", "--no-progress"])
     assert status == 0, capsys.readouterr().err
     report = json.loads((output / "report.json").read_text())
     assert report["num_utterances"] == len(accepted)

@@ -31,11 +31,13 @@ def fairseq_checkpoint(tmp_path_factory) -> Path:
 
     run(str(FAIRSEQ_BIN / "fairseq-preprocess"), "--only-source", "--trainpref", "train.txt",
         "--validpref", "valid.txt", "--destdir", "bin", "--workers", "1")
-    run(str(FAIRSEQ_BIN / "fairseq-train"), "bin", "--user-dir", str(Path(echostream_fairseq.__file__).parent),
+    run(str(FAIRSEQ_BIN / "fairseq-train"), "bin",
+        "--user-dir", str(Path(echostream_fairseq.__file__).parent),
         "--task", "language_modeling", "--arch", "lstm_lm", "--decoder-layers", "1",
         "--decoder-embed-dim", "16", "--decoder-hidden-size", "16", "--decoder-out-embed-dim", "16",
         "--tokens-per-sample", "16", "--max-tokens", "256", "--optimizer", "adam", "--lr", "1e-3",
-        "--max-update", "2", "--required-batch-size-multiple", "1", "--save-dir", "ckpt", "--cpu", "--no-epoch-checkpoints")
+        "--max-update", "2", "--required-batch-size-multiple", "1", "--save-dir", "ckpt", "--cpu",
+        "--no-epoch-checkpoints")
     return root / "ckpt" / "checkpoint_last.pt"
 
 
@@ -53,7 +55,8 @@ def test_fairseq_train_checkpoint_loads_weights_only(fairseq_checkpoint):
     assert state["cfg"]["model"].arch == "lstm_lm"
     assert state["optimizer_history"][-1]["num_updates"] == 2
     models, _cfg, task = checkpoint_utils.load_model_ensemble_and_task(
-        [str(fairseq_checkpoint)], arg_overrides={"data": str(fairseq_checkpoint.parent.parent / "bin")}
+        [str(fairseq_checkpoint)],
+        arg_overrides={"data": str(fairseq_checkpoint.parent.parent / "bin")}
     )
     assert sum(p.numel() for p in models[0].parameters()) > 0
     assert task.dictionary is not None

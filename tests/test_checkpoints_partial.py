@@ -96,8 +96,8 @@ def test_shape_mismatch_and_missing_are_reported_per_group(tmp_path):
 
 def test_plain_layout_upgrades_to_fairseq_layout():
     model = _FiveHeads()
-    upgraded = upgrade_plain_checkpoint({"epoch": 4, "model": model.state_dict(), "optimizer": {"s": 1},
-                                         "loss": torch.tensor(2.5)})
+    upgraded = upgrade_plain_checkpoint({"epoch": 4, "model": model.state_dict(),
+                                         "optimizer": {"s": 1}, "loss": torch.tensor(2.5)})
     assert upgraded["extra_state"]["epoch"] == 4
     assert upgraded["optimizer_history"][-1]["lr_scheduler_state"]["best"] == pytest.approx(2.5)
     assert upgraded["last_optimizer_state"] == {"s": 1}
@@ -132,16 +132,19 @@ def test_streamspeech_decoder_names_are_exactly_echostreams(tiny_model):
     own_decoders = {k for k in model.state_dict() if group_of(k) != "encoder"}
     theirs = {k for k in STREAMSPEECH_KEYS if not k.startswith("encoder.")}
     assert own_decoders == theirs
-    assert is_streamspeech_state(STREAMSPEECH_KEYS) and not is_streamspeech_state(model.state_dict())
+    assert (is_streamspeech_state(STREAMSPEECH_KEYS)
+            and not is_streamspeech_state(model.state_dict()))
 
 
-def test_streamspeech_checkpoint_loads_decoders_and_reports_its_conformer_encoder(tiny_model, tmp_path):
+def test_streamspeech_checkpoint_loads_decoders_and_reports_its_conformer_encoder(tiny_model,
+                                                                                  tmp_path):
     _, model = tiny_model
     model = copy.deepcopy(model)
     state = streamspeech_state(model)
     path = tmp_path / "streamspeech.pt"
     save_streamspeech(state, path)
-    encoder_before = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("encoder.")}
+    encoder_before = {k: v.clone() for k, v in model.state_dict().items()
+                      if k.startswith("encoder.")}
     report = load_partial_checkpoint(model, path, load_encoder=True, load_decoders=True)
     assert (report.layout, report.arch) == ("streamspeech", "streamspeech")
     for group in DECODER_GROUPS:
@@ -162,7 +165,8 @@ def test_streamspeech_checkpoint_loads_decoders_and_reports_its_conformer_encode
 def test_other_vocabularies_are_reported_per_group_not_a_crash(tiny_model, tmp_path):
     _, model = tiny_model
     model = copy.deepcopy(model)
-    resize = {k: rows for k, rows in RELEASED_VOCABULARY.items() if k.startswith(("source_unigram", "decoder."))}
+    resize = {k: rows for k, rows in RELEASED_VOCABULARY.items()
+              if k.startswith(("source_unigram", "decoder."))}
     state = streamspeech_state(model, resize)
     path = tmp_path / "streamspeech_other_vocab.pt"
     save_streamspeech(state, path)
@@ -172,7 +176,8 @@ def test_other_vocabularies_are_reported_per_group_not_a_crash(tiny_model, tmp_p
     assert report.groups["st_ctc_decoder"].loadable and report.groups["mt_decoder"].loadable
     assert any("[6000, 32] in the checkpoint" in line for line in report.lines())
     assert vocabulary_sizes(state)["units"] == 1005
-    assert vocabulary_sizes(model.state_dict())["units"] == model.decoder.embed_tokens.weight.shape[0]
+    assert (vocabulary_sizes(model.state_dict())["units"]
+            == model.decoder.embed_tokens.weight.shape[0])
 
 
 def test_fairseq_loads_a_streamspeech_checkpoint_through_the_upgrade_hook(tiny_model):
@@ -182,7 +187,8 @@ def test_fairseq_loads_a_streamspeech_checkpoint_through_the_upgrade_hook(tiny_m
     state = streamspeech_state(model, resize)
     asr_before = model.source_unigram_decoder.proj.weight.clone()
     encoder_before = model.encoder.linear.weight.clone()
-    model.load_state_dict(dict(state), strict=True, model_cfg=cfg.model)  # what --finetune-from-model does
+    # what --finetune-from-model does
+    model.load_state_dict(dict(state), strict=True, model_cfg=cfg.model)
     assert torch.equal(model.encoder.linear.weight, encoder_before)  # Conformer: re-initialised
     assert torch.equal(model.source_unigram_decoder.proj.weight, asr_before)  # other vocab: kept
     assert torch.equal(model.decoder.layers[0].fc1.weight, state["decoder.layers.0.fc1.weight"])
@@ -203,7 +209,8 @@ def test_fairseq_loader_upgrades_a_plain_checkpoint(tmp_path):
 def test_bad_paths_get_one_line_errors_naming_the_path(tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text("not a checkpoint\n")
-    cases = {tmp_path / "absent.pt": "no such file", text: "not a torch checkpoint", tmp_path: "is a directory"}
+    cases = {tmp_path / "absent.pt": "no such file", text: "not a torch checkpoint",
+             tmp_path: "is a directory"}
     for path, reason in cases.items():
         with pytest.raises(CheckpointLoadError) as caught:
             load_partial_checkpoint(_FiveHeads(), path)

@@ -3,10 +3,10 @@ numbers checked by hand, bad input, and the README results table."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from _fairseq_cli import REPO, corpus_dir, tail
+from _fairseq_cli import REPO, corpus_dir, load_script, tail
 from test_streaming_pipeline import (
     WHOLE_UTTERANCE_SEGMENT,
     stream,
@@ -36,26 +36,20 @@ from echostream_fairseq.evaluation.streaming_eval import (
 )
 from echostream_fairseq.evaluation.testset import TestUtterance, load_test_set
 
-EVALUATE = REPO / "scripts" / "evaluate.py"
-RESULTS_TABLE = REPO / "scripts" / "results_table.py"
-EXAMPLES = REPO / "scripts" / "examples.py"
+EVALUATE, RESULTS_TABLE, EXAMPLES = "evaluate", "results_table", "examples"
 CHUNKS = (320, 640)
 
 
-def _script(path: Path):
-    """A script of scripts/ imported as a module, to call its ``main(argv)`` in this process
-    (a subprocess would spend most of its time importing torch and fairseq again)."""
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+_script = load_script
 
 
-def _run(script: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+def _run(script: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """``scripts/<script>.py`` in a subprocess: the seed's command line, as a user runs it."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore",
                PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    return subprocess.run([sys.executable, str(script), *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run([sys.executable, str(REPO / "scripts" / f"{script}.py"), *args],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
+                          check=False)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +77,7 @@ def evaluation(tiny_corpus, checkpoint, two_utterance_set, tmp_path_factory) -> 
     """Output folder of one real evaluate.py run (2 utterances, 2 chunk sizes + offline)."""
     manifest, wav_list = two_utterance_set
     output = tmp_path_factory.mktemp("eval") / "out"
-    result = _run(EVALUATE, "--config", str(REPO / "configs" / "echostream_config.mini.yaml"),
+    result = _run(EVALUATE, "--config", str(REPO / "configs" / "train" / "echostream_mini.yaml"),
                   "--checkpoint", str(checkpoint), "--test-manifest", str(manifest),
                   "--data-dir", str(corpus_dir(tiny_corpus)), "--wav-list", str(wav_list),
                   "--output-dir", str(output),
@@ -246,9 +240,10 @@ def test_results_table_script_adds_ceilings_and_rewrites_only_the_readme_block(e
     assert "neither a corpus report.json" in capsys.readouterr().err
 
 
-def test_examples_page_is_generated_from_the_utterance_logs(evaluation, tmp_path):
+def test_examples_page_is_generated_from_the_utterance_logs(evaluation, tmp_path, capsys):
     page_path = tmp_path / "examples.md"
-    assert _script(EXAMPLES).main([str(evaluation), "--condition", "chunk_320ms", "--num", "1",
+    assert _script(EXAMPLES).main([str(evaluation), "--condition", "chunk_320ms",
+                                   "--max-utterances", "1",
                                    "--output", str(page_path)]) == 0
     page = page_path.read_text()
     record = _utterances(evaluation, "chunk_320ms")[0]
@@ -258,8 +253,8 @@ def test_examples_page_is_generated_from_the_utterance_logs(evaluation, tmp_path
                  offline["target_text"]):
         assert text and text.replace("|", "\\|") in page
     assert record["st_ctc_text"] is not None and "ST-CTC" in page
-    with pytest.raises(SystemExit, match="not found"):
-        _script(EXAMPLES).main([str(evaluation), "--condition", "chunk_999ms"])
+    assert _script(EXAMPLES).main([str(evaluation), "--condition", "chunk_999ms"]) == 2
+    assert "chunk_999ms/utterances.jsonl not found" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------- latency by hand (ms)
@@ -398,9 +393,9 @@ def test_evaluate_cli_names_the_bad_input(tiny_corpus, checkpoint, tmp_path, cap
         used_checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
         expected = f"cannot load checkpoint {used_checkpoint}"
     status = _script(EVALUATE).main([
-        "--checkpoint", str(used_checkpoint), "--test-manifest", str(manifest),
+        "--checkpoint", str(used_checkpoint), "--manifest", str(manifest),
         "--data-dir", str(corpus_dir(tiny_corpus)), "--output-dir", str(tmp_path / "out"),
-        "--chunk-sizes", "320", "--no-progress"])
+        "--chunk-ms", "320", "--no-progress"])
     error = capsys.readouterr().err
     assert status == 2 and expected in error, error
     assert not (tmp_path / "out").exists()  # refused before any work
@@ -408,22 +403,31 @@ def test_evaluate_cli_names_the_bad_input(tiny_corpus, checkpoint, tmp_path, cap
 
 def test_text_only_streaming_without_offline(tiny_corpus, checkpoint, tmp_path, capsys):
     output = tmp_path / "out"
-    status = _script(EVALUATE).main([
-        "--checkpoint", str(checkpoint), "--test-manifest",
-        str(corpus_dir(tiny_corpus) / "test_sampled.tsv"), "--output-dir", str(output),
-        "--chunk-sizes", "640", "--no-speech", "--no-offline", "--no-progress",
-        "--unit-blank-penalty", "2.5", "--unit-k2", "2", "--unit-n2", "3"])
+    decode = tmp_path / "decode.yaml"
+    decode.write_text("unit_blank_penalty: 2.5\nunit_k2: 1\nstride_n: 2\n")
+    argv = ["--checkpoint", str(checkpoint), "--manifest",
+            str(corpus_dir(tiny_corpus) / "test_sampled.tsv"), "--output-dir", str(output),
+            "--chunk-ms", "640", "--no-speech", "--no-offline", "--no-progress",
+            "--decode-config", str(decode), "--unit-k2", "2", "--unit-n2", "3"]
+    status = _script(EVALUATE).main(argv)
     assert status == 0, capsys.readouterr().err
     report = _report(output)
     assert report["results"]["offline"] is None
-    # the unit options reach every condition's pipeline and the report
+    # the decode config, then the options given, reach every condition's pipeline and the report
     pipeline = report["results"]["streaming"][0]["pipeline"]
-    assert (pipeline["unit_blank_penalty"], pipeline["unit_wait_k2"], pipeline["unit_stride_n2"]) \
-        == (2.5, 2, 3)
+    assert (pipeline["unit_blank_penalty"], pipeline["unit_k2"], pipeline["unit_n2"],
+            pipeline["stride_n"]) == (2.5, 2, 3, 2)
+    assert report["settings"]["decode"]["config"] == str(decode)
     assert "unit blank penalty: 2.5; unit mask k2/n2: 2/3" in (output / "report.md").read_text()
+    # how it was made: the code's commit, whether the tree was dirty, the command, the configs
+    provenance = report["provenance"]
+    assert re.fullmatch(r"[0-9a-f]{40}", provenance["git_commit"])
+    assert isinstance(provenance["git_dirty"], bool) and provenance["argv"][1:] == argv
+    assert provenance["configs"] == {"train": None, "decode": str(decode)}
     assert report["settings"]["wav_list"].endswith("simuleval/test/wav_list.txt")
     (condition,) = report["results"]["streaming"]
     assert "speech" not in condition and "bleu_vs_offline" not in condition["text"]
     assert condition["text"]["latency"]["AL_CA"] > condition["text"]["latency"]["AL"]
     assert "| 640 | - | - |" in (output / "report.md").read_text()  # no ASR-BLEU columns
-    assert (output / "latency_quality.png").is_file() and not (output / "chunk_640ms" / "wavs").exists()
+    assert ((output / "latency_quality.png").is_file()
+            and not (output / "chunk_640ms" / "wavs").exists())

@@ -18,7 +18,8 @@ def _run(*args: str) -> subprocess.CompletedProcess:
                           timeout=180, cwd=REPO)
 
 
-def test_stream_a_wav_prints_each_chunk_and_writes_the_speech(tiny_corpus, talkative_checkpoint, tmp_path):
+def test_stream_a_wav_prints_each_chunk_and_writes_the_speech(tiny_corpus, talkative_checkpoint,
+                                                              tmp_path):
     data = corpus_dir(tiny_corpus)
     wav = (data / "simuleval" / "test" / "wav_list.txt").read_text().split()[0]
     samples, rate = read_wav(wav)
@@ -41,8 +42,8 @@ def test_stream_a_wav_prints_each_chunk_and_writes_the_speech(tiny_corpus, talka
 def test_stream_a_wav_refuses_a_bad_wav_in_one_line(tiny_corpus, talkative_checkpoint, tmp_path):
     empty = tmp_path / "empty.wav"
     sf.write(str(empty), np.zeros(0, dtype=np.float32), 16000)  # write_wav itself refuses this
-    result = _run("--checkpoint", str(talkative_checkpoint), "--data-dir", str(corpus_dir(tiny_corpus)),
-                  "--wav", str(empty))
+    result = _run("--checkpoint", str(talkative_checkpoint),
+                  "--data-dir", str(corpus_dir(tiny_corpus)), "--wav", str(empty))
     assert result.returncode == 2
     errors = result.stderr.strip().splitlines()
     assert len(errors) == 1 and errors[0].startswith("error: ") and str(empty) in errors[0]

@@ -81,7 +81,8 @@ def test_fairseq_checkpoint_loads_back_with_user_dir(trained_run):
 
     _, save = trained_run
     utils.import_user_module(Namespace(user_dir=str(USER_DIR)))
-    models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([str(save / "checkpoint_last.pt")])
+    models, cfg, task = checkpoint_utils.load_model_ensemble_and_task(
+        [str(save / "checkpoint_last.pt")])
     model = models[0]
     prefixes = {key.split(".")[0] for key in model.state_dict()}
     assert prefixes == {"encoder", "source_unigram_decoder", "ctc_target_unigram_decoder",
@@ -105,10 +106,13 @@ def streamspeech_simul_command(data: Path, save: Path) -> list:
     return [
         str(data),
         "--user-dir", str(USER_DIR),
-        "--config-yaml", "config_gcmvn.yaml", "--multitask-config-yaml", "config_mtl_asr_st_ctcst.yaml",
-        "--task", "speech_to_speech_ctc", "--target-is-code", "--target-code-size", str(code_size(data)),
+        "--config-yaml", "config_gcmvn.yaml",
+        "--multitask-config-yaml", "config_mtl_asr_st_ctcst.yaml",
+        "--task", "speech_to_speech_ctc", "--target-is-code",
+        "--target-code-size", str(code_size(data)),
         "--vocoder", "code_hifigan",
-        "--criterion", "speech_to_unit_2pass_ctc_asr_st", "--label-smoothing", "0.1", "--rdrop-alpha", "0.0",
+        "--criterion", "speech_to_unit_2pass_ctc_asr_st", "--label-smoothing", "0.1",
+        "--rdrop-alpha", "0.0",
         "--arch", "echostream", "--share-decoder-input-output-embed",
         "--encoder-layers", "2", "--encoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64",
         "--encoder-attention-heads", "2",
@@ -156,7 +160,7 @@ def test_streamspeech_simul_recipe_runs_with_only_user_dir_and_arch_changed(tiny
 
 
 def test_hydra_config_trains_through_fairseq_hydra_train(tiny_corpus, tmp_path):
-    """configs/echostream_config.mini.yaml is a complete hydra config for fairseq's entry point."""
+    """configs/train/echostream_mini.yaml is a complete hydra config for fairseq's entry point."""
     import os
     import subprocess
     import sys
@@ -165,8 +169,10 @@ def test_hydra_config_trains_through_fairseq_hydra_train(tiny_corpus, tmp_path):
     save = tmp_path / "hydra_checkpoints"
     command = [
         str(Path(sys.executable).with_name("fairseq-hydra-train")),
-        "--config-dir", str(USER_DIR.parent / "configs"), "--config-name", "echostream_config.mini",
-        f"task.data={data}", f"common.user_dir={USER_DIR}", f"task.target_code_size={code_size(data)}",
+        "--config-dir", str(USER_DIR.parent / "configs" / "train"),
+        "--config-name", "echostream_mini",
+        f"task.data={data}", f"common.user_dir={USER_DIR}",
+        f"task.target_code_size={code_size(data)}",
         "optimization.max_update=2", "dataset.max_tokens=3000", f"checkpoint.save_dir={save}",
         f"hydra.run.dir={tmp_path / 'hydra'}",
     ]
@@ -174,5 +180,6 @@ def test_hydra_config_trains_through_fairseq_hydra_train(tiny_corpus, tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, tail(result.stdout + result.stderr)
     state = torch.load(save / "checkpoint_last.pt", weights_only=True)
-    assert state["cfg"]["model"]["_name"] == "echostream_mini"  # hydra stores the model cfg as a dict
+    # hydra stores the model cfg as a dict
+    assert state["cfg"]["model"]["_name"] == "echostream_mini"
     assert state["optimizer_history"][-1]["num_updates"] == 2

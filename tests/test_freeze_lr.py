@@ -28,7 +28,8 @@ def recorded_updates(tiny_corpus, tmp_path_factory) -> List[Dict[str, Any]]:
     original_step = EchoStreamAdam.step
 
     def recording_step(self: EchoStreamAdam, *args: Any, **kwargs: Any) -> None:
-        decoders = [p for g in self.param_groups if g["name"] in DECODER_GROUPS for p in g["params"]]
+        decoders = [p for g in self.param_groups if g["name"] in DECODER_GROUPS
+                    for p in g["params"]]
         encoder = [p for g in self.param_groups if g["name"] == "encoder" for p in g["params"]]
         before = [p.detach().clone() for p in decoders + encoder]
         record = {
@@ -51,12 +52,14 @@ def recorded_updates(tiny_corpus, tmp_path_factory) -> List[Dict[str, Any]]:
     EchoStreamAdam.step = recording_step
     try:
         code = load_script("train").main([
-            "--config", str(REPO / "configs" / "echostream_config.mini.yaml"),
+            "--config", str(REPO / "configs" / "train" / "echostream_mini.yaml"),
             "--train-manifest", str(data / "train_sampled.units.tsv"),
             "--dev-manifest", str(data / "dev_sampled.units.tsv"),
-            "--save-dir", str(tmp_path_factory.mktemp("freeze")), "--num-workers", "0", "--batch-size", "2",
+            "--save-dir", str(tmp_path_factory.mktemp("freeze")), "--num-workers", "0",
+            "--batch-size", "2",
             "--freeze-decoders-updates", str(FREEZE), "--encoder-lr", str(ENCODER_LR),
-            "--decoder-lr", str(DECODER_LR), *TINY_MODEL, "--lr", str(BASE_LR), "--warmup-updates", "4",
+            "--decoder-lr", str(DECODER_LR), *TINY_MODEL, "--lr", str(BASE_LR),
+            "--warmup-updates", "4",
             "--max-update", str(UPDATES), "--no-save", "--disable-validation", "--dropout", "0.1",
         ])
     finally:
@@ -84,9 +87,11 @@ def test_decoders_train_after_the_freeze(recorded_updates):
         assert record["decoders_changed"] > 0.9 * record["decoders"], update
 
 
-def test_encoder_and_decoders_run_at_their_own_learning_rates_through_the_schedule(recorded_updates):
+def test_encoder_and_decoders_run_at_their_own_learning_rates_through_the_schedule(
+        recorded_updates):
     base_lrs = [record["base_lr"] for record in recorded_updates]
-    assert len(set(base_lrs)) == UPDATES, "inverse_sqrt warm-up then decay: the rate changes every update"
+    assert len(set(base_lrs)) == UPDATES, \
+        "inverse_sqrt warm-up then decay: the rate changes every update"
     assert max(base_lrs) == pytest.approx(BASE_LR)
     for record in recorded_updates:
         lrs = record["lrs"]
@@ -94,7 +99,8 @@ def test_encoder_and_decoders_run_at_their_own_learning_rates_through_the_schedu
         for group in DECODER_GROUPS:
             assert lrs[group] == pytest.approx(record["base_lr"] * DECODER_LR / BASE_LR, rel=1e-9)
     peak = max(recorded_updates, key=lambda record: record["base_lr"])["lrs"]
-    assert peak["encoder"] == pytest.approx(ENCODER_LR) and peak["mt_decoder"] == pytest.approx(DECODER_LR)
+    assert (peak["encoder"] == pytest.approx(ENCODER_LR)
+            and peak["mt_decoder"] == pytest.approx(DECODER_LR))
 
 
 class _Tagged(nn.Module):
@@ -116,7 +122,8 @@ def test_optimizer_state_round_trip_keeps_update_count_and_groups():
     optimizer = _optimizer(model, freeze_decoders_updates=2, encoder_lr=0.004)
     for _ in range(2):
         optimizer.zero_grad()
-        model.decoder(model.target_unigram_decoder(model.encoder(torch.ones(1, 3)))).sum().backward()
+        model.decoder(
+            model.target_unigram_decoder(model.encoder(torch.ones(1, 3)))).sum().backward()
         optimizer.step()
     assert not optimizer.decoders_frozen
     state = optimizer.state_dict()

@@ -7,7 +7,6 @@ text and units are not trivially empty.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -31,7 +30,6 @@ from test_streaming_pipeline import (
 )
 
 FAIRSEQ_GENERATE = str(Path(sys.executable).with_name("fairseq-generate"))
-SCORE_GENERATE = REPO / "scripts" / "score_generate.py"
 SPLIT = "test_sampled"
 MAX_TEXT_LEN = 40  # subwords: a randomised model rarely ends on its own
 # One Emformer segment over the whole utterance, as the pipeline's offline reference uses
@@ -84,9 +82,8 @@ def run_generate(data: Path, checkpoint: Path, num_units: int, *extra: str) -> s
 
 def score(output: str, tmp_path: Path, *extra: str) -> Dict[str, object]:
     """``scripts/score_generate.py`` on ``output`` (run in-process: fairseq is already loaded)."""
-    spec = importlib.util.spec_from_file_location("score_generate", SCORE_GENERATE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    from echostream_fairseq.cli import score_generate as module
+
     path, result = tmp_path / "generate.txt", tmp_path / "score.json"
     path.write_text(output, encoding="utf-8")
     assert module.main([str(path), "--output", str(result), *extra]) == 0

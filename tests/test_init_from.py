@@ -42,20 +42,24 @@ def streamspeech(tiny_corpus, tmp_path_factory) -> Dict[str, Any]:
     return {"path": path, "state": state, "fresh": model.state_dict()}
 
 
-def _assert_restarted_from_streamspeech(trained: Dict[str, torch.Tensor], streamspeech: Dict[str, Any]) -> None:
+def _assert_restarted_from_streamspeech(trained: Dict[str, torch.Tensor],
+                                        streamspeech: Dict[str, Any]) -> None:
     state, fresh = streamspeech["state"], streamspeech["fresh"]
     # fairseq's own upgrades rewrite the "version" buffers
-    loaded = [k for k in trained if group_of(k) != "encoder" and not k.startswith("source_unigram_decoder.")
-              and not k.endswith(".version")]
+    loaded = [k for k in trained if group_of(k) != "encoder"
+              and not k.startswith("source_unigram_decoder.") and not k.endswith(".version")]
     moved = [k for k in loaded if not torch.equal(trained[k], state[k])]
     assert loaded and not moved, f"frozen decoder tensors moved: {moved[:5]}"
-    assert torch.equal(trained[MT_LAYER], state[MT_LAYER]) and torch.equal(trained[UNIT_LAYER], state[UNIT_LAYER])
+    assert (torch.equal(trained[MT_LAYER], state[MT_LAYER])
+            and torch.equal(trained[UNIT_LAYER], state[UNIT_LAYER]))
     # the ASR head of another vocabulary stayed at its initialisation, then trained with the encoder
     assert trained[ASR_HEAD].shape == fresh[ASR_HEAD].shape != state[ASR_HEAD].shape
     encoder = [k for k in trained if group_of(k) == "encoder"]
-    assert not any(k in state and state[k].shape == trained[k].shape and torch.equal(trained[k], state[k])
+    assert not any(k in state and state[k].shape == trained[k].shape
+                   and torch.equal(trained[k], state[k])
                    for k in encoder), "a Conformer tensor leaked into the Emformer encoder"
-    assert sum(not torch.equal(trained[k], fresh[k]) for k in encoder) > len(encoder) // 2, "encoder did not train"
+    assert sum(not torch.equal(trained[k], fresh[k]) for k in encoder) > len(encoder) // 2, \
+        "encoder did not train"
 
 
 def test_train_script_init_from_streamspeech_loads_decoders_and_trains_the_encoder(
@@ -65,7 +69,7 @@ def test_train_script_init_from_streamspeech_loads_decoders_and_trains_the_encod
     save = tmp_path / "swap"
     torch.set_num_threads(1)
     code = load_script("train").main([
-        "--config", str(REPO / "configs" / "echostream_config.mini.yaml"),
+        "--config", str(REPO / "configs" / "train" / "echostream_mini.yaml"),
         "--train-manifest", str(data / "train_sampled.units.tsv"),
         "--dev-manifest", str(data / "dev_sampled.units.tsv"),
         "--save-dir", str(save), "--num-workers", "0", "--batch-size", "4", "--device", "cpu",
@@ -75,14 +79,17 @@ def test_train_script_init_from_streamspeech_loads_decoders_and_trains_the_encod
     ])
     assert code == 0
     report = caplog.text
-    assert "asr_ctc_decoder" in report and "6000" in report, report[-3000:]  # the mismatch is reported
+    # the mismatch is reported
+    assert "asr_ctc_decoder" in report and "6000" in report, report[-3000:]
     seed, _ = read_model_state(save / "initial_weights.pt")
     assert torch.equal(seed[MT_LAYER], streamspeech["state"][MT_LAYER])
-    _assert_restarted_from_streamspeech(read_model_state(save / "checkpoint_last.pt")[0], streamspeech)
+    _assert_restarted_from_streamspeech(read_model_state(save / "checkpoint_last.pt")[0],
+                                        streamspeech)
 
 
 @pytest.mark.parametrize("option", ["--finetune-from-model", "--load-pretrained-decoders-from"])
-def test_fairseq_train_restarts_from_streamspeech_decoders(tiny_corpus, streamspeech, tmp_path, option):
+def test_fairseq_train_restarts_from_streamspeech_decoders(tiny_corpus, streamspeech, tmp_path,
+                                                           option):
     save = tmp_path / "finetune"
     args = tiny_model_args(tiny_corpus, save) + [
         option, str(streamspeech["path"]),
@@ -94,33 +101,42 @@ def test_fairseq_train_restarts_from_streamspeech_decoders(tiny_corpus, streamsp
     output = result.stdout + result.stderr
     assert result.returncode == 0, tail(output)
     if option == "--finetune-from-model":
-        assert "Conformer" in output, tail(output)  # the upgrade hook says why the encoder is re-initialised
+        # the upgrade hook says why the encoder is re-initialised
+        assert "Conformer" in output, tail(output)
     else:
-        assert "asr_ctc_decoder" in output and "6000" in output, tail(output)  # the per-group report
-    _assert_restarted_from_streamspeech(read_model_state(save / "checkpoint_last.pt")[0], streamspeech)
+        # the per-group report
+        assert "asr_ctc_decoder" in output and "6000" in output, tail(output)
+    _assert_restarted_from_streamspeech(read_model_state(save / "checkpoint_last.pt")[0],
+                                        streamspeech)
 
 
-def test_load_pretrained_encoder_takes_only_the_encoder(tiny_corpus, tiny_checkpoint, streamspeech, tmp_path):
+def test_load_pretrained_encoder_takes_only_the_encoder(tiny_corpus, tiny_checkpoint, streamspeech,
+                                                        tmp_path):
     from echostream_fairseq.checkpoint_safety import CheckpointLoadError
     from echostream_fairseq.training import build_task_and_model
 
     args = tiny_model_args(tiny_corpus, tmp_path / "unused")
-    _, _, model = build_task_and_model(args + ["--load-pretrained-encoder-from", str(tiny_checkpoint)])
+    _, _, model = build_task_and_model(args + ["--load-pretrained-encoder-from",
+                                               str(tiny_checkpoint)])
     source, _ = read_model_state(tiny_checkpoint)
     built = model.state_dict()
     encoder = [k for k in built if group_of(k) == "encoder"]
     assert encoder and all(torch.equal(built[k], source[k]) for k in encoder)
     assert not torch.equal(built[MT_LAYER], source[MT_LAYER])  # decoders keep their initialisation
-    with pytest.raises(ValueError, match="no tensor fits"):  # a Conformer encoder cannot seed an Emformer
-        build_task_and_model(args + ["--load-pretrained-encoder-from", str(streamspeech["path"])])
+    # a Conformer encoder cannot seed an Emformer
+    with pytest.raises(ValueError, match="no tensor fits"):
+        build_task_and_model(args + ["--load-pretrained-encoder-from",
+                                     str(streamspeech["path"])])
     with pytest.raises(CheckpointLoadError, match="no such file"):
-        build_task_and_model(args + ["--load-pretrained-decoders-from", str(tmp_path / "absent.pt")])
+        build_task_and_model(args + ["--load-pretrained-decoders-from",
+                                     str(tmp_path / "absent.pt")])
 
 
 @pytest.mark.parametrize("script, flag", [("train.py", "--init-from"),
                                           ("restart_advisor.py", "--checkpoint")])
 @pytest.mark.parametrize("bad", ["absent", "text"])
-def test_command_lines_give_one_line_errors_for_bad_checkpoints(tiny_corpus, tmp_path, script, flag, bad):
+def test_command_lines_give_one_line_errors_for_bad_checkpoints(tiny_corpus, tmp_path, script,
+                                                                flag, bad):
     data = corpus_dir(tiny_corpus)
     path = tmp_path / "absent.pt"
     if bad == "text":
@@ -128,7 +144,7 @@ def test_command_lines_give_one_line_errors_for_bad_checkpoints(tiny_corpus, tmp
         path.write_text("not a checkpoint\n")
     result = subprocess.run(
         [sys.executable, str(REPO / "scripts" / script),
-         "--config", str(REPO / "configs" / "echostream_config.mini.yaml"),
+         "--config", str(REPO / "configs" / "train" / "echostream_mini.yaml"),
          "--train-manifest", str(data / "train_sampled.units.tsv"),
          "--dev-manifest", str(data / "dev_sampled.units.tsv"), flag, str(path),
          *(["--save-dir", str(tmp_path / "run")] if script == "train.py" else [])],

@@ -37,7 +37,7 @@ def corpus(tiny_corpus, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def model_and_task(corpus, talkative_checkpoint):
-    from echostream_fairseq.streaming.pipeline import load_checkpoint
+    from echostream_fairseq.checkpoints import load_model_and_task as load_checkpoint
 
     torch.set_num_threads(1)
     model, task = load_checkpoint(str(talkative_checkpoint), str(corpus))
@@ -55,7 +55,7 @@ def test_units_do_not_depend_on_the_batch_and_references_are_the_manifests(model
     assert all(item["units"] for item in together), "the talkative model writes units"
     # the unit mask reaches the decoder: seeing every T2U state changes the units
     unmasked = MEASURE_T2U.reference_text_units(model, task, SPLIT, 2, batch_size=2,
-                                                unit_stride_n2=1000)
+                                                unit_n2=1000)
     assert [item["units"] for item in unmasked] != [item["units"] for item in together]
     rows = read_tsv(corpus / f"{SPLIT}.tsv")
     assert [item["reference_units"] for item in together] == \
@@ -65,8 +65,8 @@ def test_units_do_not_depend_on_the_batch_and_references_are_the_manifests(model
 def test_the_script_scores_the_speech_and_its_file_is_a_ceiling_row(corpus, talkative_checkpoint,
                                                                     tmp_path, capsys):
     out = tmp_path / "t2u.json"
-    assert MEASURE_T2U.main(["--checkpoint", str(talkative_checkpoint), "--test-manifest",
-                             str(corpus / f"{SPLIT}.tsv"), "--label", "tiny", "--out", str(out),
+    assert MEASURE_T2U.main(["--checkpoint", str(talkative_checkpoint), "--manifest",
+                             str(corpus / f"{SPLIT}.tsv"), "--label", "tiny", "--output", str(out),
                              "--save-wavs", str(tmp_path / "wavs")]) == 0
     result = json.loads(out.read_text())
     scores = result["t2u_reference_text"]
@@ -78,16 +78,16 @@ def test_the_script_scores_the_speech_and_its_file_is_a_ceiling_row(corpus, talk
     assert len(list((tmp_path / "wavs").glob("*.wav"))) == 2
     assert "reference text -> T2U -> vocoder" in capsys.readouterr().out
     [row] = load_ceilings(out)
-    assert row["name"] == ("test_sampled reference text -> T2U + unit CTC of tiny -> embedded vocoder "
-                           "(unit mask k2=0 n2=1)")
+    assert row["name"] == ("test_sampled reference text -> T2U + unit CTC of tiny -> "
+                           "embedded vocoder (unit mask k2=0 n2=1)")
     assert (row["sentences"], row["asr_bleu"]) == (2, scores["bleu"])
     # a penalty sweep is rendered as a table of its own: no evaluate.py report needed
     assert RESULTS_TABLE.main(["--ceilings", str(out)]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].startswith("| speech | sentences | ASR-BLEU | WER % | units / reference units")
     assert len(table) == 3
-    assert table[2].startswith(f"| {row['name']} | 2 | {scores['bleu']:.2f} | {scores['wer']:.1f} | "
-                               f"{scores['unit_ratio']:.2f} |")
+    assert table[2].startswith(f"| {row['name']} | 2 | {scores['bleu']:.2f} | "
+                               f"{scores['wer']:.1f} | {scores['unit_ratio']:.2f} |")
     with pytest.raises(SystemExit):
         RESULTS_TABLE.main([])
     readme = tmp_path / "README.md"
@@ -101,11 +101,11 @@ def test_a_blank_bonus_silences_the_unit_decoder(corpus, talkative_checkpoint, t
     """The penalty reaches the decode: the talkative model's blank scores 0, so a bonus (negative
     penalty) above every logit leaves no unit; the row names the penalty."""
     out = tmp_path / "t2u.json"
-    assert MEASURE_T2U.main(["--checkpoint", str(talkative_checkpoint), "--test-manifest",
+    assert MEASURE_T2U.main(["--checkpoint", str(talkative_checkpoint), "--manifest",
                              str(corpus / f"{SPLIT}.tsv"), "--unit-blank-penalty=-1e4",
-                             "--label", "tiny", "--out", str(out)]) == 0
+                             "--label", "tiny", "--output", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert result["unit_blank_penalty"] == -1e4
+    assert result["decode"]["unit_blank_penalty"] == -1e4
     assert result["t2u_reference_text"]["units"] == 0
     assert result["t2u_reference_text"]["no_units"] == 2
     assert "(unit mask k2=0 n2=1, unit blank penalty -10000)" in load_ceilings(out)[0]["name"]
@@ -119,7 +119,7 @@ def test_a_training_manifest_is_refused(model_and_task):
 
 def test_a_missing_checkpoint_is_one_error_line(corpus, tmp_path, capsys):
     missing = tmp_path / "nope.pt"
-    assert MEASURE_T2U.main(["--checkpoint", str(missing), "--test-manifest",
+    assert MEASURE_T2U.main(["--checkpoint", str(missing), "--manifest",
                              str(corpus / f"{SPLIT}.tsv")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(missing) in err[0]
@@ -135,6 +135,6 @@ def test_a_manifest_without_reference_text_is_named(corpus, talkative_checkpoint
             for line in [header, *rows]]
     bad.write_text("\n".join(kept) + "\n", encoding="utf-8")
     assert MEASURE_T2U.main(["--checkpoint", str(talkative_checkpoint),
-                             "--test-manifest", str(bad)]) == 2
+                             "--manifest", str(bad)]) == 2
     err = capsys.readouterr().err
     assert str(bad) in err and "tgt_text" in err and "column missing" in err

@@ -1,4 +1,5 @@
-"""Registries hold EchoStream's names; every arch builds; the heads keep StreamSpeech's state dict."""
+"""Registries hold EchoStream's names; every arch builds; the heads keep StreamSpeech's state
+dict."""
 
 import logging
 from collections import Counter
@@ -20,14 +21,16 @@ from echostream_fairseq.models.t2u import unit_cross_attention_mask
 TINY = ["--encoder-layers", "1", "--encoder-embed-dim", "16", "--encoder-ffn-embed-dim", "32",
         "--encoder-attention-heads", "2", "--conv-channels", "16", "--decoder-embed-dim", "16",
         "--decoder-ffn-embed-dim", "32", "--decoder-attention-heads", "2",
-        "--translation-decoder-layers", "1", "--decoder-layers", "1", "--synthesizer-encoder-layers", "1"]
+        "--translation-decoder-layers", "1", "--decoder-layers", "1",
+        "--synthesizer-encoder-layers", "1"]
 
 
 def write_task_dir(root: Path, text_vocab: int, mt_ffn: int = 2048) -> Path:
     """Config files of a StreamSpeech data folder (no audio: enough to build task and model)."""
     import numpy as np
 
-    np.savez(root / "gcmvn.npz", mean=np.zeros(80, dtype=np.float32), std=np.ones(80, dtype=np.float32))
+    np.savez(root / "gcmvn.npz", mean=np.zeros(80, dtype=np.float32),
+             std=np.ones(80, dtype=np.float32))
     (root / "config_gcmvn.yaml").write_text(
         f"global_cmvn:\n  stats_npz_path: {root}/gcmvn.npz\ninput_channels: 1\n"
         "input_feat_per_channel: 80\ntransforms:\n  '*':\n  - global_cmvn\n")
@@ -48,7 +51,8 @@ def write_task_dir(root: Path, text_vocab: int, mt_ffn: int = 2048) -> Path:
     return root
 
 
-def build(root: Path, arch: str, extra: Sequence[str] = (), code_size: int = 100) -> EchoStreamModel:
+def build(root: Path, arch: str, extra: Sequence[str] = (),
+          code_size: int = 100) -> EchoStreamModel:
     parser = options.get_training_parser()
     args = options.parse_args_and_arch(parser, [
         str(root), "--task", "speech_to_speech_ctc", "--config-yaml", "config_gcmvn.yaml",
@@ -66,13 +70,16 @@ def test_registries_hold_echostream_names():
     assert "speech_to_unit_2pass_ctc_asr_st" in CRITERION_REGISTRY
 
 
-@pytest.mark.parametrize("arch", sorted(a for a, m in ARCH_MODEL_REGISTRY.items() if m is EchoStreamModel))
+@pytest.mark.parametrize("arch", sorted(a for a, m in ARCH_MODEL_REGISTRY.items()
+                                        if m is EchoStreamModel))
 def test_every_arch_builds_at_tiny_size_and_runs_forward(arch, tmp_path):
-    model = build(write_task_dir(tmp_path, 30, mt_ffn=32), arch, TINY + ["--ctc-upsample-rate", "3"])
+    model = build(write_task_dir(tmp_path, 30, mt_ffn=32), arch,
+                  TINY + ["--ctc-upsample-rate", "3"])
     fbank, lengths = torch.randn(2, 120, 80), torch.tensor([120, 90])
     mt_in = torch.tensor([[2, 5, 6, 7], [2, 8, 1, 1]])
     logits, extra = model(fbank, lengths, None, mt_in,
-                          streaming_config={"k1": 0, "n1": 1, "k2": 0, "n2": 1, "segment_length": 4})
+                          streaming_config={"k1": 0, "n1": 1, "k2": 0, "n2": 1,
+                                            "segment_length": 4})
     assert logits.shape == (2, 4 * 3, 105)  # 100 units + 4 specials + <blank>
     assert extra["decoder_padding_mask"][1].sum() == 2 * 3  # the padded MT steps, upsampled
     assert extra["encoder_states"][-1] is extra["encoder_out"]["encoder_out"][0]
@@ -83,7 +90,8 @@ def _counts(model: torch.nn.Module) -> Counter:
 
 
 def test_echostream_heads_match_streamspeech_state_dict(tmp_path):
-    """Non-encoder keys, counts and shapes of StreamSpeech's simultaneous model (reference §2, §9.3)."""
+    """Non-encoder keys, counts and shapes of StreamSpeech's simultaneous model (reference §2,
+    §9.3)."""
     model = build(write_task_dir(tmp_path, 6000), "echostream", ["--ctc-upsample-rate", "25"], 1000)
     counts = _counts(model)
     assert counts.pop("encoder") > 0
@@ -91,7 +99,8 @@ def test_echostream_heads_match_streamspeech_state_dict(tmp_path):
                       "source_unigram_decoder": 2, "ctc_target_unigram_decoder": 2}
     sd = model.state_dict()
     assert sd["decoder.output_projection.weight"].shape == (1005, 512)
-    assert sd["decoder.embed_tokens.weight"].data_ptr() == sd["decoder.output_projection.weight"].data_ptr()
+    assert (sd["decoder.embed_tokens.weight"].data_ptr()
+            == sd["decoder.output_projection.weight"].data_ptr())
     assert sd["target_unigram_decoder.layers.0.encoder_attn.k_proj.weight"].shape == (512, 256)
     assert sd["target_unigram_decoder.output_projection.weight"].shape == (6000, 512)
     assert sd["source_unigram_decoder.proj.weight"].shape == (6000, 256)
@@ -112,12 +121,14 @@ def test_chunk_size_maps_to_segment_length_and_conformer_options_are_logged_once
     echostream_module._reported_ignored.clear()
     with caplog.at_level(logging.WARNING, logger="echostream_fairseq.models.echostream"):
         for _ in range(2):
-            model = build(root, "echostream_mini", TINY + ["--chunk-size", "16", "--attn-type", "espnet",
-                                                            "--depthwise-conv-kernel-size", "31"])
+            model = build(root, "echostream_mini",
+                          TINY + ["--chunk-size", "16", "--attn-type", "espnet",
+                                  "--depthwise-conv-kernel-size", "31"])
     assert model.encoder.segment_length == 16
     assert caplog.text.count("--attn-type=espnet is ignored") == 1
     assert caplog.text.count("--depthwise-conv-kernel-size=31 is ignored") == 1
-    explicit = build(root, "echostream_mini", TINY + ["--chunk-size", "16", "--segment-length", "4"])
+    explicit = build(root, "echostream_mini",
+                     TINY + ["--chunk-size", "16", "--segment-length", "4"])
     assert explicit.encoder.segment_length == 4
     default = build(root, "echostream_mini", TINY + ["--chunk-size", "-1"])
     assert default.encoder.segment_length == 8
@@ -130,7 +141,8 @@ def test_options_that_change_training_are_refused(tmp_path):
 
 
 def test_uni_encoder_makes_t2u_states_of_a_prefix_independent_of_later_text(tmp_path):
-    model = build(write_task_dir(tmp_path, 30, mt_ffn=32), "echostream_mini", TINY + ["--uni-encoder"]).eval()
+    model = build(write_task_dir(tmp_path, 30, mt_ffn=32), "echostream_mini",
+                  TINY + ["--uni-encoder"]).eval()
     x = torch.randn(6, 1, 16)
     full = model.synthesizer_encoder(x, None)["encoder_out"][0]
     prefix = model.synthesizer_encoder(x[:4], None)["encoder_out"][0]
@@ -144,6 +156,6 @@ def test_streaming_masks_follow_streamspeech_rules():
     mask = mt_cross_attention_mask(st.clone(), st, tgt_len=3, k1=0, n1=1, segment_length=4)
     visible: List[int] = (~mask[0]).sum(-1).tolist()
     assert visible == [4, 12, 16]  # frame 2 -> segment end 4; frame 9 -> 12; no 3rd token -> all
-    unit = unit_cross_attention_mask(num_upsampled=6, num_states=3, rate=2, src_wait=0, src_step=1,
+    unit = unit_cross_attention_mask(num_upsampled=6, num_states=3, rate=2, k2=0, n2=1,
                                      device=torch.device("cpu"))
     assert (~unit).sum(-1).tolist() == [1, 1, 2, 2, 3, 3]

@@ -9,16 +9,18 @@ import pytest
 import torch
 
 from _fairseq_cli import REPO, TINY_MODEL, corpus_dir, load_script
-from _streamspeech_state import RELEASED_VOCABULARY, build_tiny_model, save_streamspeech, streamspeech_state
+from _streamspeech_state import (RELEASED_VOCABULARY, build_tiny_model, save_streamspeech,
+                                 streamspeech_state)
 
-CONFIG = REPO / "configs" / "echostream_config.mini.yaml"
+CONFIG = REPO / "configs" / "train" / "echostream_mini.yaml"
 
 
 @pytest.fixture(scope="module")
 def setting(tiny_corpus, tmp_path_factory) -> Dict[str, Any]:
     root = tmp_path_factory.mktemp("advisor")
     _, model = build_tiny_model(tiny_corpus, root)
-    return {"data": corpus_dir(tiny_corpus), "model": model, "root": root, "advisor": load_script("restart_advisor")}
+    return {"data": corpus_dir(tiny_corpus), "model": model, "root": root,
+            "advisor": load_script("restart_advisor")}
 
 
 def _advise(setting: Dict[str, Any], checkpoint: Path, capsys: Any, *extra: str) -> Dict[str, Any]:
@@ -39,7 +41,8 @@ def _own_checkpoint(setting: Dict[str, Any], name: str, num_updates: int) -> Pat
     folder.mkdir()
     path = folder / "checkpoint_last.pt"
     torch.save({"args": None, "cfg": None, "model": setting["model"].state_dict(),
-                "optimizer_history": [{"optimizer_name": "EchoStreamAdam", "num_updates": num_updates}],
+                "optimizer_history": [{"optimizer_name": "EchoStreamAdam",
+                                       "num_updates": num_updates}],
                 "extra_state": {"train_iterator": {"epoch": 2, "iterations_in_epoch": 3}},
                 "last_optimizer_state": {"state": {}, "param_groups": []}}, path)
     return path
@@ -51,7 +54,8 @@ def test_unfinished_echostream_run_is_resumed_in_place_after_a_backup(setting, c
     assert advice["recommendation"] == "resume"
     backup, train = advice["commands"]
     assert backup.startswith(f"cp -a {path.parent} {path.parent}.bak-")
-    assert "scripts/train.py" in train and f"--save-dir {path.parent}" in train and "--init-from" not in train
+    assert ("scripts/train.py" in train and f"--save-dir {path.parent}" in train
+            and "--init-from" not in train)
     assert len(advice["groups"]) == 5 and all(": loads (" in line for line in advice["groups"])
 
 
@@ -60,7 +64,8 @@ def test_environment_names_the_embedded_vocoder_and_the_gpu(setting, capsys):
     data = advice["data"]
     assert data["gpu"] is torch.cuda.is_available()
     units = setting["data"] / "units"
-    expected = units / "vocoder.npz" if (units / "vocoder.npz").is_file() else units / "unit_model.npz"
+    expected = (units / "vocoder.npz" if (units / "vocoder.npz").is_file()
+                else units / "unit_model.npz")
     assert data["vocoder"] == f"echostream_centroid {expected} (found)"
     assert data["warnings"] == []
 
@@ -72,14 +77,16 @@ def test_finished_run_is_evaluated(setting, capsys):
 
 
 @pytest.mark.parametrize("num_updates, frozen_first", [(100, False), (20000, True)])
-def test_streamspeech_checkpoint_gets_decoders_only_and_the_freeze_variant(setting, capsys, num_updates,
+def test_streamspeech_checkpoint_gets_decoders_only_and_the_freeze_variant(setting, capsys,
+                                                                           num_updates,
                                                                            frozen_first):
     path = setting["root"] / f"streamspeech_{num_updates}.pt"
     save_streamspeech(streamspeech_state(setting["model"]), path, num_updates=num_updates)
     advice = _advise(setting, path, capsys)
     assert advice["recommendation"] == "decoders-only"
     assert advice["checkpoint"]["layout"] == "streamspeech"
-    assert any(line.startswith("encoder: does not load (StreamSpeech Conformer") for line in advice["groups"])
+    assert any(line.startswith("encoder: does not load (StreamSpeech Conformer")
+               for line in advice["groups"])
     backup, command, alternative = advice["commands"]
     assert backup.startswith("cp -a ")
     for flag in ("--init-from", "--no-load-encoder", "--load-decoders"):
@@ -88,7 +95,8 @@ def test_streamspeech_checkpoint_gets_decoders_only_and_the_freeze_variant(setti
     assert ("--freeze-decoders-updates" in command.split()) is frozen_first
     words = alternative.split()
     assert "--freeze-decoders-updates" in words
-    assert float(words[words.index("--encoder-lr") + 1]) > float(words[words.index("--decoder-lr") + 1])
+    assert (float(words[words.index("--encoder-lr") + 1])
+            > float(words[words.index("--decoder-lr") + 1]))
 
 
 def test_other_vocabularies_everywhere_mean_from_scratch_with_each_mismatch_named(setting, capsys):
@@ -111,7 +119,9 @@ def test_missing_checkpoint_and_missing_manifests_get_clear_answers(setting, cap
     assert err == f"error: cannot load checkpoint {absent}: no such file"
     path = _own_checkpoint(setting, "no_data", 5)
     code = advisor.main(["--config", str(CONFIG), "--checkpoint", str(path),
-                         "--train-manifest", str(tmp_path / "train.tsv"), "--dev-manifest", str(tmp_path / "dev.tsv")])
+                         "--train-manifest", str(tmp_path / "train.tsv"),
+                         "--dev-manifest", str(tmp_path / "dev.tsv")])
     out = capsys.readouterr().out
     assert code == 0
-    assert "problem: manifest" in out and "recommended: FIX-DATA" in out and "prepare_mini.py" in out
+    assert ("problem: manifest" in out and "recommended: FIX-DATA" in out
+            and "prepare_mini.py" in out)

@@ -18,7 +18,7 @@ from _fairseq_cli import REPO, TINY_MODEL, corpus_dir, tail
 from echostream_fairseq.checkpoint_safety import safe_torch_load
 
 TRAIN = REPO / "scripts" / "train.py"
-CONFIG = REPO / "configs" / "echostream_config.mini.yaml"
+CONFIG = REPO / "configs" / "train" / "echostream_mini.yaml"
 TOTAL_UPDATES = 8  # 18 training pairs, 2 per batch: 9 updates per epoch, so every save is mid-epoch
 # The freeze ends between the kill and the end, so the resumed optimizer must count across it.
 RESTART_FLAGS = ("--freeze-decoders-updates", "5", "--encoder-lr", "0.004", "--decoder-lr", "0.001")
@@ -56,7 +56,8 @@ def _assert_same_tensors(a: Dict[str, Any], b: Dict[str, Any], what: str) -> Non
         if not torch.is_tensor(a[key]):
             assert a[key] == b[key], f"{what}: {key}"
             continue
-        assert torch.equal(a[key], b[key]), f"{what}: {key} differs by {(a[key] - b[key]).abs().max()}"
+        assert torch.equal(a[key], b[key]), \
+            f"{what}: {key} differs by {(a[key] - b[key]).abs().max()}"
 
 
 def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(tiny_corpus, tmp_path):
@@ -66,7 +67,8 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(tiny_corpus, tmp
 
     interrupted = tmp_path / "interrupted"
     proc = subprocess.Popen([sys.executable, str(TRAIN), *_train_args(data, interrupted, 1000)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(), cwd=REPO)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(),
+                            cwd=REPO)
     deadline = time.monotonic() + 150
     while not (interrupted / "checkpoint_1_4.pt").exists():
         assert proc.poll() is None, "training exited before its 4th update"
@@ -79,17 +81,23 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(tiny_corpus, tmp
     assert 0 < iterator["iterations_in_epoch"] < 9, "the kill must land mid-epoch"
     assert killed_at["optimizer_history"][-1]["num_updates"] < TOTAL_UPDATES
 
-    output = _run(_train_args(data, interrupted, TOTAL_UPDATES))  # same command: resume is the default
-    loaded = re.search(r"Loaded checkpoint \S+checkpoint_last\.pt \(epoch 1 @ (\d+) updates\)", output)
+    # same command: resume is the default
+    output = _run(_train_args(data, interrupted, TOTAL_UPDATES))
+    loaded = re.search(r"Loaded checkpoint \S+checkpoint_last\.pt \(epoch 1 @ (\d+) updates\)",
+                       output)
     assert loaded and 0 < int(loaded.group(1)) < TOTAL_UPDATES, tail(output)
     assert "restored the RNG states" in output
 
-    expected, resumed = _load(reference / "checkpoint_last.pt"), _load(interrupted / "checkpoint_last.pt")
+    expected, resumed = (_load(reference / "checkpoint_last.pt"),
+                         _load(interrupted / "checkpoint_last.pt"))
     assert resumed["optimizer_history"][-1]["num_updates"] == TOTAL_UPDATES
-    _assert_same_tensors(expected["model"], resumed["model"], "parameters")  # tolerance: none (bitwise)
+    # tolerance: none (bitwise)
+    _assert_same_tensors(expected["model"], resumed["model"], "parameters")
     for key, state in expected["last_optimizer_state"]["state"].items():
-        _assert_same_tensors(state, resumed["last_optimizer_state"]["state"][key], f"Adam state {key}")
-    assert expected["last_optimizer_state"]["echostream"] == resumed["last_optimizer_state"]["echostream"]
+        _assert_same_tensors(state, resumed["last_optimizer_state"]["state"][key],
+                             f"Adam state {key}")
+    assert (expected["last_optimizer_state"]["echostream"]
+            == resumed["last_optimizer_state"]["echostream"])
     assert (expected["optimizer_history"][-1]["lr_scheduler_state"]
             == resumed["optimizer_history"][-1]["lr_scheduler_state"])
     assert expected["extra_state"]["train_iterator"]["iterations_in_epoch"] == TOTAL_UPDATES
@@ -132,7 +140,8 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
 
 @pytest.mark.parametrize("kill_during", ["write", "copy"])
-def test_kill_during_checkpoint_save_leaves_previous_checkpoint_loadable(tiny_corpus, tmp_path, kill_during):
+def test_kill_during_checkpoint_save_leaves_previous_checkpoint_loadable(tiny_corpus, tmp_path,
+                                                                         kill_during):
     from fairseq import checkpoint_utils
 
     import echostream_fairseq  # noqa: F401  (allow-lists fairseq's pickles, atomic copies)
@@ -147,4 +156,5 @@ def test_kill_during_checkpoint_save_leaves_previous_checkpoint_loadable(tiny_co
     state = checkpoint_utils.load_checkpoint_to_cpu(str(save / "checkpoint_last.pt"))
     assert state["optimizer_history"][-1]["num_updates"] == 2  # the save before the killed one
     leftovers = sorted(p.name for p in save.iterdir() if p.name.endswith(".tmp"))
-    assert leftovers == (["checkpoint_1_4.pt.tmp"] if kill_during == "write" else ["checkpoint_last.pt.tmp"])
+    assert leftovers == (["checkpoint_1_4.pt.tmp"] if kill_during == "write"
+                         else ["checkpoint_last.pt.tmp"])

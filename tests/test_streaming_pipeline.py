@@ -26,7 +26,11 @@ from echostream_fairseq.streaming import (
     detokenize,
 )
 from echostream_fairseq.streaming.policy import WRITE_TO_END
-from echostream_fairseq.streaming.units import IncrementalUnits, best_unit_labels, collapse_unit_labels
+from echostream_fairseq.streaming.units import (
+    IncrementalUnits,
+    best_unit_labels,
+    collapse_unit_labels,
+)
 
 # Large enough that one Emformer segment covers any test utterance (encoder frames).
 WHOLE_UTTERANCE_SEGMENT = 100000
@@ -220,8 +224,7 @@ def test_incremental_units_equal_the_unit_decoder_over_the_whole_text(pipeline, 
     states = list(torch.randn(13, dim, generator=torch.Generator().manual_seed(3)))
     with torch.inference_mode():
         t2u_out = model.synthesizer_encoder(torch.stack(states).unsqueeze(1), None)
-        logits, _ = model.decoder(None, encoder_out=t2u_out, src_wait=wait_k2,
-                                  src_step=stride_n2)
+        logits, _ = model.decoder(None, encoder_out=t2u_out, k2=wait_k2, n2=stride_n2)
     penalty = 0.0
     if blank_bonus:  # the talkative model's blank never wins: a bonus makes about half blank
         margins = (logits[0].max(-1).values - logits[0, :, unit_dict.blank_index]).sort().values

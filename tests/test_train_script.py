@@ -16,7 +16,7 @@ def _train(tiny_corpus, tmp_path, *extra: str) -> subprocess.CompletedProcess:
     data = corpus_dir(tiny_corpus)
     return subprocess.run(
         [sys.executable, str(REPO / "scripts" / "train.py"),
-         "--config", str(REPO / "configs" / "echostream_config.mini.yaml"),
+         "--config", str(REPO / "configs" / "train" / "echostream_mini.yaml"),
          "--train-manifest", str(data / "train_sampled.units.tsv"),
          "--dev-manifest", str(data / "dev_sampled.units.tsv"),
          "--save-dir", str(tmp_path / "run"), *extra],
@@ -30,7 +30,8 @@ def _printed_command(result: subprocess.CompletedProcess) -> List[str]:
 
 
 def test_dry_run_prints_the_recipe_as_fairseq_train_flags(tiny_corpus, tmp_path):
-    argv = _printed_command(_train(tiny_corpus, tmp_path, "--dry-run", "--batch-size", "8", "--max-update", "7"))
+    argv = _printed_command(_train(tiny_corpus, tmp_path, "--dry-run", "--batch-size", "8",
+                                   "--max-update", "7"))
     assert argv[:2] == ["fairseq-train", str(corpus_dir(tiny_corpus))]
     assert argv[argv.index("--arch") + 1] == "echostream_mini"
     assert argv[argv.index("--optimizer") + 1] == "echostream_adam"

@@ -12,7 +12,8 @@ import soundfile as sf
 from echostream_fairseq.data.audio import AudioError, read_wav, write_wav
 from echostream_fairseq.data.features import fbank_num_frames
 from echostream_fairseq.data.manifests import MANIFEST_COLUMNS, write_tsv
-from echostream_fairseq.data.validate import (ManifestError, Problem, find_problems, main,
+from echostream_fairseq.cli.validate import main
+from echostream_fairseq.data.validate import (ManifestError, Problem, find_problems,
                                               validate_manifest)
 
 K = 500

@@ -365,7 +365,7 @@ def test_build_vocoder_reads_data_config(tmp_path: Path, hifigan_files) -> None:
 def test_fit_vocoder_script_on_tiny_corpus(tiny_corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "vocoder.npz"
     subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "fit_vocoder.py"),
-                    "--data-dir", str(tiny_corpus), "--out", str(out)], check=True,
+                    "--data-dir", str(tiny_corpus), "--output", str(out)], check=True,
                    cwd=REPO_ROOT, capture_output=True, timeout=300)
     vocoder = load_centroid_vocoder(out)
     # Few contexts of a tiny corpus reach the min counts; the rest back off to unit means.
@@ -380,13 +380,16 @@ def test_fit_vocoder_script_on_tiny_corpus(tiny_corpus: Path, tmp_path: Path) ->
 def test_describe_vocoder_names_what_build_vocoder_would_load(tmp_path: Path) -> None:
     units = tmp_path / "units"
     units.mkdir()
-    assert describe_vocoder({}, tmp_path) == (f"echostream_centroid {units / 'vocoder.npz'} (MISSING)",
-                                              [units / "vocoder.npz"])
+    assert describe_vocoder({}, tmp_path) == (
+        f"echostream_centroid {units / 'vocoder.npz'} (MISSING)", [units / "vocoder.npz"])
     (units / "unit_model.npz").write_bytes(b"")
-    assert describe_vocoder({}, tmp_path) == (f"echostream_centroid {units / 'unit_model.npz'} (found)", [])
+    assert describe_vocoder({}, tmp_path) == (
+        f"echostream_centroid {units / 'unit_model.npz'} (found)", [])
     (units / "vocoder.npz").write_bytes(b"")  # the fitted file wins, as in build_vocoder
-    assert describe_vocoder({}, tmp_path) == (f"echostream_centroid {units / 'vocoder.npz'} (found)", [])
-    hifigan = {"vocoder": {"type": "code_hifigan", "config": "hifigan.json", "checkpoint": "/abs/g.pt"}}
+    assert describe_vocoder({}, tmp_path) == (
+        f"echostream_centroid {units / 'vocoder.npz'} (found)", [])
+    hifigan = {"vocoder": {"type": "code_hifigan", "config": "hifigan.json",
+                           "checkpoint": "/abs/g.pt"}}
     assert describe_vocoder(hifigan, tmp_path) == (
         f"code_hifigan {tmp_path / 'hifigan.json'} (MISSING), /abs/g.pt (MISSING)",
         [tmp_path / "hifigan.json", Path("/abs/g.pt")])

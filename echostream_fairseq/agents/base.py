@@ -19,28 +19,18 @@ from simuleval.agents.actions import Action, ReadAction, WriteAction
 from simuleval.agents.states import AgentStates
 from simuleval.data.segments import Segment
 
-from echostream_fairseq.streaming.pipeline import (
+from echostream_fairseq.streaming.config import (
     PipelineConfig,
-    StepOutput,
-    StreamingS2STPipeline,
-    load_checkpoint,
+    add_pipeline_arguments,
+    segment_length_for_chunk,
 )
-from echostream_fairseq.streaming.units import add_unit_decoding_arguments
+from echostream_fairseq.checkpoints import load_model_and_task as load_checkpoint
+from echostream_fairseq.streaming.pipeline import StepOutput, StreamingS2STPipeline
 
 logger = logging.getLogger(__name__)
 
+# segment_length_for_chunk lives in streaming.config; re-exported for code that imported it here
 __all__ = ["EchoStreamAgentBase", "segment_length_for_chunk"]
-
-
-def segment_length_for_chunk(model: Any, chunk_ms: float) -> Optional[int]:
-    """Emformer segment (encoder frames) for source chunks of ``chunk_ms`` milliseconds.
-
-    StreamSpeech's rule: encoder chunk = source segment / encoder frame duration (floor). A chunk
-    shorter than one encoder frame gives None, i.e. the model's own segment length. The agents
-    and ``echostream_fairseq.evaluation`` share this one rule.
-    """
-    frames = model.encoder.geometry().ms_to_encoder_frames(chunk_ms)
-    return frames if frames >= 1 else None
 
 
 class EchoStreamAgentBase(GenericAgent):
@@ -63,35 +53,16 @@ class EchoStreamAgentBase(GenericAgent):
           "(default: the data path saved in the checkpoint)")
         a("--vocoder-config", default=None, help="data config naming the vocoder "
           "(default: the corpus' config_gcmvn.yaml / embedded vocoder)")
-        a("--segment-length", type=int, default=None, help="Emformer segment in encoder frames "
-          "(default: from --source-segment-size, else the model's)")
-        a("--stride-n", type=int, default=1,
-          help="CTC policy: tokens both CTC prefixes must grow by")
-        a("--lagging-k1", type=int, default=0,
-          help="CTC policy: subwords the MT output lags the ST-CTC")
-        a("--max-len-a", type=float, default=0.5, help="MT length cap: a * encoder frames + b (a); "
-          "the corpus needs at most 0.37 subwords per 40 ms frame")
-        a("--max-len-b", type=int, default=10, help="MT length cap: a * encoder frames + b (b)")
-        a("--whole-word", choices=["auto", "on", "off"], default="auto",
-          help="write complete target words only (auto: from 640 ms segments, as StreamSpeech)")
-        add_unit_decoding_arguments(a)
-        a("--reencode", action="store_true", help="StreamSpeech's method as a baseline: fbank, "
-          "encoder and CTC over the whole prefix, units over the whole text, every step")
+        add_pipeline_arguments(parser)
         a("--num-threads", type=int, default=1, help="torch CPU threads of the agent")
 
     @classmethod
     def build_pipeline(cls, args: Namespace) -> StreamingS2STPipeline:
         model, task = load_checkpoint(args.checkpoint, args.data_dir)
-        segment = args.segment_length
-        if segment is None:
-            segment = segment_length_for_chunk(model, args.source_segment_size)
-        config = PipelineConfig(segment_length=segment, stride_n=args.stride_n,
-                                lagging_k1=args.lagging_k1, max_len_a=args.max_len_a,
-                                max_len_b=args.max_len_b, speech=cls.needs_speech,
-                                whole_word={"auto": None, "on": True, "off": False}[args.whole_word],
-                                unit_wait_k2=args.unit_k2, unit_stride_n2=args.unit_n2,
-                                unit_blank_penalty=args.unit_blank_penalty,
-                                reencode=args.reencode)
+        config = PipelineConfig.from_args(args, speech=cls.needs_speech)
+        if config.segment_length is None:
+            config = config.replace(
+                segment_length=segment_length_for_chunk(model, args.source_segment_size))
         logger.info("streaming with %s", config)
         return StreamingS2STPipeline.from_task(model, task, config, args.vocoder_config)
 

@@ -43,11 +43,14 @@ _MT_PREFIX = "multitask:"  # logging keys "multitask:<yaml key>:<field>"
 
 @dataclass
 class SpeechToUnit2passCTCASRSTConfig(RdropLabelSmoothedCrossEntropyCriterionConfig):
-    k1: int = field(default=3, metadata={"help": "MT mask: extra ST-CTC tokens to wait for (wait-k)"})
+    k1: int = field(
+        default=3, metadata={"help": "MT mask: extra ST-CTC tokens to wait for (wait-k)"}
+    )
     k2: int = field(default=3, metadata={"help": "unit decoder mask: extra T2U states to wait for"})
     n1: int = field(default=3, metadata={"help": "MT mask: target subwords written per step"})
     n2: int = field(
-        default=3, metadata={"help": "unit decoder mask: T2U states per step; -1 = random per batch"}
+        default=3,
+        metadata={"help": "unit decoder mask: T2U states per step; -1 = random per batch"},
     )
     post_process: str = field(
         default="letter",
@@ -61,8 +64,9 @@ class SpeechToUnit2passCTCASRSTConfig(RdropLabelSmoothedCrossEntropyCriterionCon
     )
     multichunk_segments: str = field(
         default="8,16,24,32,99999",
-        metadata={"help": "comma-separated segment lengths (40 ms encoder frames) for --multichunk; "
-                          "a value longer than any utterance means offline (full context)"},
+        metadata={"help": "comma-separated segment lengths (40 ms encoder frames) for "
+                          "--multichunk; a value longer than any utterance means offline "
+                          "(full context)"},
     )
 
 
@@ -90,7 +94,9 @@ class SpeechToUnit2passCTCASRSTCriterion(SpeechToUnit2passMultitaskTaskCriterion
             task, sentence_avg, label_smoothing, ignore_prefix_size, report_accuracy, rdrop_alpha
         )
         if n1 == 0 or n2 == 0:
-            raise ValueError("--n1 and --n2 must be positive (or negative for the defaults / random)")
+            raise ValueError(
+                "--n1 and --n2 must be positive (or negative for the defaults / random)"
+            )
         self.k1, self.k2, self.n1, self.n2 = k1, k2, n1, n2
         self.post_process = post_process
         self.multichunk = multichunk
@@ -99,7 +105,9 @@ class SpeechToUnit2passCTCASRSTCriterion(SpeechToUnit2passMultitaskTaskCriterion
         except ValueError as err:
             raise ValueError(f"--multichunk-segments {multichunk_segments!r}: {err}") from err
         if not self.segment_choices or min(self.segment_choices) <= 0:
-            raise ValueError(f"--multichunk-segments needs positive integers, got {multichunk_segments!r}")
+            raise ValueError(
+                f"--multichunk-segments needs positive integers, got {multichunk_segments!r}"
+            )
         for name, task_obj in task.multitask_tasks.items():
             # the task refreshes these every update (loss_weight schedules); set the first ones so
             # the criterion also works when called directly (evaluation scripts, tests)
@@ -117,7 +125,9 @@ class SpeechToUnit2passCTCASRSTCriterion(SpeechToUnit2passMultitaskTaskCriterion
         segment: Optional[int] = None
         if self.multichunk:
             if training:
-                segment = self.segment_choices[int(torch.randint(len(self.segment_choices), (1,)).item())]
+                segment = self.segment_choices[
+                    int(torch.randint(len(self.segment_choices), (1,)).item())
+                ]
             else:
                 segment = max(self.segment_choices)
         return {
@@ -128,7 +138,9 @@ class SpeechToUnit2passCTCASRSTCriterion(SpeechToUnit2passMultitaskTaskCriterion
             "segment_length": segment,
         }
 
-    def forward(self, model: Any, sample: Dict[str, Any], reduce: bool = True) -> Tuple[Tensor, int, Dict[str, Any]]:
+    def forward(
+        self, model: Any, sample: Dict[str, Any], reduce: bool = True
+    ) -> Tuple[Tensor, int, Dict[str, Any]]:
         if model.mt_task_name not in sample.get("multitask", {}):
             raise ValueError(f"the batch has no '{model.mt_task_name}' multitask targets: "
                              "pass --multitask-config-yaml")
@@ -167,7 +179,9 @@ class SpeechToUnit2passCTCASRSTCriterion(SpeechToUnit2passMultitaskTaskCriterion
         logging_output["loss"] = utils.item(loss.data)
         return loss, sample_size, logging_output
 
-    def _unit_log_probs(self, model: Any, net_output: Tensor, extra: Dict[str, Any]) -> Tuple[Tensor, Tensor]:
+    def _unit_log_probs(
+        self, model: Any, net_output: Tensor, extra: Dict[str, Any]
+    ) -> Tuple[Tensor, Tensor]:
         """(U, B, V) log-probs and (B,) input lengths of the unit CTC decoder."""
         lprobs = model.get_normalized_probs([net_output, extra], log_probs=True).transpose(0, 1)
         pad = extra.get("decoder_padding_mask")
@@ -177,7 +191,9 @@ class SpeechToUnit2passCTCASRSTCriterion(SpeechToUnit2passMultitaskTaskCriterion
             lengths = lprobs.new_full((lprobs.size(1),), lprobs.size(0), dtype=torch.long)
         return lprobs, lengths
 
-    def unit_ctc_loss(self, model: Any, net_output: Tensor, extra: Dict[str, Any], sample: Dict[str, Any]) -> Tensor:
+    def unit_ctc_loss(
+        self, model: Any, net_output: Tensor, extra: Dict[str, Any], sample: Dict[str, Any]
+    ) -> Tensor:
         """Summed CTC loss of the unit decoder; targets are the padded units incl. ``</s>``."""
         lprobs, input_lengths = self._unit_log_probs(model, net_output, extra)
         with torch.backends.cudnn.flags(enabled=False):
@@ -186,13 +202,18 @@ class SpeechToUnit2passCTCASRSTCriterion(SpeechToUnit2passMultitaskTaskCriterion
                 blank=self.blank_idx, reduction="sum", zero_infinity=True,
             )
 
-    def unit_errors(self, model: Any, net_output: Tensor, extra: Dict[str, Any], sample: Dict[str, Any]) -> Dict[str, int]:
+    def unit_errors(
+        self, model: Any, net_output: Tensor, extra: Dict[str, Any], sample: Dict[str, Any]
+    ) -> Dict[str, int]:
         """Greedy CTC unit edit errors (``unit_errors``/``unit_total``) for validation logs."""
         lprobs, input_lengths = self._unit_log_probs(model, net_output, extra)
         best = lprobs.argmax(-1).t().cpu()  # (B, U)
         errors = total = 0
         for hyp_row, length, ref_row in zip(best, input_lengths.cpu(), sample["target"].cpu()):
-            hyp = [t for t in hyp_row[: int(length)].unique_consecutive().tolist() if t != self.blank_idx]
+            hyp = [
+                t for t in hyp_row[: int(length)].unique_consecutive().tolist()
+                if t != self.blank_idx
+            ]
             ref = [t for t in ref_row.tolist() if t not in (self.pad_idx, self.eos_idx)]
             errors += editdistance.eval(hyp, ref)
             total += len(ref)

@@ -1,14 +1,14 @@
-"""EchoStream data: the German->English mini corpus in StreamSpeech's layout.
+"""EchoStream run-time data: what training, decoding and evaluation read, in StreamSpeech's layout.
 
-Modules (imported on demand; none is needed to train or decode):
+Modules (imported on demand):
 
-* ``text``      freedict sentence pairs, cleaning, text normalisation, unit strings
+* ``text``      text normalisation as the multitask targets see it, unit strings
 * ``audio``     wav reading/writing with clear errors (:class:`audio.AudioError`), resampling
-* ``tts``       espeak-ng German source speech, piper English target speech
 * ``features``  80-d Kaldi fbank and global CMVN
-* ``units``     k-means log-mel units and the statistics a centroid vocoder needs
+* ``units``     the k-means log-mel unit model and the statistics a centroid vocoder needs
 * ``manifests`` manifests, sentencepiece multitask folders, YAMLs, SimulEval lists
-* ``validate``  manifest validation (``python -m echostream_fairseq.data.validate``)
-* ``report``    the corpus report
-* ``build``     the staged, resumable builder behind ``scripts/prepare_mini.py``
+* ``validate``  manifest validation (``echostream-validate``)
+
+Building the corpus is :mod:`echostream_fairseq.corpus`; ``data.build``, ``data.tts`` and
+``data.report`` are deprecated aliases of its modules (removed in 0.2).
 """

@@ -11,15 +11,13 @@ with the manifest file, its line (the header is line 1) and column:
 
 :func:`validate_manifest` raises :class:`ManifestError` listing them all. Command line::
 
-    python -m echostream_fairseq.data.validate data/train_sampled.units.tsv --num-units 500
+    echostream-validate data/train_sampled.units.tsv --num-units 500
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import logging
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -34,7 +32,7 @@ from echostream_fairseq.data.text import parse_units
 logger = logging.getLogger(__name__)
 
 __all__ = ["ManifestError", "Problem", "find_multitask_problems", "find_problems",
-           "find_unit_problems", "main", "validate_manifest"]
+           "find_unit_problems", "validate_manifest"]
 
 _AUDIO_SUFFIXES = (".wav", ".flac")
 
@@ -223,7 +221,9 @@ def find_unit_problems(manifest: Path, num_units: int) -> list[Problem]:
         except ValueError as err:
             outside = str(err)
         if outside:
-            problems.append(Problem(str(manifest), lineno, "tgt_audio", f"id {row['id']!r}: {outside}"))
+            problems.append(
+                Problem(str(manifest), lineno, "tgt_audio", f"id {row['id']!r}: {outside}")
+            )
     return problems
 
 
@@ -266,24 +266,3 @@ def validate_manifest(manifest: Path, num_units: Optional[int] = None,
         raise ManifestError(problems)
     _, rows = _read_rows(Path(manifest), required_columns)
     return len(rows)
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Command line: print every problem; exit status 1 if any."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("manifests", nargs="+", type=Path, help="manifest TSV file(s) to check")
-    parser.add_argument("--num-units", type=int, default=None,
-                        help="unit vocabulary size K (--target-code-size); units must be < K")
-    args = parser.parse_args(argv)
-    status = 0
-    for manifest in args.manifests:
-        problems = find_problems(manifest, args.num_units)
-        for problem in problems:
-            print(problem)
-        print(f"{manifest}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
-        status = status or int(bool(problems))
-    return status
-
-
-if __name__ == "__main__":
-    sys.exit(main())

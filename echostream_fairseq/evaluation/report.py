@@ -108,7 +108,11 @@ def results_table(reports: Sequence[Mapping[str, Any]]) -> str:
 def render_markdown(report: Mapping[str, Any]) -> str:
     """``report.md``: what was run, where, and the two tables."""
     settings, machine = report["settings"], report["machine"]
-    mask = settings.get("unit_mask") or {"k2": 0, "n2": 1}  # reports from before the option
+    # older reports kept the unit options apart (unit_blank_penalty, unit_mask) or had none
+    decode = settings.get("decode") or {
+        "unit_blank_penalty": settings.get("unit_blank_penalty", 0.0),
+        "unit_k2": (settings.get("unit_mask") or {}).get("k2", 0),
+        "unit_n2": (settings.get("unit_mask") or {}).get("n2", 1)}
     lines = [
         f"# Evaluation of {report['label']}", "",
         f"* checkpoint: `{settings['checkpoint']}`",
@@ -118,7 +122,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"* chunk sizes (ms): {', '.join(map(str, settings['chunk_sizes_ms'])) or '-'}; "
         f"offline: {'yes' if settings['offline'] else 'no'}; speech: "
         f"{'yes' if settings['speech'] else 'no'}; unit blank penalty: "
-        f"{settings.get('unit_blank_penalty', 0.0):g}; unit mask k2/n2: {mask['k2']}/{mask['n2']}",
+        f"{decode['unit_blank_penalty']:g}; "
+        f"unit mask k2/n2: {decode['unit_k2']}/{decode['unit_n2']}"
+        + (f"; decode config: `{decode['config']}`" if decode.get("config") else ""),
         f"* machine: {machine['hostname']}, {machine['cpu_count']} CPUs, "
         f"{machine['num_threads']} torch thread(s), torch {machine['torch']}",
         f"* wall time: {report['wall_s']:.1f} s (model load {report['load_s']:.1f} s)", "",
@@ -224,10 +230,14 @@ def load_ceilings(path: Path) -> List[Dict[str, Any]]:
         found += list(data["variants"].items())
     names = dict(CEILING_NAMES)
     if isinstance(data, dict) and isinstance(data.get("t2u_reference_text"), dict):
-        penalty = data.get("unit_blank_penalty") or 0
+        # measure_t2u's "decode"; older files had unit_blank_penalty and unit_mask {k2, n2}
+        decode = data.get("decode") or {"unit_blank_penalty": data.get("unit_blank_penalty"),
+                                        **{f"unit_{key}": value for key, value
+                                           in (data.get("unit_mask") or {}).items()}}
+        penalty = decode.get("unit_blank_penalty") or 0
         split = Path(str(data.get("manifest", "?"))).stem
-        mask = data.get("unit_mask") or {}
-        options = [f"unit mask k2={mask['k2']} n2={mask['n2']}"] if mask else []
+        options = ([f"unit mask k2={decode['unit_k2']} n2={decode['unit_n2']}"]
+                   if "unit_k2" in decode else [])
         options += [f"unit blank penalty {penalty:g}"] if penalty else []
         names["t2u_reference_text"] = (
             f"{split} reference text -> T2U + unit CTC of {data.get('label', '?')} -> embedded "
@@ -238,9 +248,9 @@ def load_ceilings(path: Path) -> List[Dict[str, Any]]:
              "wer": score.get("wer"), "unit_ratio": score.get("unit_ratio"), "source": str(path)}
             for key, score in found]
     if not rows:
-        raise ValueError(f"{path}: neither a corpus report.json with 'asr', a "
-                         "measure_vocoder.py --out file with 'variants', nor a measure_t2u.py "
-                         "--out file")
+        raise ValueError(f"{path}: neither a corpus report.json with 'asr', an "
+                         "echostream-measure-vocoder --output file with 'variants', nor an "
+                         "echostream-measure-t2u --output file")
     return rows
 
 

@@ -2,9 +2,9 @@
 
 For each chunk size C (ms) every test wav is fed to
 :class:`~echostream_fairseq.streaming.StreamingS2STPipeline` as SimulEval feeds an agent:
-chunks of ``ceil(C / 1000 * rate)`` samples, the last one through ``finish`` (the Emformer segment
-is :func:`~echostream_fairseq.agents.base.segment_length_for_chunk`, the agents' rule). For each
-step we record what it wrote and:
+chunks of ``ceil(C / 1000 * rate)`` samples, the last one through ``finish`` (the Emformer
+segment is :func:`~echostream_fairseq.streaming.config.segment_length_for_chunk`, the agents'
+rule). For each step we record what it wrote and:
 
 * its *delay*: milliseconds of source consumed when the step's output was written;
 * its *elapsed* time (SimulEval's computation-aware timestamp): the delay plus the pipeline's
@@ -47,12 +47,12 @@ from simuleval.evaluator.scorers import get_scorer_class
 
 # imported for its SimulEval fixes too (speech-output summaries keep their compute timestamps)
 from echostream_fairseq.scoring.simuleval_scorers import raw_bleu, transcribe_instances
-from echostream_fairseq.agents.base import segment_length_for_chunk
 from echostream_fairseq.data.audio import read_wav
 from echostream_fairseq.data.text import detokenize
 from echostream_fairseq.evaluation.testset import TestUtterance
 from echostream_fairseq.scoring.asr_bleu import (normalize_text, score_texts, transcribe,
                                                  word_error_rate)
+from echostream_fairseq.streaming.config import segment_length_for_chunk
 from echostream_fairseq.streaming.pipeline import (
     ST_TASK,
     PipelineConfig,
@@ -291,9 +291,10 @@ class EvaluationSettings:
         speech: run T2U + vocoder, score ASR-BLEU and speech latency.
         save_wavs: keep the output wavs of the first N utterances per condition.
         progress: show tqdm bars.
-        reencode: stream with StreamSpeech's re-encoding method (the baseline) instead.
-        unit_blank_penalty, unit_wait_k2, unit_stride_n2: the :class:`PipelineConfig` unit
-            options of every condition.
+        pipeline: the decoding options of every condition (``--decode-config`` and the
+            agents' options); its ``segment_length`` (None: derived from each chunk size, as the
+            agents do) and ``reencode`` apply to the streaming conditions only, ``speech`` is
+            this object's own.
         joined_speech_asr: also transcribe each streamed output with its pieces joined, without
             the silences SimulEval's layout puts between them (``asr_bleu_joined``): what the
             units say, apart from what the layout costs the recogniser.
@@ -304,10 +305,7 @@ class EvaluationSettings:
     speech: bool = True
     save_wavs: int = 0
     progress: bool = True
-    reencode: bool = False
-    unit_blank_penalty: float = 0.0
-    unit_wait_k2: int = 0
-    unit_stride_n2: int = 1
+    pipeline: PipelineConfig = PipelineConfig()
     joined_speech_asr: bool = False
 
 
@@ -323,18 +321,22 @@ def _offline_segment(model: Any, utterances: Sequence[TestUtterance]) -> int:
     return segment_length_for_chunk(model, longest_ms + 2 * geometry.encoder_frame_ms)
 
 
+def condition_config(model: Any, utterances: Sequence[TestUtterance], chunk_ms: Optional[int],
+                     settings: EvaluationSettings) -> PipelineConfig:
+    """The pipeline options of one condition (``chunk_ms`` None: offline)."""
+    if chunk_ms is None:
+        return settings.pipeline.replace(segment_length=_offline_segment(model, utterances),
+                                         speech=settings.speech, reencode=False)
+    segment = settings.pipeline.segment_length or segment_length_for_chunk(model, chunk_ms)
+    return settings.pipeline.replace(segment_length=segment, speech=settings.speech)
+
+
 def _run_condition(model: Any, task: Any, utterances: Sequence[TestUtterance],
                    chunk_ms: Optional[int], settings: EvaluationSettings,
                    audio: Dict[int, Tuple[np.ndarray, int]]
                    ) -> Tuple[List[UtteranceRun], StreamingS2STPipeline]:
-    segment = (_offline_segment(model, utterances) if chunk_ms is None
-               else segment_length_for_chunk(model, chunk_ms))
     pipeline = StreamingS2STPipeline.from_task(
-        model, task, PipelineConfig(segment_length=segment, speech=settings.speech,
-                                    reencode=settings.reencode and chunk_ms is not None,
-                                    unit_blank_penalty=settings.unit_blank_penalty,
-                                    unit_wait_k2=settings.unit_wait_k2,
-                                    unit_stride_n2=settings.unit_stride_n2))
+        model, task, condition_config(model, utterances, chunk_ms, settings))
     rate = pipeline.vocoder.sample_rate if pipeline.vocoder is not None else 0
     iterator: Sequence[TestUtterance] = utterances
     if settings.progress:
@@ -372,7 +374,8 @@ def _utterance_record(position: int, run: UtteranceRun, text_ins: LogInstance,
         "index": position, "id": utterance.utt_id, "wav": str(utterance.wav),
         "source_ms": utterance.source_ms, "source_text": utterance.source_text,
         "reference": utterance.reference, "asr_text": run.asr_text,
-        "st_ctc_text": run.st_ctc_text, "target_text": run.target_text, "compute_s": run.compute_s, "steps": len(run.steps),
+        "st_ctc_text": run.st_ctc_text, "target_text": run.target_text, "compute_s": run.compute_s,
+        "steps": len(run.steps),
         "text": {"delays": text_ins.delays, "elapsed": text_ins.elapsed,
                  "latency": dict(text_ins.metrics)},
     }

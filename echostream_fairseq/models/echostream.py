@@ -47,7 +47,7 @@ from echostream_fairseq.checkpoints import adapt_streamspeech_state_dict
 from echostream_fairseq.models.emformer_encoder import EchoStreamEncoder
 from echostream_fairseq.models.t2u import CTCUnitDecoder, T2UEncoder
 from echostream_fairseq.models.text_decoder import StreamingTransformerDecoder
-from echostream_fairseq.training import tag_parameter_groups
+from echostream_fairseq.optim.groups import tag_parameter_groups
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +62,9 @@ IGNORED_OPTIONS: Tuple[str, ...] = (
 # Options that would change what is trained and that EchoStream does not implement: refused.
 UNSUPPORTED_OPTIONS: Dict[str, str] = {
     "synthesizer_augmented_cross_attention": "the T2U decoder attends to T2U states only",
-    "load_pretrained_mt_from": "it reads a speech-to-text model's Conformer encoder and decoder; use "
-                               "--load-pretrained-decoders-from with a StreamSpeech or EchoStream checkpoint",
+    "load_pretrained_mt_from": "it reads a speech-to-text model's Conformer encoder and decoder; "
+                               "use --load-pretrained-decoders-from with a StreamSpeech or "
+                               "EchoStream checkpoint",
 }
 _reported_ignored: Set[str] = set()
 # StreamSpeech's multitask YAML keys of the two CTC heads that drive the simultaneous policy
@@ -128,17 +129,21 @@ class EchoStreamModel(S2STransformerMultitaskModelBase):
 
     @staticmethod
     def add_args(parser: ArgumentParser) -> None:
-        """Every model option of StreamSpeech's recipe plus the Emformer's; defaults live in presets."""
+        """Every model option of StreamSpeech's recipe plus the Emformer's; defaults live in
+        presets."""
         a = parser.add_argument
         # speech encoder front end and Emformer
-        a("--conv-kernel-sizes", type=str, help="comma-separated kernel sizes of the Conv1d subsampler")
+        a("--conv-kernel-sizes", type=str,
+          help="comma-separated kernel sizes of the Conv1d subsampler")
         a("--conv-channels", type=int, help="channels of the Conv1d subsampler (before GLU)")
-        a("--segment-length", type=int, help="Emformer segment in 40 ms encoder frames (latency unit)")
+        a("--segment-length", type=int,
+          help="Emformer segment in 40 ms encoder frames (latency unit)")
         a("--right-context-length", type=int, help="Emformer look-ahead in encoder frames")
         a("--left-context-length", type=int, help="Emformer left-context cache in encoder frames")
         a("--max-memory-size", type=int, help="Emformer memory-bank size (summary vectors kept)")
         a("--chunk-size", type=int,
-          help="StreamSpeech's encoder chunk in 40 ms frames; sets --segment-length if that is unset")
+          help="StreamSpeech's encoder chunk in 40 ms frames; "
+               "sets --segment-length if that is unset")
         a("--activation-fn", type=str, help="activation function of the Transformer layers")
         a("--dropout", type=float, help="dropout probability")
         a("--attention-dropout", type=float, help="dropout probability of attention weights")
@@ -149,38 +154,50 @@ class EchoStreamModel(S2STransformerMultitaskModelBase):
         a("--encoder-layers", type=int, help="number of Emformer layers")
         a("--encoder-attention-heads", type=int, help="speech encoder attention heads")
         # text-to-unit part (StreamSpeech's "decoder" options) and MT decoder size
-        a("--decoder-embed-dim", type=int, help="dimension of the MT decoder, T2U encoder and unit decoder")
-        a("--decoder-ffn-embed-dim", type=int, help="FFN dimension of the T2U encoder and unit decoder")
+        a("--decoder-embed-dim", type=int,
+          help="dimension of the MT decoder, T2U encoder and unit decoder")
+        a("--decoder-ffn-embed-dim", type=int,
+          help="FFN dimension of the T2U encoder and unit decoder")
         a("--decoder-layers", type=int, help="layers of the unit CTC decoder")
-        a("--decoder-attention-heads", type=int, help="attention heads of MT decoder, T2U encoder, unit decoder")
+        a("--decoder-attention-heads", type=int,
+          help="attention heads of MT decoder, T2U encoder, unit decoder")
         a("--decoder-normalize-before", action="store_true", help="pre-LN unit decoder layers")
         a("--share-decoder-input-output-embed", action="store_true",
           help="tie the unit decoder's embedding and output projection (StreamSpeech's layout)")
         a("--translation-decoder-layers", type=int, help="layers of the first-pass MT decoder")
-        a("--synthesizer", type=str, choices=["transformer"], help="T2U architecture (only transformer)")
+        a("--synthesizer", type=str, choices=["transformer"],
+          help="T2U architecture (only transformer)")
         a("--synthesizer-encoder-layers", type=int, help="layers of the T2U encoder (0 = none)")
         a("--uni-encoder", action="store_true", help="make the T2U encoder causal (unidirectional)")
-        a("--ctc-upsample-rate", type=int, help="repeats of each T2U state before the unit CTC decoder")
+        a("--ctc-upsample-rate", type=int,
+          help="repeats of each T2U state before the unit CTC decoder")
         a("--unit-decoder-positions", type=str, choices=["time", "streamspeech"],
           help="unit decoder positions: along time, or StreamSpeech's batch-indexed quirk")
         # accepted for StreamSpeech compatibility: ignored (logged) or refused with a reason
         a("--conv-out-channels", type=int, help="ignored (convtransformer front end only)")
-        a("--conv-version", type=str, help="ignored: the Emformer front end is a causal Conv1d subsampler")
-        a("--encoder-normalize-before", action="store_true", help="ignored: Emformer layers are pre-LN")
-        a("--layernorm-embedding", action="store_true", help="ignored (unused by StreamSpeech's decoders)")
-        a("--no-scale-embedding", action="store_true", help="ignored (unused by StreamSpeech's decoders)")
+        a("--conv-version", type=str,
+          help="ignored: the Emformer front end is a causal Conv1d subsampler")
+        a("--encoder-normalize-before", action="store_true",
+          help="ignored: Emformer layers are pre-LN")
+        a("--layernorm-embedding", action="store_true",
+          help="ignored (unused by StreamSpeech's decoders)")
+        a("--no-scale-embedding", action="store_true",
+          help="ignored (unused by StreamSpeech's decoders)")
         a("--speaker-embed-dim", type=int, help="ignored: no speaker embedding")
         a("--encoder-freezing-updates", type=int, help="ignored: the encoder is never frozen")
         a("--depthwise-conv-kernel-size", type=int, help="ignored: Conformer-only option")
         a("--attn-type", type=str, help="ignored: Conformer-only option")
         a("--pos-enc-type", type=str, help="ignored: Conformer-only option")
-        a("--synthesizer-augmented-cross-attention", action="store_true", help="not supported (refused)")
+        a("--synthesizer-augmented-cross-attention", action="store_true",
+          help="not supported (refused)")
         a("--load-pretrained-encoder-from", type=str, metavar="CKPT",
-          help="start training with the encoder of this EchoStream checkpoint (shape-checked, reported)")
+          help="start training with the encoder of this EchoStream checkpoint "
+               "(shape-checked, reported)")
         a("--load-pretrained-decoders-from", type=str, metavar="CKPT",
-          help="start training with the ASR/ST CTC heads, MT decoder and T2U + unit decoder of this "
-               "EchoStream or StreamSpeech checkpoint (per group, shape-checked, reported)")
-        a("--load-pretrained-mt-from", type=str, help="not supported (refused): see --load-pretrained-decoders-from")
+          help="start training with the ASR/ST CTC heads, MT decoder and T2U + unit decoder of "
+               "this EchoStream or StreamSpeech checkpoint (per group, shape-checked, reported)")
+        a("--load-pretrained-mt-from", type=str,
+          help="not supported (refused): see --load-pretrained-decoders-from")
 
     # ----------------------------------------------------------------------------------- build
     @classmethod
@@ -191,7 +208,10 @@ class EchoStreamModel(S2STransformerMultitaskModelBase):
     def build_decoder(cls, args: Namespace, tgt_dict: Dictionary) -> CTCUnitDecoder:
         """Unit CTC decoder; ``decoder.embed_tokens`` exists (tied output) as in StreamSpeech."""
         embed_tokens = StackedEmbedding(
-            len(tgt_dict), args.decoder_embed_dim, tgt_dict.pad(), num_stacked=args.n_frames_per_step
+            len(tgt_dict),
+            args.decoder_embed_dim,
+            tgt_dict.pad(),
+            num_stacked=args.n_frames_per_step,
         )
         unit_args = copy.deepcopy(args)
         unit_args.encoder_embed_dim = args.decoder_embed_dim  # cross-attends to T2U states
@@ -213,9 +233,11 @@ class EchoStreamModel(S2STransformerMultitaskModelBase):
     def build_text_head(
         cls, args: Namespace, task_cfg: Any, tgt_dict: Dictionary, in_dim: int, first_pass: bool
     ) -> nn.Module:
-        """A multitask head as StreamSpeech builds it (dims of the MT decoder from the main args)."""
+        """A multitask head as StreamSpeech builds it (dims of the MT decoder from the main
+        args)."""
         if tgt_dict is None:
-            raise ValueError(f"multitask '{task_cfg.task_name}': dictionary {task_cfg.config.get('dict')!r} "
+            raise ValueError(f"multitask '{task_cfg.task_name}': "
+                             f"dictionary {task_cfg.config.get('dict')!r} "
                              "not found (the YAML's 'dict' must be an existing path)")
         decoder_args = task_cfg.decoder_args
         decoder_args.encoder_embed_dim = in_dim
@@ -232,22 +254,29 @@ class EchoStreamModel(S2STransformerMultitaskModelBase):
         if task_cfg.decoder_type == "ctc":
             if getattr(decoder_args, "encoder_layers", 0) > 0:  # YAML namespace, not model args
                 raise NotImplementedError(
-                    f"multitask '{task_cfg.task_name}': CTC heads with Transformer layers are not supported"
+                    f"multitask '{task_cfg.task_name}': "
+                    "CTC heads with Transformer layers are not supported"
                 )
             return CTCDecoder(dictionary=tgt_dict, in_dim=in_dim)
-        raise NotImplementedError(f"multitask decoder_type {task_cfg.decoder_type!r} (use transformer or ctc)")
+        raise NotImplementedError(
+            f"multitask decoder_type {task_cfg.decoder_type!r} (use transformer or ctc)"
+        )
 
     @classmethod
     def build_model(cls, args: Namespace, task: Any) -> "EchoStreamModel":
         _report_ignored_options(args)
         if not task.args.target_is_code:
-            raise ValueError("echostream predicts units: pass --target-is-code --target-code-size K")
+            raise ValueError(
+                "echostream predicts units: pass --target-is-code --target-code-size K"
+            )
         model = cls(cls.build_encoder(args), cls.build_decoder(args, task.target_dictionary))
         model.mt_task_name = None
         model.multitask_decoders = {}
         for task_name, task_obj in task.multitask_tasks.items():
             if task_obj.args.input_from != "encoder":
-                raise NotImplementedError(f"multitask '{task_name}': only encoder inputs are supported")
+                raise NotImplementedError(
+                    f"multitask '{task_name}': only encoder inputs are supported"
+                )
             first_pass = task_obj.is_first_pass_decoder
             if first_pass:
                 model.mt_task_name = task_name
@@ -255,7 +284,10 @@ class EchoStreamModel(S2STransformerMultitaskModelBase):
                 args, task_obj.args, task_obj.target_dictionary, args.encoder_embed_dim, first_pass
             )
             setattr(model, f"{task_name}_decoder", head)
-            wrapper = FairseqEncoderModel if task_obj.args.decoder_type == "ctc" else FairseqLanguageModel
+            wrapper = (
+                FairseqEncoderModel if task_obj.args.decoder_type == "ctc"
+                else FairseqLanguageModel
+            )
             model.multitask_decoders[task_name] = wrapper(head)
         if model.mt_task_name is None:
             raise ValueError("the multitask YAML needs a first-pass text decoder: a 'transformer' "
@@ -290,8 +322,9 @@ class EchoStreamModel(S2STransformerMultitaskModelBase):
                 (Emformer segment for this batch; None = the model's), ``k1``/``n1`` (MT mask;
                 both present = masked), ``k2``/``n2`` (unit decoder mask). None = no masks.
         Returns:
-            unit logits (B, U, V) and a dict with ``decoder_padding_mask`` (B, U), ``mt_decoder_out``,
-            ``encoder_states`` (last = encoder output (S, B, D)) and ``encoder_padding_mask``.
+            unit logits (B, U, V) and a dict with ``decoder_padding_mask`` (B, U),
+            ``mt_decoder_out``, ``encoder_states`` (last = encoder output (S, B, D)) and
+            ``encoder_padding_mask``.
         """
         config = dict(streaming_config or {})
         segment_length = config.get("segment_length")
@@ -312,15 +345,19 @@ class EchoStreamModel(S2STransformerMultitaskModelBase):
         mt_pad = prev_output_tokens_mt.eq(mt_decoder.padding_idx)
         mt_pad_or_none = mt_pad if mt_pad.any() else None
         if self.synthesizer_encoder is not None:
-            t2u_out = self.synthesizer_encoder(x, mt_pad_or_none, return_all_hiddens=return_all_hiddens)
+            t2u_out = self.synthesizer_encoder(
+                x, mt_pad_or_none, return_all_hiddens=return_all_hiddens
+            )
         else:
-            t2u_out = {"encoder_out": [x], "encoder_padding_mask": [] if mt_pad_or_none is None else [mt_pad]}
-        wait = config.get("k2")
-        step = config.get("n2")
+            t2u_out = {
+                "encoder_out": [x],
+                "encoder_padding_mask": [] if mt_pad_or_none is None else [mt_pad],
+            }
+        k2, n2 = config.get("k2"), config.get("n2")
+        masked = k2 is not None and n2 is not None
         decoder_out = self.decoder(
             prev_output_tokens, encoder_out=t2u_out,
-            src_wait=None if wait is None or step is None else int(wait),
-            src_step=None if wait is None or step is None else int(step),
+            k2=int(k2) if masked else None, n2=int(n2) if masked else None,
         )
         extra = decoder_out[1]
         extra["mt_decoder_out"] = mt_decoder_out
@@ -343,7 +380,12 @@ class EchoStreamModel(S2STransformerMultitaskModelBase):
         return states
 
     def _mt_streaming_mask(
-        self, encoder_out: Dict[str, List[Tensor]], tgt_len: int, k1: int, n1: int, segment_length: int
+        self,
+        encoder_out: Dict[str, List[Tensor]],
+        tgt_len: int,
+        k1: int,
+        n1: int,
+        segment_length: int,
     ) -> Optional[Tensor]:
         """(B, T, S) cross-attention mask of the MT decoder from the (detached) CTC heads."""
         enc = encoder_out["encoder_out"][0]
@@ -351,9 +393,11 @@ class EchoStreamModel(S2STransformerMultitaskModelBase):
             return None  # one segment covers the utterance: the mask would block nothing
         heads = [getattr(self, f"{name}_decoder", None) for name in (ASR_TASK, ST_TASK)]
         if not all(isinstance(head, CTCDecoder) for head in heads):
-            raise ValueError(f"the MT streaming mask (criterion --k1/--n1) needs CTC multitask heads "
-                             f"named {ASR_TASK!r} and {ST_TASK!r} in the multitask YAML")
-        pad = encoder_out["encoder_padding_mask"][0] if encoder_out["encoder_padding_mask"] else None
+            raise ValueError(f"the MT streaming mask (criterion --k1/--n1) needs CTC multitask "
+                             f"heads named {ASR_TASK!r} and {ST_TASK!r} in the multitask YAML")
+        pad = (
+            encoder_out["encoder_padding_mask"][0] if encoder_out["encoder_padding_mask"] else None
+        )
         with torch.no_grad():
             asr, st = (_not_blank_probs(head(enc.detach())["encoder_out"], pad) for head in heads)
         return mt_cross_attention_mask(asr, st, tgt_len, k1, n1, segment_length)

@@ -27,14 +27,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from echostream_fairseq.models.streaming import EmformerLayerState, EmformerState, hold_pending, pending_frames
+from echostream_fairseq.models.state import (
+    EmformerLayerState,
+    EmformerState,
+    hold_pending,
+    pending_frames,
+)
 
 __all__ = ["Emformer"]
 
 logger = logging.getLogger(__name__)
 
 _MEMORY, _RIGHT_CONTEXT, _UTTERANCE = 0, 1, 2  # kinds of attention keys
-_MEMORY_CLAMP = 10.0  # memory slots are attention outputs fed back as keys; torchaudio clamps them too
+# memory slots are attention outputs fed back as keys; torchaudio clamps them too
+_MEMORY_CLAMP = 10.0
 
 
 class _Layout(NamedTuple):
@@ -53,7 +59,9 @@ class _Layout(NamedTuple):
     key_valid: Tensor  # (B or 1, K) bool
 
 
-def _attention_mask(layout: _Layout, segment_length: int, left_context: int, memory_size: int) -> Tensor:
+def _attention_mask(
+    layout: _Layout, segment_length: int, left_context: int, memory_size: int
+) -> Tensor:
     """The Emformer attention rule, as a boolean mask ``(B, 1, Q, K)`` (True = may attend).
 
     A query of segment ``i`` (a frame, a right-context copy, or the summary of segment ``i``) sees
@@ -63,7 +71,11 @@ def _attention_mask(layout: _Layout, segment_length: int, left_context: int, mem
     segment = layout.query_segment.unsqueeze(-1)
     position = layout.key_position.unsqueeze(1)
     start = segment * segment_length
-    memory_ok = (~layout.query_is_summary).unsqueeze(-1) & (position >= segment - memory_size) & (position < segment)
+    memory_ok = (
+        (~layout.query_is_summary).unsqueeze(-1)
+        & (position >= segment - memory_size)
+        & (position < segment)
+    )
     right_context_ok = position == segment
     utterance_ok = (position >= start - left_context) & (position < start + segment_length)
     kind = layout.key_kind
@@ -100,7 +112,9 @@ class _EmformerAttention(nn.Module):
     def __init__(self, embed_dim: int, num_heads: int, dropout: float):
         super().__init__()
         if embed_dim % num_heads != 0:
-            raise ValueError(f"embed_dim ({embed_dim}) must be a multiple of num_heads ({num_heads})")
+            raise ValueError(
+                f"embed_dim ({embed_dim}) must be a multiple of num_heads ({num_heads})"
+            )
         self.num_heads = num_heads
         self.dropout = dropout
         self.q_proj = nn.Linear(embed_dim, embed_dim)
@@ -113,7 +127,12 @@ class _EmformerAttention(nn.Module):
         return x.view(batch, length, self.num_heads, dim // self.num_heads).transpose(1, 2)
 
     def forward(
-        self, query_input: Tensor, key_input: Tensor, left_key: Tensor, left_value: Tensor, mask: Tensor
+        self,
+        query_input: Tensor,
+        key_input: Tensor,
+        left_key: Tensor,
+        left_value: Tensor,
+        mask: Tensor,
     ) -> Tuple[Tensor, Tensor, Tensor]:
         """B: batch; Q: queries; K: new keys; L: cached keys; D: model dim.
 
@@ -131,7 +150,9 @@ class _EmformerAttention(nn.Module):
         all_keys = self._split_heads(torch.cat([left_key, key], dim=1))
         all_values = self._split_heads(torch.cat([left_value, value], dim=1))
         dropout = self.dropout if self.training else 0.0
-        out = F.scaled_dot_product_attention(query, all_keys, all_values, attn_mask=mask, dropout_p=dropout)
+        out = F.scaled_dot_product_attention(
+            query, all_keys, all_values, attn_mask=mask, dropout_p=dropout
+        )
         batch, _, length, _ = out.shape
         out = out.transpose(1, 2).reshape(batch, length, -1)
         return self.out_proj(out), key, value
@@ -196,7 +217,9 @@ class _EmformerLayer(nn.Module):
             summary = _segment_means(hidden[:, num_right:], segment_length)
         else:
             summary = hidden[:, :0]
-        attended, key, value = self.self_attn(torch.cat([hidden, summary], dim=1), normed, left_key, left_value, mask)
+        attended, key, value = self.self_attn(
+            torch.cat([hidden, summary], dim=1), normed, left_key, left_value, mask
+        )
         x = x + self.dropout(attended[:, : x.size(1)])
         x = x + self._feed_forward(x)
         next_memory = attended[:, x.size(1) :].clamp(-_MEMORY_CLAMP, _MEMORY_CLAMP)
@@ -224,7 +247,9 @@ class Emformer(nn.Module):
         dropout, attention_dropout, activation_dropout: dropout probabilities.
 
     Example:
-        >>> emformer = Emformer(64, 4, 256, num_layers=2, left_context_length=8, max_memory_size=2).eval()
+        >>> emformer = Emformer(
+        ...     64, 4, 256, num_layers=2, left_context_length=8, max_memory_size=2
+        ... ).eval()
         >>> x, lengths = torch.randn(1, 40, 64), torch.tensor([40])
         >>> offline, _ = emformer(x, lengths, segment_length=4)
         >>> state = emformer.init_state(1, x, segment_length=4)
@@ -261,7 +286,13 @@ class Emformer(nn.Module):
         self.max_memory_size = max_memory_size
         self.layers = nn.ModuleList(
             _EmformerLayer(
-                embed_dim, num_heads, ffn_dim, dropout, attention_dropout, activation_dropout, max_memory_size > 0
+                embed_dim,
+                num_heads,
+                ffn_dim,
+                dropout,
+                attention_dropout,
+                activation_dropout,
+                max_memory_size > 0,
             )
             for _ in range(num_layers)
         )
@@ -272,16 +303,22 @@ class Emformer(nn.Module):
         return self.max_memory_size > 0
 
     def _mask(self, layout: _Layout, segment_length: int) -> Tensor:
-        return _attention_mask(layout, segment_length, self.left_context_length, self.max_memory_size)
+        return _attention_mask(
+            layout, segment_length, self.left_context_length, self.max_memory_size
+        )
 
-    def _training_layout(self, lengths: Tensor, frames: int, segment_length: int) -> Tuple[_Layout, Tensor]:
+    def _training_layout(
+        self, lengths: Tensor, frames: int, segment_length: int
+    ) -> Tuple[_Layout, Tensor]:
         """Layout of a whole utterance cut into segments, and the source frame of every
         right-context copy ``((N-1)*R,)`` (the last segment has no frames after it)."""
         device, right = lengths.device, self.right_context_length
         num_segments = math.ceil(frames / segment_length)
         frame_index = torch.arange(frames, device=device)
         block = torch.arange(num_segments - 1, device=device).repeat_interleave(right)
-        right_source = (block + 1) * segment_length + torch.arange(right, device=device).repeat(num_segments - 1)
+        right_source = (block + 1) * segment_length + torch.arange(right, device=device).repeat(
+            num_segments - 1
+        )
         slots = torch.arange(num_segments if self._use_memory else 0, device=device)
         length = lengths.unsqueeze(1)
         layout = _Layout(
@@ -300,7 +337,10 @@ class Emformer(nn.Module):
                 ]
             ),
             key_position=torch.cat([slots, block, frame_index]).unsqueeze(0),
-            key_valid=torch.cat([slots * segment_length, right_source, frame_index]).unsqueeze(0) < length,
+            key_valid=(
+                torch.cat([slots * segment_length, right_source, frame_index]).unsqueeze(0)
+                < length
+            ),
         )
         return layout, right_source
 
@@ -341,7 +381,9 @@ class Emformer(nn.Module):
         """Start-of-utterance state (zeros, all slots invalid) on ``like``'s device and dtype,
         for a stream cut into segments of ``segment_length`` frames."""
         if segment_length < 1:
-            raise ValueError(f"Emformer.init_state: segment_length must be >= 1, got {segment_length}")
+            raise ValueError(
+                f"Emformer.init_state: segment_length must be >= 1, got {segment_length}"
+            )
 
         def zeros(frames: int) -> Tensor:
             return like.new_zeros(batch_size, frames, self.embed_dim)
@@ -363,11 +405,18 @@ class Emformer(nn.Module):
         """Most frames that can wait: one short of a segment plus its right context."""
         return segment_length + self.right_context_length - 1
 
-    def _infer_layout(self, processed: Tensor, segment_length: int, frames: int, right: int) -> _Layout:
-        """Layout of one streaming segment of ``frames`` frames starting at ``processed`` ``(B,)``."""
+    def _infer_layout(
+        self, processed: Tensor, segment_length: int, frames: int, right: int
+    ) -> _Layout:
+        """Layout of one streaming segment of ``frames`` frames starting at ``processed``
+        ``(B,)``."""
         device = processed.device
         segment = torch.div(processed, segment_length, rounding_mode="floor").unsqueeze(1)
-        left = processed.unsqueeze(1) - self.left_context_length + torch.arange(self.left_context_length, device=device)
+        left = (
+            processed.unsqueeze(1)
+            - self.left_context_length
+            + torch.arange(self.left_context_length, device=device)
+        )
         memory_size = self.max_memory_size
         slots = segment - memory_size + torch.arange(memory_size, device=device)
         utterance = processed.unsqueeze(1) + torch.arange(frames, device=device)
@@ -378,7 +427,9 @@ class Emformer(nn.Module):
 
         return _Layout(
             query_segment=segment.expand(-1, right + frames + num_summaries),
-            query_is_summary=torch.arange(right + frames + num_summaries, device=device) >= right + frames,
+            query_is_summary=(
+                torch.arange(right + frames + num_summaries, device=device) >= right + frames
+            ),
             key_kind=torch.cat(
                 [
                     kinds(_UTTERANCE, left.size(1)),
@@ -389,7 +440,12 @@ class Emformer(nn.Module):
             ),
             key_position=torch.cat([left, slots, segment.expand(-1, right), utterance], dim=1),
             key_valid=torch.cat(
-                [left >= 0, slots >= 0, processed.new_ones(processed.size(0), right, dtype=torch.bool), utterance >= 0],
+                [
+                    left >= 0,
+                    slots >= 0,
+                    processed.new_ones(processed.size(0), right, dtype=torch.bool),
+                    utterance >= 0,
+                ],
                 dim=1,
             ),
         )
@@ -397,9 +453,12 @@ class Emformer(nn.Module):
     def _infer_segment(
         self, segment: Tensor, right_context: Tensor, state: EmformerState, segment_length: int
     ) -> Tuple[Tensor, EmformerState]:
-        """Run one segment ``(B, S', D)`` with its right context ``(B, R', D)`` through all layers."""
+        """Run one segment ``(B, S', D)`` with its right context ``(B, R', D)`` through all
+        layers."""
         frames = segment.size(1)
-        layout = self._infer_layout(state.processed_frames, segment_length, frames, right_context.size(1))
+        layout = self._infer_layout(
+            state.processed_frames, segment_length, frames, right_context.size(1)
+        )
         mask = self._mask(layout, segment_length)
         memory_in = _segment_means(segment, frames) if self._use_memory else segment[:, :0]
         utterance = segment
@@ -416,13 +475,22 @@ class Emformer(nn.Module):
             )
             new_layers.append(
                 EmformerLayerState(
-                    memory=_keep_last(torch.cat([layer_state.memory, memory_in], dim=1), self.max_memory_size),
-                    left_key=_keep_last(torch.cat([layer_state.left_key, key], dim=1), self.left_context_length),
-                    left_value=_keep_last(torch.cat([layer_state.left_value, value], dim=1), self.left_context_length),
+                    memory=_keep_last(
+                        torch.cat([layer_state.memory, memory_in], dim=1), self.max_memory_size
+                    ),
+                    left_key=_keep_last(
+                        torch.cat([layer_state.left_key, key], dim=1), self.left_context_length
+                    ),
+                    left_value=_keep_last(
+                        torch.cat([layer_state.left_value, value], dim=1),
+                        self.left_context_length,
+                    ),
                 )
             )
             memory_in = next_memory
-        new_state = state._replace(layers=tuple(new_layers), processed_frames=state.processed_frames + frames)
+        new_state = state._replace(
+            layers=tuple(new_layers), processed_frames=state.processed_frames + frames
+        )
         return self.layer_norm(utterance), new_state
 
     def infer(
@@ -450,7 +518,8 @@ class Emformer(nn.Module):
         if state.pending.size(1) != capacity:
             raise ValueError(
                 f"Emformer.infer: state was built for another segment length (pending buffer of "
-                f"{state.pending.size(1)} frames, expected {capacity} for segment_length {segment_length})"
+                f"{state.pending.size(1)} frames, expected {capacity} "
+                f"for segment_length {segment_length})"
             )
         buffer = torch.cat([pending_frames(state.pending, state.num_pending), x], dim=1)
         needed = segment_length + self.right_context_length

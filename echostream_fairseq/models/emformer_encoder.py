@@ -2,7 +2,7 @@
 
 ``forward`` trains on whole utterances (segment block masks; the segment length may change per
 call for ``--multichunk``) and ``infer`` streams any number of new fbank frames at a time with an
-explicit :class:`~echostream_fairseq.models.streaming.EncoderState`; both give the same frames.
+explicit :class:`~echostream_fairseq.models.state.EncoderState`; both give the same frames.
 """
 
 import logging
@@ -14,7 +14,7 @@ from fairseq.models import FairseqEncoder
 from torch import Tensor, nn
 
 from echostream_fairseq.models.emformer import Emformer
-from echostream_fairseq.models.streaming import (
+from echostream_fairseq.models.state import (
     EncoderState,
     StreamingGeometry,
     reorder_state,
@@ -32,7 +32,9 @@ def _parse_kernel_sizes(spec: str) -> List[int]:
     try:
         sizes = [int(k) for k in str(spec).split(",") if k.strip()]
     except ValueError:
-        raise ValueError(f"conv_kernel_sizes: expected comma-separated ints such as '5,5', got {spec!r}") from None
+        raise ValueError(
+            f"conv_kernel_sizes: expected comma-separated ints such as '5,5', got {spec!r}"
+        ) from None
     if not sizes or min(sizes) < 1:
         raise ValueError(f"conv_kernel_sizes: expected positive kernel sizes, got {spec!r}")
     return sizes
@@ -62,10 +64,15 @@ class EchoStreamEncoder(FairseqEncoder):
         self.input_dim = args.input_feat_per_channel * args.input_channels
         self.embed_dim = args.encoder_embed_dim
         if args.segment_length < 1:
-            raise ValueError(f"segment_length must be >= 1 encoder frame, got {args.segment_length}")
+            raise ValueError(
+                f"segment_length must be >= 1 encoder frame, got {args.segment_length}"
+            )
         self.segment_length = args.segment_length
         self.subsample = CausalConv1dSubsampler(
-            self.input_dim, args.conv_channels, self.embed_dim, _parse_kernel_sizes(args.conv_kernel_sizes)
+            self.input_dim,
+            args.conv_channels,
+            self.embed_dim,
+            _parse_kernel_sizes(args.conv_kernel_sizes),
         )
         # fairseq's speech encoders scale the subsampler output by sqrt(D) before the first layer.
         self.embed_scale = math.sqrt(self.embed_dim)
@@ -85,7 +92,8 @@ class EchoStreamEncoder(FairseqEncoder):
         )
 
     def geometry(self, segment_length: Optional[int] = None) -> StreamingGeometry:
-        """Streaming geometry of this encoder at ``segment_length`` (default: the configured one)."""
+        """Streaming geometry of this encoder at ``segment_length`` (default: the configured
+        one)."""
         return StreamingGeometry(
             subsampling=self.subsample.subsampling,
             segment_frames=self.segment_length if segment_length is None else segment_length,
@@ -99,7 +107,8 @@ class EchoStreamEncoder(FairseqEncoder):
     def _check_features(self, features: Tensor, caller: str) -> None:
         if features.dim() != 3:
             raise ValueError(
-                f"{caller}: expected fbank of rank 3 (B, T, {self.input_dim}), got rank {features.dim()} "
+                f"{caller}: expected fbank of rank 3 (B, T, {self.input_dim}), "
+                f"got rank {features.dim()} "
                 f"with shape {tuple(features.shape)}"
             )
         if features.size(2) != self.input_dim:
@@ -140,7 +149,8 @@ class EchoStreamEncoder(FairseqEncoder):
         self._check_features(src_tokens, "EchoStreamEncoder.forward")
         if src_lengths.dim() != 1 or src_lengths.size(0) != src_tokens.size(0):
             raise ValueError(
-                f"EchoStreamEncoder.forward: expected src_lengths of shape ({src_tokens.size(0)},), "
+                "EchoStreamEncoder.forward: expected src_lengths of shape "
+                f"({src_tokens.size(0)},), "
                 f"got {tuple(src_lengths.shape)}"
             )
         if src_tokens.size(1) == 0 or int(src_lengths.min()) < 1:
@@ -155,9 +165,13 @@ class EchoStreamEncoder(FairseqEncoder):
             )
         segment_length = self.segment_length if segment_length is None else segment_length
         if segment_length < 1:
-            raise ValueError(f"EchoStreamEncoder.forward: segment_length must be >= 1, got {segment_length}")
+            raise ValueError(
+                f"EchoStreamEncoder.forward: segment_length must be >= 1, got {segment_length}"
+            )
         frames, lengths = self.subsample(src_tokens, src_lengths)
-        x, hiddens = self.emformer(self._embed(frames), lengths, segment_length, return_hiddens=return_all_hiddens)
+        x, hiddens = self.emformer(
+            self._embed(frames), lengths, segment_length, return_hiddens=return_all_hiddens
+        )
         padding_mask = torch.arange(x.size(1), device=x.device).unsqueeze(0) >= lengths.unsqueeze(1)
         return {
             "encoder_out": [x.transpose(0, 1)],
@@ -168,7 +182,9 @@ class EchoStreamEncoder(FairseqEncoder):
             "src_lengths": [lengths],
         }
 
-    def reorder_encoder_out(self, encoder_out: Dict[str, List[Tensor]], new_order: Tensor) -> Dict[str, List[Tensor]]:
+    def reorder_encoder_out(
+        self, encoder_out: Dict[str, List[Tensor]], new_order: Tensor
+    ) -> Dict[str, List[Tensor]]:
         """Select / reorder batch entries (beam search), ``new_order`` ``(B',)``."""
 
         def pick(key: str, dim: int) -> List[Tensor]:
@@ -200,7 +216,10 @@ class EchoStreamEncoder(FairseqEncoder):
         """
         segment_length = self.segment_length if segment_length is None else segment_length
         if segment_length < 1:
-            raise ValueError(f"EchoStreamEncoder.init_state: segment_length must be >= 1, got {segment_length}")
+            raise ValueError(
+                "EchoStreamEncoder.init_state: segment_length must be >= 1, "
+                f"got {segment_length}"
+            )
         weight = self.linear.weight
         like = weight.new_zeros(0, device=device, dtype=dtype)
         return EncoderState(
@@ -209,7 +228,9 @@ class EchoStreamEncoder(FairseqEncoder):
             segment_length=segment_length,
         )
 
-    def infer(self, fbank: Tensor, state: EncoderState, final: bool = False) -> Tuple[Tensor, EncoderState]:
+    def infer(
+        self, fbank: Tensor, state: EncoderState, final: bool = False
+    ) -> Tuple[Tensor, EncoderState]:
         """Stream: consume any number of new fbank frames, emit every complete encoder frame.
 
         B: batch size; N: new fbank frames (any, 0 included); F: features per frame (80);
@@ -232,11 +253,16 @@ class EchoStreamEncoder(FairseqEncoder):
         batch_size = state.emformer.processed_frames.size(0)
         if fbank.size(0) != batch_size:
             raise ValueError(
-                f"EchoStreamEncoder.infer: expected batch size {batch_size} (the state's), got {fbank.size(0)}"
+                f"EchoStreamEncoder.infer: expected batch size {batch_size} (the state's), "
+                f"got {fbank.size(0)}"
             )
         frames, subsampler_state = self.subsample.infer(fbank, state.subsampler, final)
-        out, emformer_state = self.emformer.infer(self._embed(frames), state.emformer, state.segment_length, final)
-        return out.transpose(0, 1), EncoderState(subsampler_state, emformer_state, state.segment_length)
+        out, emformer_state = self.emformer.infer(
+            self._embed(frames), state.emformer, state.segment_length, final
+        )
+        return out.transpose(0, 1), EncoderState(
+            subsampler_state, emformer_state, state.segment_length
+        )
 
     @staticmethod
     def stack_states(states: Sequence[EncoderState]) -> EncoderState:

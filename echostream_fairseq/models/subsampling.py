@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from echostream_fairseq.models.streaming import SubsamplerState, hold_pending, pending_frames
+from echostream_fairseq.models.state import SubsamplerState, hold_pending, pending_frames
 
 __all__ = ["CausalConv1dSubsampler", "subsampled_lengths"]
 
@@ -45,12 +45,17 @@ class CausalConv1dSubsampler(nn.Module):
         kernel_sizes: one kernel size per conv layer.
     """
 
-    def __init__(self, in_channels: int, mid_channels: int, out_channels: int, kernel_sizes: Sequence[int]):
+    def __init__(
+        self, in_channels: int, mid_channels: int, out_channels: int, kernel_sizes: Sequence[int]
+    ):
         super().__init__()
         if not kernel_sizes:
             raise ValueError("CausalConv1dSubsampler: expected at least one kernel size, got none")
         if mid_channels % 2 != 0:
-            raise ValueError(f"CausalConv1dSubsampler: mid_channels must be even (GLU halves it), got {mid_channels}")
+            raise ValueError(
+                "CausalConv1dSubsampler: mid_channels must be even (GLU halves it), "
+                f"got {mid_channels}"
+            )
         self.in_channels = in_channels
         self.kernel_sizes = [int(k) for k in kernel_sizes]
         last = len(self.kernel_sizes) - 1
@@ -106,14 +111,19 @@ class CausalConv1dSubsampler(nn.Module):
 
     def init_state(self, batch_size: int, like: Tensor) -> SubsamplerState:
         """Start-of-utterance state on ``like``'s device and dtype."""
-        pending, count = hold_pending(like.new_zeros(batch_size, 0, self.in_channels), self.subsampling - 1)
+        pending, count = hold_pending(
+            like.new_zeros(batch_size, 0, self.in_channels), self.subsampling - 1
+        )
         caches = tuple(self._zero_caches(batch_size, like))
         return SubsamplerState(conv_caches=caches, pending=pending, num_pending=count)
 
-    def infer(self, x: Tensor, state: SubsamplerState, final: bool) -> Tuple[Tensor, SubsamplerState]:
+    def infer(
+        self, x: Tensor, state: SubsamplerState, final: bool
+    ) -> Tuple[Tensor, SubsamplerState]:
         """Subsample a stream piece by piece; equal to :meth:`forward` on the concatenation.
 
-        B: batch size; N: new input frames; F: input features; T': emitted frames; D: output features.
+        B: batch size; N: new input frames; F: input features; T': emitted frames;
+        D: output features.
 
         Args:
             x: new fbank frames, ``(B, N, F)``, any ``N >= 0``.
@@ -122,8 +132,8 @@ class CausalConv1dSubsampler(nn.Module):
 
         Returns:
             emitted frames ``(B, T', D)`` and the new state. Without ``final`` only whole groups
-            of ``subsampling`` frames are consumed (the rest waits in ``state.pending``), which keeps
-            every conv's output count exact and its cache at ``K - 1`` frames.
+            of ``subsampling`` frames are consumed (the rest waits in ``state.pending``), which
+            keeps every conv's output count exact and its cache at ``K - 1`` frames.
         """
         x = torch.cat([pending_frames(state.pending, state.num_pending), x], dim=1)
         usable = x.size(1) if final else x.size(1) - x.size(1) % self.subsampling

@@ -1,4 +1,5 @@
-"""Text-to-unit part: T2U encoder over MT decoder states and the non-autoregressive unit CTC decoder.
+"""Text-to-unit part: T2U encoder over MT decoder states and the non-autoregressive unit CTC
+decoder.
 
 Same parameter names as StreamSpeech's ``synthesizer_encoder.`` (``UniTransformerEncoderNoEmb``) and
 ``decoder.`` (``CTCTransformerUnitDecoder``), so their weights load unchanged.
@@ -43,7 +44,9 @@ class T2UEncoder(FairseqEncoder):
         self.layers = nn.ModuleList(
             [TransformerEncoderLayer(args) for _ in range(args.encoder_layers)]
         )
-        self.layer_norm = LayerNorm(args.encoder_embed_dim) if args.encoder_normalize_before else None
+        self.layer_norm = (
+            LayerNorm(args.encoder_embed_dim) if args.encoder_normalize_before else None
+        )
         self.causal = causal
 
     def forward(  # type: ignore[override]
@@ -91,16 +94,17 @@ class T2UEncoder(FairseqEncoder):
 
 
 def unit_cross_attention_mask(
-    num_upsampled: int, num_states: int, rate: int, src_wait: int, src_step: int, device: torch.device,
+    num_upsampled: int, num_states: int, rate: int, k2: int, n2: int, device: torch.device,
     first: int = 0,
 ) -> Tensor:
-    """StreamSpeech's T2U wait-k mask: upsampled step i sees T2U states j < (i // (n2 R) + 1) n2 + k2.
+    """StreamSpeech's T2U wait-k mask: upsampled step i sees T2U states
+    j < (i // (n2 R) + 1) n2 + k2.
 
     Returns (U - first, S) bool, the rows of steps ``first..U-1``, True = blocked; at least state 0
     is always visible.
     """
     i = torch.arange(first, num_upsampled, device=device).unsqueeze(1)
-    visible = ((i // (src_step * rate) + 1) * src_step + src_wait).clamp(1, num_states)
+    visible = ((i // (n2 * rate) + 1) * n2 + k2).clamp(1, num_states)
     j = torch.arange(num_states, device=device).unsqueeze(0)
     return j >= visible
 
@@ -121,7 +125,9 @@ class CTCUnitDecoder(StreamingTransformerDecoder):
         super().__init__(args, dictionary, embed_tokens)
         self.ctc_upsample_rate = args.ctc_upsample_rate
         if positions not in ("time", "streamspeech"):
-            raise ValueError(f"unit decoder positions must be 'time' or 'streamspeech', got {positions!r}")
+            raise ValueError(
+                f"unit decoder positions must be 'time' or 'streamspeech', got {positions!r}"
+            )
         self.positions = positions
 
     def forward(  # type: ignore[override]
@@ -130,17 +136,18 @@ class CTCUnitDecoder(StreamingTransformerDecoder):
         encoder_out: Optional[Dict[str, List[Tensor]]] = None,
         incremental_state: Optional[Any] = None,
         features_only: bool = False,
-        src_wait: Optional[int] = None,
-        src_step: Optional[int] = None,
+        k2: Optional[int] = None,
+        n2: Optional[int] = None,
         **unused: Any,
     ) -> Tuple[Tensor, Dict[str, Any]]:
         """
         Args:
             prev_output_tokens: unused (non-autoregressive; kept for fairseq's interface).
             encoder_out: T2U encoder dict, ``encoder_out`` [(T, B, D)], padding [(B, T)].
-            src_wait, src_step: StreamSpeech's k2 / n2 training mask; None = see every state.
+            k2, n2: StreamSpeech's ``--k2``/``--n2`` training mask; None = see every state.
         Returns:
-            logits (B, U, V) and ``{"attn", "inner_states", "decoder_padding_mask" (B, U) or None}``.
+            logits (B, U, V) and
+            ``{"attn", "inner_states", "decoder_padding_mask" (B, U) or None}``.
         """
         if encoder_out is None:
             raise ValueError("the unit CTC decoder needs the T2U encoder output")
@@ -148,7 +155,9 @@ class CTCUnitDecoder(StreamingTransformerDecoder):
             raise ValueError("the unit CTC decoder is non-autoregressive: call it on the whole "
                              "T2U prefix (causal layers keep earlier outputs unchanged)")
         enc = encoder_out["encoder_out"][0]
-        pad = encoder_out["encoder_padding_mask"][0] if encoder_out["encoder_padding_mask"] else None
+        pad = (
+            encoder_out["encoder_padding_mask"][0] if encoder_out["encoder_padding_mask"] else None
+        )
         num_states, bsz, dim = enc.shape
         rate = self.ctc_upsample_rate
         x = enc.repeat_interleave(rate, dim=0)  # (U, B, D): state t fills steps t*R .. t*R+R-1
@@ -163,9 +172,9 @@ class CTCUnitDecoder(StreamingTransformerDecoder):
 
         self_pad = pad.repeat_interleave(rate, dim=1) if pad is not None else None
         cross_mask = None
-        if src_wait is not None and src_step is not None:
+        if k2 is not None and n2 is not None:
             cross_mask = unit_cross_attention_mask(
-                x.size(0), num_states, rate, src_wait, src_step, x.device
+                x.size(0), num_states, rate, k2, n2, x.device
             )
         x, inner_states = self.run_layers(
             x, encoder_out, _future_mask(x.size(0), x), self_pad, cross_mask

@@ -12,7 +12,6 @@ Dimension legend: B batch, T target steps, S source (encoder) frames, D model di
 import logging
 from typing import Any, Dict, List, Optional, Tuple
 
-import torch
 import torch.nn.functional as F
 from fairseq.models.transformer import TransformerConfig, TransformerDecoder
 from fairseq.modules import MultiheadAttention
@@ -131,7 +130,9 @@ class StreamingTransformerDecoder(TransformerDecoder):
     Used as the MT (first-pass) decoder, ``target_unigram_decoder.`` in StreamSpeech.
     """
 
-    def build_decoder_layer(self, args: Any, no_encoder_attn: bool = False) -> StreamingDecoderLayer:
+    def build_decoder_layer(
+        self, args: Any, no_encoder_attn: bool = False
+    ) -> StreamingDecoderLayer:
         return StreamingDecoderLayer(TransformerConfig.from_namespace(args), no_encoder_attn)
 
     def forward(  # type: ignore[override]

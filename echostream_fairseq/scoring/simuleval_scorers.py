@@ -13,25 +13,22 @@ recogniser error, no instances. An utterance for which the system wrote no speec
 Speech agents of this package import this module, which registers the names; elsewhere pass
 ``--user-dir`` or import it before building the evaluator.
 
-Importing it also fixes two SimulEval 1.1.4 bugs of ``--computation-aware`` runs: speech output
-logs no compute timestamps, so every ``*_CA`` score crashes (:func:`_summarize_with_elapsed`),
-and the plain metrics are built computation-aware too, so ``AL`` equals ``AL_CA``
-(:func:`_plain_latency_from_args`).
+Importing it also applies :func:`echostream_fairseq.compat.install_simuleval` (two SimulEval
+1.1.4 bugs of ``--computation-aware`` runs, see :mod:`echostream_fairseq.compat.simuleval`): the
+scores these scorers sit next to are computed by SimulEval's evaluator.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 from argparse import ArgumentParser, Namespace
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import sacrebleu
-from simuleval.evaluator.instance import SpeechOutputInstance
-from simuleval.evaluator.scorers.latency_scorer import LatencyScorer
 from simuleval.evaluator.scorers.quality_scorer import QualityScorer, register_quality_scorer
 
+from echostream_fairseq import compat
 from echostream_fairseq.scoring.asr_bleu import (
     AsrError,
     load_whisper_tiny_en,
@@ -44,47 +41,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["EchoStreamAsrBleuScorer", "EchoStreamRawAsrBleuScorer", "raw_bleu",
            "transcribe_instances"]
 
-
-def _summarize_with_elapsed(summarize: Callable[[Any], Dict[str, Any]]
-                            ) -> Callable[[Any], Dict[str, Any]]:
-    """Wrap ``SpeechOutputInstance.summarize`` so that its log entry keeps ``elapsed``.
-
-    SimulEval 1.1.4 records one computation-aware timestamp per written speech segment
-    (``self.elapsed``) but its ``summarize`` writes ``"elapsed": []``; the scores are computed
-    from that log, so every ``*_CA`` latency of a speech-output run skips all instances and
-    crashes (``statistics.StatisticsError: mean requires at least one data point``). A summary
-    that already holds timestamps (a fixed SimulEval) is left alone.
-    """
-    @functools.wraps(summarize)
-    def summarize_keeping_elapsed(self: Any) -> Dict[str, Any]:
-        summary = summarize(self)
-        if not summary.get("elapsed"):
-            summary["elapsed"] = list(self.elapsed)
-        return summary
-
-    summarize_keeping_elapsed.__echostream_patched__ = True  # type: ignore[attr-defined]
-    return summarize_keeping_elapsed
-
-
-def _plain_latency_from_args(from_args: Callable[[type, Namespace], LatencyScorer]
-                             ) -> classmethod:
-    """Wrap ``LatencyScorer.from_args`` so that ``AL`` (etc.) is never computation-aware.
-
-    SimulEval 1.1.4's evaluator builds ``AL`` with ``from_args``, which passes
-    ``args.computation_aware`` on, and ``AL_CA`` with ``computation_aware=True``: under
-    ``--computation-aware`` both read the compute timestamps and the ideal-latency column is lost.
-    """
-    def from_args_without_compute(cls: type, args: Namespace) -> LatencyScorer:
-        return from_args(cls, Namespace(**{**vars(args), "computation_aware": False}))
-
-    from_args_without_compute.__echostream_patched__ = True  # type: ignore[attr-defined]
-    return classmethod(from_args_without_compute)
-
-
-if not getattr(SpeechOutputInstance.summarize, "__echostream_patched__", False):
-    SpeechOutputInstance.summarize = _summarize_with_elapsed(SpeechOutputInstance.summarize)
-if not getattr(LatencyScorer.from_args, "__echostream_patched__", False):
-    LatencyScorer.from_args = _plain_latency_from_args(LatencyScorer.from_args.__func__)
+compat.install_simuleval()
 
 
 def raw_bleu(hypotheses: Sequence[str], references: Sequence[str]) -> float:

@@ -17,8 +17,8 @@ Per :meth:`StreamingS2STPipeline.push` only the new work is done:
 received prefix at every step, the MT decoder without incremental state (the whole prefix again
 for every subword, as StreamSpeech's ``use_incremental_states=False`` generator), and T2U + unit
 decoder over the whole translation at every write (the vocoder keeps its streaming state).
-It writes the same text and units (tested). It imports no SimulEval. Dimension legend: T encoder frames, B batch (always 1), D dims,
-V vocabulary, U unit steps.
+It writes the same text and units (tested). It imports no SimulEval. Dimension legend: T encoder
+frames, B batch (always 1), D dims, V vocabulary, U unit steps.
 """
 
 from __future__ import annotations
@@ -27,62 +27,28 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 from fairseq.data import Dictionary
 from torch import Tensor
 
+from echostream_fairseq.streaming.config import PipelineConfig
 from echostream_fairseq.streaming.features import StreamingFbank
 from echostream_fairseq.streaming.policy import WRITE_TO_END, CtcPolicy, PolicyCounts
-from echostream_fairseq.streaming.units import CtcCollapser, FullRecomputeUnits, IncrementalUnits
-from echostream_fairseq.data.text import WORD_START, complete_words, detokenize
+from echostream_fairseq.checkpoints import load_model_and_task as load_checkpoint  # old name
+from echostream_fairseq.decoding.ctc import CtcCollapser
+from echostream_fairseq.decoding.text import WORD_START, complete_words, detokenize
+from echostream_fairseq.models.echostream import ASR_TASK, ST_TASK
+from echostream_fairseq.streaming.units import FullRecomputeUnits, IncrementalUnits
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["PipelineConfig", "StepOutput", "StreamingS2STPipeline", "load_checkpoint"]
 
-# StreamSpeech's multitask YAML keys of the two CTC heads that drive the policy.
-ASR_TASK, ST_TASK = "source_unigram", "ctc_target_unigram"
 # StreamSpeech's agents write whole words from this source segment size on.
 WHOLE_WORD_FROM_MS = 640
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    """Run-time options (model shapes come from the checkpoint).
-
-    Attributes:
-        segment_length: Emformer segment in encoder frames; None = the model's.
-        stride_n, lagging_k1: :class:`CtcPolicy` options.
-        max_len_a, max_len_b: the MT output is capped at ``a * encoder_frames + b`` subwords
-            (the mini corpus has 0.19 subwords per 40 ms frame on average, 0.37 at most; the cap
-            stops a model that never writes ``</s>`` from decoding runaway text).
-        speech: run T2U, the unit decoder and the vocoder (False: text only, faster).
-        unit_wait_k2, unit_stride_n2: the unit decoder's cross-attention mask at inference
-            (StreamSpeech's ``--k2``/``--n2`` training mask, which the mini recipe trains with
-            ``n2`` drawn at random); it is what makes units incremental.
-        unit_blank_penalty: lowers the unit CTC blank's score before the greedy choice (0: plain
-            greedy, as StreamSpeech); see :func:`~echostream_fairseq.streaming.units.best_unit_labels`.
-        whole_word: write only complete target words (StreamSpeech's mode: one subword more
-            per write, the trailing possibly-incomplete word dropped and re-decoded later);
-            None = on for segments of 640 ms or more, as StreamSpeech's agents.
-        reencode: StreamSpeech's method (everything over the whole prefix at every step), the
-            baseline of ``bench/streaming_cost.py``.
-    """
-
-    segment_length: Optional[int] = None
-    stride_n: int = 1
-    lagging_k1: int = 0
-    max_len_a: float = 0.5
-    max_len_b: int = 10
-    speech: bool = True
-    unit_wait_k2: int = 0
-    unit_stride_n2: int = 1
-    unit_blank_penalty: float = 0.0
-    whole_word: Optional[bool] = None
-    reencode: bool = False
 
 
 @dataclass
@@ -106,17 +72,6 @@ class StepOutput:
     speech_sample_rate: int = 0
     finished: bool = False
     compute_s: float = 0.0
-
-
-def load_checkpoint(checkpoint: str, data_dir: Optional[str] = None) -> Tuple[Any, Any]:
-    """``(model, task)`` of an EchoStream checkpoint; ``data_dir`` overrides its saved data path."""
-    import echostream_fairseq  # noqa: F401  (registers the model and task with fairseq)
-    from fairseq import checkpoint_utils
-
-    overrides = {"data": data_dir} if data_dir else {}
-    models, _cfg, task = checkpoint_utils.load_model_ensemble_and_task(
-        [checkpoint], arg_overrides=overrides)
-    return models[0], task
 
 
 class _GreedyCtc:
@@ -234,8 +189,8 @@ class StreamingS2STPipeline:
         t2u = self.model.synthesizer_encoder
         recompute = self.config.reencode or (t2u is not None and not t2u.causal)
         units = FullRecomputeUnits if recompute else IncrementalUnits
-        self._units = units(self.model, self.unit_dict, self.config.unit_wait_k2,
-                            self.config.unit_stride_n2, self.config.unit_blank_penalty)
+        self._units = units(self.model, self.unit_dict, self.config.unit_k2,
+                            self.config.unit_n2, self.config.unit_blank_penalty)
         self._mt_done = False
         self._incremental_state: Dict[str, Dict[str, Optional[Tensor]]] = {}
         self._cross_attn_frames = 0  # encoder frames the cached cross-attention keys cover

@@ -16,18 +16,21 @@ D model dim, V unit vocabulary.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
 import torch
 from fairseq import utils
 from torch import Tensor
 
+# the CTC rules live in decoding/ (offline generation shares them); re-exported for old imports
+from echostream_fairseq.decoding.ctc import (UNIT_BLANK_PENALTY_HELP, CtcCollapser, UnitCollapser,
+                                             best_unit_labels, collapse_unit_labels)
 from echostream_fairseq.models.t2u import unit_cross_attention_mask
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["CtcCollapser", "FullRecomputeUnits", "IncrementalUnits", "UNIT_BLANK_PENALTY_HELP",
-           "add_unit_decoding_arguments", "best_unit_labels", "collapse_unit_labels",
+           "best_unit_labels", "collapse_unit_labels",
            "decodable_unit_steps"]
 
 #: Unit-decoder steps decoded per call: one call holds (steps x all steps) attention scores and
@@ -38,92 +41,21 @@ IncrementalState = Dict[str, Dict[str, Optional[Tensor]]]
 
 
 def _causal_block_mask(new: int, total: int, like: Tensor) -> Tensor:
-    """(new, total) additive mask: new query q (absolute position total - new + q) sees keys <= it."""
+    """(new, total) additive mask: new query q (absolute position total - new + q) sees keys
+    <= it."""
     mask = like.new_zeros(new, total)
     offset = total - new
     return torch.triu(utils.fill_with_neg_inf(mask), offset + 1)
 
 
-class CtcCollapser:
-    """Greedy CTC collapse carried across calls: a label repeating the previous frame's (across
-    call boundaries too) is the same token, blanks are dropped."""
-
-    def __init__(self, blank: int) -> None:
-        self.blank = blank
-        self._last = blank
-
-    def reset(self) -> None:
-        self._last = self.blank
-
-    def __call__(self, labels: Sequence[int]) -> List[int]:
-        kept = []
-        for label in labels:
-            if label != self._last and label != self.blank:
-                kept.append(label)
-            self._last = label
-        return kept
-
-
-class _UnitCollapser(CtcCollapser):
-    """Unit-decoder labels -> unit ids (``0..K-1``), specials dropped, carried across calls."""
-
-    def __init__(self, unit_dict) -> None:
-        super().__init__(unit_dict.blank_index)
-        self.unit_dict = unit_dict
-
-    def __call__(self, labels: Sequence[int]) -> List[int]:
-        return [int(self.unit_dict[label]) for label in super().__call__(labels)
-                if label >= self.unit_dict.nspecial]
-
-
-#: help text of every ``--unit-blank-penalty`` option (agents, evaluate.py, fairseq-generate, ...)
-UNIT_BLANK_PENALTY_HELP = ("subtracted from the unit CTC blank's log-probability before the greedy "
-                           "choice (default 0: plain greedy, as StreamSpeech); an undertrained unit "
-                           "decoder speaks too little without one: tune it on dev with "
-                           "scripts/measure_t2u.py")
-
-
-def add_unit_decoding_arguments(add_argument: Callable[..., Any]) -> None:
-    """``--unit-k2``, ``--unit-n2`` and ``--unit-blank-penalty`` (the :class:`PipelineConfig` unit
-    options) for every command line that decodes units: the agents, ``evaluate.py``,
-    ``measure_t2u.py``. ``add_argument`` is a parser's (or group's) bound method."""
-    add_argument("--unit-k2", type=int, default=0,
-                 help="unit decoder mask at inference: extra T2U states each unit step waits for")
-    add_argument("--unit-n2", type=int, default=1,
-                 help="unit decoder mask at inference: block size")
-    add_argument("--unit-blank-penalty", type=float, default=0.0, help=UNIT_BLANK_PENALTY_HELP)
-
-
-def best_unit_labels(scores: Tensor, unit_dict, blank_penalty: float = 0.0) -> Tensor:
-    """Greedy unit-decoder labels (..., U) of logits or log-probabilities (..., U, V).
-
-    StreamSpeech's CTC generator rule: ``<pad>`` and ``<unk>`` can never win; ``<s>``/``</s>``
-    can (they are dropped after repeats are merged, so they separate like a blank). The blank's
-    score is first lowered by ``blank_penalty`` (as icefall's ``--blank-penalty``): an
-    undertrained unit CTC decoder picks blank on most steps and speaks too little.
-    ``scores`` is not modified.
-    """
-    scores = scores.clone()
-    scores[..., unit_dict.pad()] = -float("inf")
-    scores[..., unit_dict.unk()] = -float("inf")
-    scores[..., unit_dict.blank_index] -= blank_penalty
-    return scores.argmax(-1)
-
-
-def collapse_unit_labels(labels: List[int], unit_dict) -> List[int]:
-    """Unit ids (``0..K-1``) of a whole label sequence: repeats merged, blanks and specials dropped."""
-    return _UnitCollapser(unit_dict)(labels)
-
-
-def decodable_unit_steps(num_states: int, rate: int, src_wait: int, src_step: int,
-                         final: bool) -> int:
+def decodable_unit_steps(num_states: int, rate: int, k2: int, n2: int, final: bool) -> int:
     """Unit-decoder steps whose visible T2U states all exist (all ``num_states * rate`` when
     final): step i sees ``(i // (n2 R) + 1) n2 + k2`` states, so whole n2-blocks count."""
     total = num_states * rate
     if final:
         return total
-    blocks = (num_states - src_wait) // src_step
-    return max(0, min(total, blocks * src_step * rate))
+    blocks = (num_states - k2) // n2
+    return max(0, min(total, blocks * n2 * rate))
 
 
 class IncrementalUnits:
@@ -132,25 +64,26 @@ class IncrementalUnits:
     Args:
         model: an ``echostream`` model (``synthesizer_encoder`` causal or absent, ``decoder``).
         unit_dict: the unit dictionary (with ``blank_index``).
-        src_wait, src_step: the unit decoder's cross-attention mask (StreamSpeech's ``k2``,
-            ``n2``); ``k2 > 0`` holds the units of the last subwords back until more text (or the
+        k2, n2: the unit decoder's cross-attention mask (StreamSpeech's ``--k2``/``--n2``);
+            ``k2 > 0`` holds the units of the last subwords back until more text (or the
             end) arrives.
-        blank_penalty: see :func:`best_unit_labels` (0: plain greedy CTC, as StreamSpeech).
+        blank_penalty: see :func:`~echostream_fairseq.decoding.ctc.best_unit_labels`
+            (0: plain greedy CTC, as StreamSpeech).
     """
 
-    def __init__(self, model, unit_dict, src_wait: int = 0, src_step: int = 1,
+    def __init__(self, model, unit_dict, k2: int = 0, n2: int = 1,
                  blank_penalty: float = 0.0) -> None:
         t2u = model.synthesizer_encoder
         if t2u is not None and not t2u.causal:
             raise ValueError("incremental units need a causal T2U encoder (--uni-encoder); "
                              "use FullRecomputeUnits for a bidirectional one")
-        if src_wait < 0 or src_step < 1:
-            raise ValueError(f"unit mask needs k2 >= 0 and n2 >= 1, got {src_wait}, {src_step}")
+        if k2 < 0 or n2 < 1:
+            raise ValueError(f"unit mask needs k2 >= 0 and n2 >= 1, got {k2}, {n2}")
         self.t2u, self.decoder = t2u, model.decoder
         self.rate = self.decoder.ctc_upsample_rate
-        self.src_wait, self.src_step = src_wait, src_step
+        self.k2, self.n2 = k2, n2
         self.blank_penalty = blank_penalty
-        self._collapse = _UnitCollapser(unit_dict)
+        self._collapse = UnitCollapser(unit_dict)
         self._t2u_state: IncrementalState = {}
         self._decoder_state: IncrementalState = {}
         self._t2u_out: List[Tensor] = []  # (1, 1, D) per subword
@@ -166,8 +99,7 @@ class IncrementalUnits:
         if not self._t2u_out:
             return []
         states = self._t2u_out[0]  # (T, 1, D)
-        end = decodable_unit_steps(states.size(0), self.rate, self.src_wait, self.src_step,
-                                   final)
+        end = decodable_unit_steps(states.size(0), self.rate, self.k2, self.n2, final)
         if end <= self._steps_done:
             return []
         labels: List[int] = []
@@ -207,8 +139,8 @@ class IncrementalUnits:
                 x = x + self._time_positions(end)[start:end]
             else:  # StreamSpeech's positions indexed by batch element (see CTCUnitDecoder)
                 x = x + decoder.embed_positions(x[:, :, 0])
-        cross_mask = unit_cross_attention_mask(end, states.size(0), self.rate, self.src_wait,
-                                               self.src_step, x.device, first=start)
+        cross_mask = unit_cross_attention_mask(end, states.size(0), self.rate, self.k2, self.n2,
+                                               x.device, first=start)
         x, _ = decoder.run_layers(x, {"encoder_out": [states], "encoder_padding_mask": []},
                                   _causal_block_mask(end - start, end, x), None, cross_mask,
                                   incremental_state=self._decoder_state)
@@ -248,10 +180,10 @@ class FullRecomputeUnits:
     :class:`IncrementalUnits` it returns the same units (for a bidirectional T2U encoder, the
     only choice, earlier units may change and only the new tail is emitted, as StreamSpeech)."""
 
-    def __init__(self, model, unit_dict, src_wait: int = 0, src_step: int = 1,
+    def __init__(self, model, unit_dict, k2: int = 0, n2: int = 1,
                  blank_penalty: float = 0.0) -> None:
         self.model, self.unit_dict = model, unit_dict
-        self.src_wait, self.src_step = src_wait, src_step
+        self.k2, self.n2 = k2, n2
         self.blank_penalty = blank_penalty
         self._states: List[Tensor] = []
         self._emitted = 0
@@ -265,10 +197,9 @@ class FullRecomputeUnits:
             t2u_out = self.model.synthesizer_encoder(x, None)
         else:
             t2u_out = {"encoder_out": [x], "encoder_padding_mask": []}
-        logits, _ = self.model.decoder(None, encoder_out=t2u_out, src_wait=self.src_wait,
-                                       src_step=self.src_step)
+        logits, _ = self.model.decoder(None, encoder_out=t2u_out, k2=self.k2, n2=self.n2)
         end = decodable_unit_steps(len(self._states), self.model.decoder.ctc_upsample_rate,
-                                   self.src_wait, self.src_step, final)
+                                   self.k2, self.n2, final)
         labels = best_unit_labels(logits[0, :end], self.unit_dict, self.blank_penalty)
         units = collapse_unit_labels(labels.tolist(), self.unit_dict)
         new = units[self._emitted:]

@@ -7,7 +7,7 @@ the dictionary is an error naming the file and line (fairseq would silently map 
 
 Offline decoding (``fairseq-generate``, see ``docs/offline_decoding.md``): ``--gen-output units``
 (default) writes the two-pass model's unit sequences, ``--gen-output text`` the MT decoder's
-subwords; the generators live in :mod:`echostream_fairseq.generation`. A non-train manifest
+subwords; the generators live in :mod:`echostream_fairseq.decoding.generate`. A non-train manifest
 without target units (``tgt_audio``), as a test split may be, loads with empty unit targets.
 """
 
@@ -23,7 +23,7 @@ from fairseq.tasks.speech_to_speech import SpeechToSpeechTask
 
 from echostream_fairseq.checkpoints import load_pretrained_groups
 from echostream_fairseq.data.validate import ManifestError, find_unit_problems
-from echostream_fairseq.streaming.units import UNIT_BLANK_PENALTY_HELP
+from echostream_fairseq.decoding.ctc import UNIT_BLANK_PENALTY_HELP
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,8 @@ def _has_column(manifest: Path, column: str) -> bool:
 
 @register_task("speech_to_speech_ctc")
 class SpeechToSpeechCTCTask(SpeechToSpeechTask):
-    """fairseq's SpeechToSpeechTask; the target dictionary gets ``<blank>`` for the unit CTC loss."""
+    """fairseq's SpeechToSpeechTask; the target dictionary gets ``<blank>`` for the unit CTC
+    loss."""
 
     @classmethod
     def add_args(cls, parser: Any) -> None:
@@ -65,18 +66,24 @@ class SpeechToSpeechCTCTask(SpeechToSpeechTask):
                  "'text' (the MT decoder's subwords, searched with --beam/--max-len-a/-b/...)",
         )
         parser.add_argument("--unit-blank-penalty", type=float, default=0.0,
-                            help=f"--gen-output units: {UNIT_BLANK_PENALTY_HELP}")
+                            help=f"--gen-output units: {UNIT_BLANK_PENALTY_HELP} (default 0)")
 
-    def __init__(self, args: Any, tgt_dict: Dictionary, infer_tgt_lang_id: Optional[int] = None) -> None:
+    def __init__(
+        self, args: Any, tgt_dict: Dictionary, infer_tgt_lang_id: Optional[int] = None
+    ) -> None:
         if tgt_dict is None:
-            raise ValueError("speech_to_speech_ctc predicts units: pass --target-is-code --target-code-size K")
+            raise ValueError(
+                "speech_to_speech_ctc predicts units: pass --target-is-code --target-code-size K"
+            )
         tgt_dict.blank_index = tgt_dict.add_symbol(BLANK_SYMBOL)
         super().__init__(args, tgt_dict, infer_tgt_lang_id)
         self.blank_symbol = BLANK_SYMBOL
         # absent from the saved args of older checkpoints (the streaming pipeline loads those)
         self.text_output = getattr(args, "gen_output", "units") == "text"
         if self.text_output and self.tgt_dict_mt is None:
-            raise ValueError("--gen-output text needs a first-pass text decoder in --multitask-config-yaml")
+            raise ValueError(
+                "--gen-output text needs a first-pass text decoder in --multitask-config-yaml"
+            )
 
     # ------------------------------------------------------------------------- dictionaries
     @property
@@ -102,7 +109,9 @@ class SpeechToSpeechCTCTask(SpeechToSpeechTask):
         return model
 
     # ------------------------------------------------------------------------------ data
-    def load_dataset(self, split: str, epoch: int = 1, combine: bool = False, **kwargs: Any) -> None:
+    def load_dataset(
+        self, split: str, epoch: int = 1, combine: bool = False, **kwargs: Any
+    ) -> None:
         """Loads ``{data}/{split}.tsv`` (comma-separated splits allowed) after checking its units.
 
         A non-train split without a ``tgt_audio`` column loads with empty unit targets (decoding
@@ -130,9 +139,9 @@ class SpeechToSpeechCTCTask(SpeechToSpeechTask):
     # ------------------------------------------------------------------------ generation
     def build_generator(self, models: Any, args: Any, seq_gen_cls: Any = None,
                         extra_gen_cls_kwargs: Any = None) -> Any:
-        """:class:`~echostream_fairseq.generation.TextGenerator` or ``UnitGenerator`` (per
+        """:class:`~echostream_fairseq.decoding.generate.TextGenerator` or ``UnitGenerator`` (per
         ``--gen-output``); fairseq's own needs its ``examples`` package and prints no units."""
-        from echostream_fairseq.generation import TextGenerator, UnitGenerator
+        from echostream_fairseq.decoding.generate import TextGenerator, UnitGenerator
 
         if seq_gen_cls is not None:
             raise NotImplementedError("speech_to_speech_ctc builds its own generators")
@@ -152,7 +161,7 @@ class SpeechToSpeechCTCTask(SpeechToSpeechTask):
         bpe = super().build_bpe(args)
         if bpe is not None or not self.text_output or getattr(self.args, "post_process", None):
             return bpe
-        from echostream_fairseq.generation import SubwordDetokenizer
+        from echostream_fairseq.decoding.generate import SubwordDetokenizer
 
         return SubwordDetokenizer(self.tgt_dict_mt)
 

@@ -25,5 +25,5 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["CentroidStreamState", "CentroidVocoder", "CentroidVocoderSettings",
            "CodeHiFiGANStreamState", "CodeHiFiGANUnitVocoder", "ContextModel",
-           "StreamingVocoderState", "UnitVocoder", "build_vocoder", "describe_vocoder", "fit_duration_model",
-           "load_centroid_vocoder", "load_code_hifigan", "validate_units"]
+           "StreamingVocoderState", "UnitVocoder", "build_vocoder", "describe_vocoder",
+           "fit_duration_model", "load_centroid_vocoder", "load_code_hifigan", "validate_units"]

@@ -4,7 +4,7 @@
 <json>, checkpoint: <file>}``; then :class:`CodeHiFiGANUnitVocoder` is built. An entry
 ``vocoder: {type: echostream_centroid, checkpoint: <vocoder.npz>}`` names an embedded vocoder file.
 Without an entry, the embedded centroid vocoder is loaded from the corpus's ``units/`` folder:
-``vocoder.npz`` (fitted durations and context spectra, ``scripts/fit_vocoder.py``) when
+``vocoder.npz`` (fitted durations and context spectra, ``echostream-fit-vocoder``) when
 present, else ``unit_model.npz`` (per-unit mean durations and spectra).
 """
 
@@ -62,10 +62,14 @@ def _vocoder_files(config: Union[str, Path, Mapping[str, Any]],
         kind = entry.get("type")
         keys = {CODE_HIFIGAN: ("config", "checkpoint"), EMBEDDED: ("checkpoint",)}.get(kind)
         if keys is None:
-            raise ValueError(f"unknown vocoder type {kind!r}; expected {CODE_HIFIGAN!r} or {EMBEDDED!r}")
+            raise ValueError(
+                f"unknown vocoder type {kind!r}; expected {CODE_HIFIGAN!r} or {EMBEDDED!r}"
+            )
         return kind, [_entry_path(entry, key, base) for key in keys]
     if base is None:
-        raise ValueError("no vocoder entry in the config and no data_dir to find the embedded vocoder in")
+        raise ValueError(
+            "no vocoder entry in the config and no data_dir to find the embedded vocoder in"
+        )
     fitted, per_unit = base / EMBEDDED_VOCODER_FILE, base / UNIT_MODEL_FILE
     return EMBEDDED, [per_unit if per_unit.is_file() and not fitted.is_file() else fitted]
 
@@ -83,7 +87,9 @@ def describe_vocoder(config: Union[str, Path, Mapping[str, Any]],
     """
     kind, files = _vocoder_files(config, data_dir)
     missing = [path for path in files if not path.is_file()]
-    line = f"{kind} " + ", ".join(f"{path} ({'MISSING' if path in missing else 'found'})" for path in files)
+    line = f"{kind} " + ", ".join(
+        f"{path} ({'MISSING' if path in missing else 'found'})" for path in files
+    )
     return line, missing
 
 

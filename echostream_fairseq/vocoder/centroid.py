@@ -18,7 +18,7 @@ whose samples still depend on frames not yet known. The join is cross-faded over
 ``crossfade_frames`` frames. Cost per chunk is constant: nothing before the context is touched.
 
 Files: ``<data>/units/vocoder.npz`` (:meth:`CentroidVocoder.save`, written by
-``scripts/fit_vocoder.py``) is self-contained; a bare ``unit_model.npz`` also loads (per-unit
+``echostream-fit-vocoder``) is self-contained; a bare ``unit_model.npz`` also loads (per-unit
 mean durations).
 """
 
@@ -337,7 +337,7 @@ def load_centroid_vocoder(path: Union[str, Path], **setting_overrides: Any) -> C
     """Load the embedded vocoder from ``vocoder.npz`` or, failing that, ``unit_model.npz``.
 
     Args:
-        path: a ``vocoder.npz`` (from ``scripts/fit_vocoder.py``) or a ``unit_model.npz``.
+        path: a ``vocoder.npz`` (from ``echostream-fit-vocoder``) or a ``unit_model.npz``.
         setting_overrides: :class:`CentroidVocoderSettings` fields to change.
 
     Raises:
@@ -347,7 +347,7 @@ def load_centroid_vocoder(path: Union[str, Path], **setting_overrides: Any) -> C
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"vocoder file {path} does not exist (build the corpus with "
-                                f"scripts/prepare_mini.py, then run scripts/fit_vocoder.py)")
+                                f"echostream-prepare, then run echostream-fit-vocoder)")
     try:
         data = np.load(path)
     except (OSError, ValueError) as err:

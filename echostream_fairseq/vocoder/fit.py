@@ -1,11 +1,11 @@
-"""Fit the embedded vocoder's durations and spectra on a corpus (``scripts/fit_vocoder.py``).
+"""Fit the embedded vocoder's durations and spectra on a corpus (``echostream-fit-vocoder``).
 
 The manifests hold de-duplicated units only, so run lengths are recomputed: the train split's
 target wavs go through the same log-mel analysis and nearest-centroid assignment as the corpus
 builder (``UnitModel.frame_units``), then runs are counted. The same pass collects each run's
 log-mel frames for the context spectra (mean log-mel of a unit between given neighbours).
 
-Defaults (measured with ``scripts/measure_vocoder.py`` on the full corpus, see the README):
+Defaults (measured with ``echostream-measure-vocoder`` on the full corpus, see the README):
 context durations (min count 2) and context spectra (min count 3, residual rank 24). Context
 spectra were what lifted resynthesis ASR-BLEU (64.2 -> 71.7 on the 504 test sentences); better
 duration predictors (an MLP over +-3 units) lowered the held-out duration error a little but not

@@ -1,0 +1,60 @@
+"""What every EchoStream command shares: logging options, the one-line error path, provenance.
+
+A command's ``main(argv)`` builds its parser, then hands its body to :func:`run_main`, which
+turns the errors that mean "bad input" into one ``error: ...`` line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any, Callable, Optional, Tuple, Type
+
+from echostream_fairseq.provenance import provenance
+
+__all__ = ["EXIT_USER_ERROR", "LOG_LEVELS", "UserError", "add_log_level_argument", "positive_int",
+           "provenance", "run_main", "setup_logging"]
+
+EXIT_USER_ERROR = 2
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_LOG_FORMAT = "%(asctime)s | %(levelname)s | %(name)s | %(message)s"
+
+
+class UserError(Exception):
+    """Bad input a user can fix (a file, a line, a field); printed as one line, exit status 2."""
+
+
+def add_log_level_argument(parser: argparse.ArgumentParser, default: str = "INFO") -> None:
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default=default,
+                        help=f"logging level (default {default})")
+
+
+def setup_logging(level: str = "INFO", stream: Any = None) -> None:
+    """Root logging for a command: ``level``, and a handler on stderr (or ``stream``) unless the
+    root logger has one already (a caller's, or pytest's capture, stays in place)."""
+    logging.basicConfig(format=_LOG_FORMAT, stream=stream or sys.stderr)
+    logging.getLogger().setLevel(getattr(logging, level))
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def run_main(body: Callable[[], Optional[int]],
+             user_errors: Tuple[Type[BaseException], ...] = (UserError,)) -> int:
+    """Run a command's body; a :class:`UserError` or any of ``user_errors`` becomes
+    ``error: <message>`` on stderr and exit status 2."""
+    try:
+        status = body()
+    except (UserError, *user_errors) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    return 0 if status is None else status

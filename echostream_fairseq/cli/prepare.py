@@ -1,0 +1,69 @@
+"""``echostream-prepare``: build the German->English mini corpus in StreamSpeech's layout.
+
+Examples::
+
+    echostream-prepare --data-dir data                 # the full corpus, about 10,000 pairs
+    echostream-prepare --data-dir /tmp/tiny --max-pairs 20
+
+Re-running resumes: finished stages and utterances are skipped. The stages are described in
+``echostream_fairseq/corpus/build.py`` (docs/corpus.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+from typing import Optional, Sequence
+
+from echostream_fairseq.cli.common import (add_log_level_argument, positive_int, run_main,
+                                           setup_logging)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    a = parser.add_argument
+    a("--data-dir", type=Path, default=Path("data"),
+      help="output folder (created; everything is written under it)")
+    a("--max-pairs", type=positive_int, default=None,
+      help="keep only this many sentence pairs (default: all, about 10,000)")
+    a("--seed", type=int, default=1, help="seed of the pair sampling, the split and k-means")
+    a("--num-units", type=positive_int, default=500,
+      help="k-means unit vocabulary K (shrunk automatically on tiny corpora)")
+    a("--num-workers", "--jobs", dest="num_workers", type=positive_int,
+      default=min(2, os.cpu_count() or 1),
+      help="parallel workers for speech synthesis and features (--jobs: deprecated spelling)")
+    a("--vocab-size", type=positive_int, default=None,
+      help="sentencepiece vocabulary (default: chosen from the corpus size)")
+    a("--kmeans-utts", type=positive_int, default=500,
+      help="train utterances sampled to fit k-means")
+    a("--skip-asr", action="store_true", help="do not measure the ASR-BLEU ceiling in the report")
+    a("--stage", type=int, default=1, help="first stage to run (1-8)")
+    a("--stop-stage", type=int, default=8, help="last stage to run (1-8)")
+    add_log_level_argument(parser)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    # faster-whisper logs every segment at DEBUG/INFO; the progress bar says enough
+    logging.getLogger("faster_whisper").setLevel(logging.WARNING)
+    from echostream_fairseq.corpus.build import BuildConfig, build_corpus
+
+    config = BuildConfig(data_dir=args.data_dir, max_pairs=args.max_pairs, seed=args.seed,
+                         num_units=args.num_units, jobs=args.num_workers,
+                         vocab_size=args.vocab_size, kmeans_utts=args.kmeans_utts,
+                         skip_asr=args.skip_asr, first_stage=args.stage,
+                         last_stage=args.stop_stage)
+
+    def body() -> None:
+        build_corpus(config)
+
+    return run_main(body, (ValueError, OSError))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

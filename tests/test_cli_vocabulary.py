@@ -1,0 +1,105 @@
+"""One option vocabulary: every command's parser (the package's commands, the SimulEval agents,
+the benches, the example) uses the names of ``echostream_fairseq.cli.vocabulary`` and nothing
+else; old spellings only as aliases of their replacements; every console script is declared."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.metadata
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Dict
+
+import pytest
+
+from echostream_fairseq.cli.vocabulary import DEPRECATED_ALIASES, FLAGS
+
+REPO = Path(__file__).resolve().parents[1]
+CLI_DIR = REPO / "echostream_fairseq" / "cli"
+NOT_COMMANDS = {"__init__", "common", "vocabulary"}
+COMMANDS = sorted(p.stem for p in CLI_DIR.glob("*.py") if p.stem not in NOT_COMMANDS)
+FILE_COMMANDS = ["bench/streaming_cost.py", "bench/long_stream_memory.py",
+                 "bench/encoder_chunk_cost.py", "examples/stream_a_wav.py"]
+AGENTS = ["echostream_fairseq.agents.speech_to_speech:EchoStreamSpeechToSpeechAgent",
+          "echostream_fairseq.agents.speech_to_text:EchoStreamSpeechToTextAgent",
+          "echostream_fairseq.agents.streaming_asr:EchoStreamASRAgent"]
+
+
+def _load_file(relative: str):
+    path = REPO / relative
+    spec = importlib.util.spec_from_file_location(f"vocabulary_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def _parsers() -> Dict[str, argparse.ArgumentParser]:
+    parsers = {f"cli.{name}": importlib.import_module(f"echostream_fairseq.cli.{name}")
+               .build_parser() for name in COMMANDS}
+    parsers.update({relative: _load_file(relative).build_parser() for relative in FILE_COMMANDS})
+    for target in AGENTS:
+        module, name = target.split(":")
+        parser = argparse.ArgumentParser()
+        getattr(importlib.import_module(module), name).add_args(parser)
+        parsers[name] = parser
+    return parsers
+
+
+@pytest.fixture(scope="module")
+def parsers() -> Dict[str, argparse.ArgumentParser]:
+    return _parsers()
+
+
+def test_the_vocabulary_is_consistent():
+    assert not set(FLAGS) & set(DEPRECATED_ALIASES)
+    assert set(DEPRECATED_ALIASES.values()) <= set(FLAGS)
+
+
+def test_every_option_is_in_the_vocabulary(parsers):
+    unknown, misplaced = [], []
+    for where, parser in parsers.items():
+        for action in parser._actions:
+            names = [s for s in action.option_strings if s.startswith("--")]
+            for index, name in enumerate(names):
+                if name in DEPRECATED_ALIASES:
+                    if index == 0 or names[0] != DEPRECATED_ALIASES[name]:
+                        misplaced.append(f"{where}: {name} must alias {DEPRECATED_ALIASES[name]}")
+                elif name not in FLAGS and not name.startswith("--no-"):
+                    unknown.append(f"{where}: {name}")
+                elif name.startswith("--no-") and name not in FLAGS and name[5:] not in \
+                        {f[2:] for f in FLAGS}:
+                    unknown.append(f"{where}: {name}")  # --no-X is fine for a boolean --X
+    assert not unknown, "options outside cli/vocabulary.py FLAGS:\n" + "\n".join(unknown)
+    assert not misplaced, "\n".join(misplaced)
+
+
+def test_every_command_takes_log_level_and_the_agents_the_decoding_options(parsers):
+    for where, parser in parsers.items():
+        options = {s for action in parser._actions for s in action.option_strings}
+        if where.startswith("EchoStream"):
+            assert {"--decode-config", "--unit-k2", "--unit-n2"} <= options, where
+        else:
+            assert "--log-level" in options, where
+    for where in ("cli.evaluate", "cli.measure_t2u", "bench/streaming_cost.py",
+                  "bench/long_stream_memory.py", "examples/stream_a_wav.py"):
+        assert "--decode-config" in {s for a in parsers[where]._actions for s in a.option_strings}
+
+
+def test_every_command_is_a_declared_console_script():
+    declared = {entry.name: entry.value for entry in
+                importlib.metadata.entry_points(group="console_scripts")
+                if entry.name.startswith("echostream-")}
+    expected = {f"echostream-{name.replace('_', '-')}": f"echostream_fairseq.cli.{name}:main"
+                for name in COMMANDS}
+    assert declared == expected
+
+
+def test_the_seed_spellings_still_parse():
+    from echostream_fairseq.cli.evaluate import build_parser
+
+    opts = build_parser().parse_args(["--checkpoint", "c.pt", "--test-manifest", "t.tsv",
+                                      "--chunk-sizes", "320,640"])
+    assert opts.manifest == Path("t.tsv") and opts.chunk_ms == [320, 640]

@@ -18,7 +18,8 @@ from argparse import Namespace
 import torch
 
 import echostream_fairseq  # noqa: F401  (registers the archs)
-from echostream_fairseq.cli.common import add_log_level_argument, setup_logging
+from echostream_fairseq.cli.common import (add_log_level_argument, add_num_threads_argument,
+                                           setup_logging)
 from echostream_fairseq.models.emformer_encoder import EchoStreamEncoder
 from fairseq.models import ARCH_CONFIG_REGISTRY
 
@@ -63,8 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--arch", default="echostream", help="registered echostream arch preset")
     a("--minutes", type=float, default=3.0, help="stream length for the flatness check")
     a("--seconds", type=float, default=20.0, help="input length for stream vs offline")
-    a("--num-threads", "--threads", dest="num_threads", type=int, default=1,
-      help="torch threads (1 is fastest for chunks; --threads: deprecated spelling)")
+    add_num_threads_argument(parser, "torch threads (1 is fastest for chunks)")
     add_log_level_argument(parser, default="WARNING")
     return parser
 

@@ -46,7 +46,9 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from streaming_cost import SAMPLE_RATE, long_input  # noqa: E402
 from echostream_fairseq.models.state import state_numel  # noqa: E402
-from echostream_fairseq.cli.common import add_log_level_argument, setup_logging  # noqa: E402
+from echostream_fairseq.cli.common import (add_log_level_argument,  # noqa: E402
+                                           add_num_threads_argument, provenance,
+                                           setup_logging)
 from echostream_fairseq.streaming import PipelineConfig, StreamingS2STPipeline  # noqa: E402
 from echostream_fairseq.streaming.config import (add_pipeline_arguments,  # noqa: E402
                                                  segment_length_for_chunk)
@@ -304,8 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--trim", action="store_true",
       help="diagnosis: at every mark also call glibc malloc_trim(0) and report the RSS after it "
            "(what the allocator held but did not use); this changes the later RSS figures")
-    a("--num-threads", "--threads", dest="num_threads", type=int, default=1,
-      help="torch threads (--threads: deprecated spelling)")
+    add_num_threads_argument(parser, "torch threads")
     a("--output", type=Path, default=None, help="also write the figures to this JSON file")
     add_pipeline_arguments(parser.add_argument_group("decoding"))
     add_log_level_argument(parser, default="WARNING")
@@ -342,6 +343,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                                            "chunk_ms": args.chunk_ms,
                                            "randomise": args.randomise, "trim": args.trim,
                                            "decode": config.to_dict(),
+                                           "provenance": provenance(),
                                            "speech": not args.no_speech,
                                            "num_threads": args.num_threads,
                                            **result}, indent=2))

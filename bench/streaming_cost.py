@@ -34,14 +34,15 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from echostream_fairseq.data.audio import read_wav  # noqa: E402
-from echostream_fairseq.cli.common import add_log_level_argument, setup_logging  # noqa: E402
+from echostream_fairseq.data.audio import SAMPLE_RATE, read_wav  # noqa: E402
+from echostream_fairseq.cli.common import (add_log_level_argument,  # noqa: E402
+                                           add_num_threads_argument, provenance,
+                                           setup_logging)
 from echostream_fairseq.streaming import PipelineConfig, StreamingS2STPipeline  # noqa: E402
 from echostream_fairseq.streaming.config import (add_pipeline_arguments,  # noqa: E402
                                                  segment_length_for_chunk)
 from echostream_fairseq.checkpoints import load_model_and_task as load_checkpoint  # noqa: E402
 
-SAMPLE_RATE = 16000
 GAP_SECONDS = 0.3
 EDGE_STEPS = 10  # steps averaged (median) for the first- and last-chunk cost
 
@@ -109,8 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--chunk-ms", type=int, default=320, help="source chunk per push")
     a("--seconds", default="20,60,180", help="input lengths, comma-separated")
     a("--baseline-seconds", default="20,60", help="lengths that also run the re-encoding baseline")
-    a("--num-threads", "--threads", dest="num_threads", type=int, default=1,
-      help="torch threads (--threads: deprecated spelling)")
+    add_num_threads_argument(parser, "torch threads")
     a("--output", type=Path, default=None, help="also write the figures to this JSON file")
     add_pipeline_arguments(parser.add_argument_group("decoding (the baseline adds --reencode)"))
     add_log_level_argument(parser, default="WARNING")
@@ -165,6 +165,7 @@ def main() -> None:
     if args.output:
         args.output.write_text(json.dumps({"checkpoint": str(checkpoint),
                                            "chunk_ms": args.chunk_ms, "decode": config.to_dict(),
+                                           "provenance": provenance(),
                                            "num_threads": args.num_threads, "results": results},
                                           indent=2))
 

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from echostream_fairseq.checkpoint_safety import CheckpointLoadError
-from echostream_fairseq.cli.common import add_log_level_argument, setup_logging
+from echostream_fairseq.cli.common import (add_log_level_argument, add_num_threads_argument,
+                                           setup_logging)
 from echostream_fairseq.data.audio import AudioError, read_wav, write_wav
 from echostream_fairseq.streaming.config import (PipelineConfig, add_pipeline_arguments,
                                                  segment_length_for_chunk)
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--chunk-ms", type=int, default=320,
       help="audio per push (and the Emformer segment unless --segment-length)")
     a("--output", type=Path, help="write the translated speech here")
-    a("--num-threads", type=int, default=1, help="torch CPU threads")
+    add_num_threads_argument(parser)
     add_pipeline_arguments(parser.add_argument_group("decoding (as the SimulEval agents)"))
     add_log_level_argument(parser, default="WARNING")
     return parser

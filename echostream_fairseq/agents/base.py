@@ -19,6 +19,7 @@ from simuleval.agents.actions import Action, ReadAction, WriteAction
 from simuleval.agents.states import AgentStates
 from simuleval.data.segments import Segment
 
+from echostream_fairseq.cli.common import add_num_threads_argument
 from echostream_fairseq.streaming.config import (
     PipelineConfig,
     add_pipeline_arguments,
@@ -54,7 +55,7 @@ class EchoStreamAgentBase(GenericAgent):
         a("--vocoder-config", default=None, help="data config naming the vocoder "
           "(default: the corpus' config_gcmvn.yaml / embedded vocoder)")
         add_pipeline_arguments(parser)
-        a("--num-threads", type=int, default=1, help="torch CPU threads of the agent")
+        add_num_threads_argument(parser, "torch CPU threads of the agent")
 
     @classmethod
     def build_pipeline(cls, args: Namespace) -> StreamingS2STPipeline:

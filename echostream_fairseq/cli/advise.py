@@ -27,7 +27,8 @@ import torch
 import yaml
 
 from echostream_fairseq.checkpoint_safety import CheckpointLoadError, safe_torch_load
-from echostream_fairseq.cli.common import add_log_level_argument, run_main, setup_logging
+from echostream_fairseq.cli.common import (add_log_level_argument, add_run_manifest_arguments,
+                                           run_main, setup_logging)
 from echostream_fairseq.checkpoints import (
     DECODER_GROUPS, PartialLoadReport, plan_partial_load, read_model_state, vocabulary_sizes,
 )
@@ -54,12 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     a = parser.add_argument
     a("--config", type=Path, required=True, help="recipe YAML the next run will use")
     a("--checkpoint", type=Path, required=True, help="checkpoint to restart from")
-    a("--train-manifest", type=Path, default=Path("data/train_sampled.units.tsv"),
-      help="training manifest")
-    a("--dev-manifest", type=Path, default=Path("data/dev_sampled.units.tsv"),
-      help="validation manifest")
-    a("--save-dir", type=Path,
-      help="folder for a new run (default: beside the checkpoint's folder)")
+    add_run_manifest_arguments(
+        parser, save_dir_help="folder for a new run (default: beside the checkpoint's folder)")
     a("--json", action="store_true", help="print the findings as JSON instead of text")
     add_log_level_argument(parser, default="WARNING")
     return parser

@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 from typing import Any, Callable, Optional, Tuple, Type
 
 from echostream_fairseq.provenance import provenance
 
-__all__ = ["EXIT_USER_ERROR", "LOG_LEVELS", "UserError", "add_log_level_argument", "positive_int",
+__all__ = ["EXIT_USER_ERROR", "LOG_LEVELS", "UserError", "add_log_level_argument",
+           "add_num_threads_argument", "add_run_manifest_arguments", "positive_int",
            "provenance", "run_main", "setup_logging"]
 
 EXIT_USER_ERROR = 2
@@ -35,6 +37,25 @@ def setup_logging(level: str = "INFO", stream: Any = None) -> None:
     root logger has one already (a caller's, or pytest's capture, stays in place)."""
     logging.basicConfig(format=_LOG_FORMAT, stream=stream or sys.stderr)
     logging.getLogger().setLevel(getattr(logging, level))
+
+
+def add_num_threads_argument(parser: Any, what: str = "torch CPU threads") -> None:
+    """``--num-threads`` (``--threads``: the old spelling); one thread is the default because
+    more are slower for chunk-sized work on shared CPUs."""
+    parser.add_argument("--num-threads", "--threads", dest="num_threads", type=positive_int,
+                        default=1, help=f"{what} (default 1; --threads: deprecated spelling)")
+
+
+def add_run_manifest_arguments(parser: Any, save_dir_help: str) -> None:
+    """The training and validation manifests (their folder is fairseq's data folder) and the
+    checkpoint folder of a training run: what ``echostream-train`` and ``echostream-advise``
+    are given alike."""
+    parser.add_argument("--train-manifest", type=Path, default=Path("data/train_sampled.units.tsv"),
+                        help="training manifest; its folder is fairseq's data folder (YAMLs, "
+                             "dictionaries)")
+    parser.add_argument("--dev-manifest", type=Path, default=Path("data/dev_sampled.units.tsv"),
+                        help="validation manifest, in the same folder as the training manifest")
+    parser.add_argument("--save-dir", type=Path, help=save_dir_help)
 
 
 def positive_int(text: str) -> int:

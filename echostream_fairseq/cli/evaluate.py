@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from echostream_fairseq.checkpoint_safety import CheckpointLoadError
-from echostream_fairseq.cli.common import (add_log_level_argument, positive_int, provenance,
-                                           run_main, setup_logging)
+from echostream_fairseq.cli.common import (add_log_level_argument, add_num_threads_argument,
+                                           positive_int, provenance, run_main, setup_logging)
 from echostream_fairseq.scoring.asr_bleu import AsrError
 from echostream_fairseq.streaming.config import PipelineConfig, add_pipeline_arguments
 
@@ -69,8 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
       help=f"source chunk sizes in ms, comma-separated (default {DEFAULT_CHUNKS}; "
            "--chunk-sizes: deprecated spelling)")
     a("--max-utterances", type=positive_int, help="evaluate only the first N utterances")
-    a("--num-threads", type=positive_int, default=1,
-      help="torch and Whisper CPU threads (default 1)")
+    add_num_threads_argument(parser, "torch and Whisper CPU threads")
     a("--no-offline", action="store_true", help="skip the whole-utterance (offline) condition")
     a("--no-speech", action="store_true", help="text only: no T2U/vocoder, no ASR-BLEU")
     a("--joined-speech-asr", action="store_true",

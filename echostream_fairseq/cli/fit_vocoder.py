@@ -23,8 +23,8 @@ from typing import Optional, Sequence
 
 import torch
 
-from echostream_fairseq.cli.common import (add_log_level_argument, positive_int, run_main,
-                                           setup_logging)
+from echostream_fairseq.cli.common import (add_log_level_argument, add_num_threads_argument,
+                                           run_main, setup_logging)
 from echostream_fairseq.vocoder.builder import EMBEDDED_VOCODER_FILE
 from echostream_fairseq.vocoder.duration import DURATION_KINDS
 from echostream_fairseq.vocoder.fit import (SPECTRA_MIN_COUNT, SPECTRA_RANK,
@@ -55,9 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", "--out", dest="output", type=Path, default=None,
                         help="output file (default: <data-dir>/units/vocoder.npz; --out: "
                              "deprecated spelling)")
-    parser.add_argument("--num-threads", "--threads", dest="num_threads", type=positive_int,
-                        default=1, help="torch CPU threads for the log-mel analysis "
-                                        "(--threads: deprecated spelling)")
+    add_num_threads_argument(parser, "torch CPU threads for the log-mel analysis")
     add_log_level_argument(parser)
     return parser
 

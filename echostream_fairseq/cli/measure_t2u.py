@@ -29,8 +29,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from echostream_fairseq.cli.common import (add_log_level_argument, positive_int, provenance,
-                                           run_main, setup_logging)
+from echostream_fairseq.cli.common import (add_log_level_argument, add_num_threads_argument,
+                                           positive_int, provenance, run_main, setup_logging)
 from echostream_fairseq.streaming.config import PipelineConfig, add_pipeline_arguments
 
 logger = logging.getLogger("echostream.measure_t2u")
@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--output", "--out", dest="output", type=Path,
       help="JSON file for the scores (--out: deprecated spelling)")
     a("--save-wavs", type=Path, help="write the first 5 wavs under this folder")
-    a("--num-threads", type=positive_int, default=1, help="torch and recogniser CPU threads")
+    add_num_threads_argument(parser, "torch and recogniser CPU threads")
     a("--asr-model-dir", type=Path, help="faster-whisper model folder (default: tiny.en)")
     add_pipeline_arguments(parser.add_argument_group("unit decoding (as the streaming pipeline)"))
     add_log_level_argument(parser)

@@ -26,8 +26,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from echostream_fairseq.cli.common import (add_log_level_argument, positive_int, provenance,
-                                           run_main, setup_logging)
+from echostream_fairseq.cli.common import (add_log_level_argument, add_num_threads_argument,
+                                           positive_int, provenance, run_main, setup_logging)
 from echostream_fairseq.data.manifests import read_tsv
 from echostream_fairseq.data.text import parse_units
 from echostream_fairseq.scoring.asr_bleu import asr_bleu, load_whisper_tiny_en
@@ -87,9 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", "--out", dest="output", type=Path, default=None,
                         help="JSON file for all scores (default: print only; --out: deprecated "
                              "spelling)")
-    parser.add_argument("--num-threads", "--threads", dest="num_threads", type=positive_int,
-                        default=1, help="CPU threads for torch and the recogniser (--threads: "
-                                        "deprecated spelling)")
+    add_num_threads_argument(parser, "CPU threads for torch and the recogniser")
     add_log_level_argument(parser)
     return parser
 

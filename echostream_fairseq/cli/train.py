@@ -28,7 +28,8 @@ from typing import List, Optional, Sequence, Tuple
 
 from echostream_fairseq.checkpoint_safety import CheckpointLoadError
 from echostream_fairseq.checkpoints import atomic_torch_save, load_partial_checkpoint
-from echostream_fairseq.cli.common import add_log_level_argument, run_main, setup_logging
+from echostream_fairseq.cli.common import (add_log_level_argument, add_run_manifest_arguments,
+                                           run_main, setup_logging)
 from echostream_fairseq.training import RecipeRun, build_task_and_model
 
 logger = logging.getLogger(__name__)
@@ -44,12 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     a = parser.add_argument
     a("--config", type=Path, required=True,
       help="recipe YAML (fairseq hydra sections), e.g. configs/train/echostream_mini.yaml")
-    a("--train-manifest", type=Path, default=Path("data/train_sampled.units.tsv"),
-      help="training manifest; its folder is fairseq's data folder (YAMLs, dictionaries)")
-    a("--dev-manifest", type=Path, default=Path("data/dev_sampled.units.tsv"),
-      help="validation manifest, in the same folder as the training manifest")
-    a("--save-dir", type=Path,
-      help="checkpoint folder (default: the recipe's checkpoint.save_dir)")
+    add_run_manifest_arguments(
+        parser, save_dir_help="checkpoint folder (default: the recipe's checkpoint.save_dir)")
     a("--num-workers", type=int,
       help="data-loading worker processes (0 = load in the training process)")
     a("--batch-size", type=int,

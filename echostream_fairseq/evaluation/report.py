@@ -1,7 +1,7 @@
 """The evaluation report: ``report.json``, ``report.md`` and ``latency_quality.png``.
 
 Every number in the Markdown tables is read from the JSON report by :func:`results_table`, which
-``scripts/results_table.py`` also uses for the README, so no figure is typed by hand.
+``echostream-results`` also uses for RESULTS.md, so no figure is typed by hand.
 """
 
 from __future__ import annotations
@@ -208,9 +208,9 @@ CEILING_NAMES = {
 
 def load_ceilings(path: Path) -> List[Dict[str, Any]]:
     """ASR-BLEU ceilings (speech that is not the model's) from a corpus ``report.json``
-    (``scripts/prepare_mini.py``: its piper speech), a ``scripts/measure_vocoder.py --out``
-    JSON (piper speech and ground-truth units through the vocoder, on its own sentences) or a
-    ``scripts/measure_t2u.py --out`` JSON (the reference text through a model's T2U: what its
+    (``echostream-prepare``: its piper speech), an ``echostream-measure-vocoder --output``
+    JSON (piper speech and ground-truth units through the vocoder, on its own sentences) or an
+    ``echostream-measure-t2u --output`` JSON (the reference text through a model's T2U: what its
     speech would score with a perfect translation).
 
     Returns rows ``{"name", "sentences", "asr_bleu", "wer", "unit_ratio", "source"}`` (the ratio

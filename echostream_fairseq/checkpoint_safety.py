@@ -20,17 +20,19 @@ import pickle
 import typing
 import zipfile
 from pathlib import Path
-from typing import Any, List, Union
+from typing import Any, List, Optional, Union
 
 import torch
 
-__all__ = ["CheckpointLoadError", "SAFE_CHECKPOINT_GLOBALS", "explain_load_error", "install",
-           "safe_torch_load"]
+from echostream_fairseq.errors import UserError
+
+__all__ = ["CheckpointLoadError", "SAFE_CHECKPOINT_GLOBALS", "check_checkpoint_file",
+           "explain_load_error", "explain_non_checkpoint", "install", "safe_torch_load"]
 
 logger = logging.getLogger(__name__)
 
 
-class CheckpointLoadError(RuntimeError):
+class CheckpointLoadError(UserError, RuntimeError):
     """A checkpoint file could not be loaded: refused, truncated, missing or not a checkpoint."""
 
     def __init__(self, path: Union[str, Path], reason: str) -> None:
@@ -95,9 +97,44 @@ def explain_load_error(path: str, error: BaseException) -> CheckpointLoadError:
         return CheckpointLoadError(path, "no such file")
     if isinstance(error, IsADirectoryError):
         return CheckpointLoadError(path, "is a directory, not a checkpoint file")
+    if "inline_container" in message:  # torch's reader on a zip it did not write
+        return CheckpointLoadError(path, "a zip archive, but not torch's checkpoint format")
     if isinstance(error, (EOFError, zipfile.BadZipFile)) or "zip archive" in message:
         return CheckpointLoadError(path, f"truncated or not a torch checkpoint ({message.strip()})")
     return CheckpointLoadError(path, f"{type(error).__name__}: {message.strip()}")
+
+
+def check_checkpoint_file(path: Union[str, Path]) -> None:
+    """Refuse what is plainly not a checkpoint before anything reads it: a missing path, a
+    folder, an empty file, a file in neither of torch's formats (text, say)."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointLoadError(path, "no such file")
+    if path.is_dir():
+        raise CheckpointLoadError(path, "is a directory, not a checkpoint file")
+    if path.stat().st_size == 0:
+        raise CheckpointLoadError(path, "empty file (0 bytes)")
+    if _not_torch_format(str(path)):
+        raise CheckpointLoadError(
+            path, "not a torch checkpoint (neither torch's zip format nor a pickle)")
+
+
+def explain_non_checkpoint(path: Union[str, Path]) -> Optional[CheckpointLoadError]:
+    """After fairseq's loader failed on ``path``: the error saying what the file holds when it
+    is not a fairseq checkpoint (a bare tensor, a dict without ``model``, a foreign zip); None
+    when it is one, so the original error (a bug, not bad input) is raised as it was."""
+    try:
+        state = safe_torch_load(path)
+    except CheckpointLoadError as error:
+        return error
+    if not isinstance(state, dict):
+        return CheckpointLoadError(
+            path, f"holds a {type(state).__name__}, not a fairseq checkpoint (a dict with 'model')")
+    if "model" not in state:
+        keys = ", ".join(sorted(map(str, state))[:8]) or "none"
+        return CheckpointLoadError(
+            path, f"a torch file but not a fairseq checkpoint: no 'model' entry (keys: {keys})")
+    return None
 
 
 def safe_torch_load(path: Union[str, Path], map_location: Any = "cpu") -> Any:
@@ -107,6 +144,7 @@ def safe_torch_load(path: Union[str, Path], map_location: Any = "cpu") -> Any:
         CheckpointLoadError: the file is missing, truncated, not a checkpoint, or its pickle
             references a global outside :data:`SAFE_CHECKPOINT_GLOBALS` (never executed).
     """
+    check_checkpoint_file(path)
     try:
         with open(path, "rb") as handle:
             return torch.load(handle, map_location=map_location, weights_only=True)

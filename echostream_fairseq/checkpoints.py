@@ -481,6 +481,9 @@ def load_model_and_task(checkpoint: Union[str, Path], data_dir: Optional[Union[s
     import echostream_fairseq  # noqa: F401  (registers the model and task with fairseq)
     from fairseq import checkpoint_utils
 
+    from echostream_fairseq.checkpoint_safety import check_checkpoint_file
+
+    check_checkpoint_file(checkpoint)  # fairseq's own check raises a bare OSError
     overrides = {"data": str(data_dir)} if data_dir else {}
     models, _cfg, task = checkpoint_utils.load_model_ensemble_and_task(
         [str(checkpoint)], arg_overrides=overrides)

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Optional, Tuple, Type
 
+from echostream_fairseq.errors import UserError
 from echostream_fairseq.provenance import provenance
 
 __all__ = ["EXIT_USER_ERROR", "LOG_LEVELS", "UserError", "add_log_level_argument",
@@ -23,8 +24,6 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _LOG_FORMAT = "%(asctime)s | %(levelname)s | %(name)s | %(message)s"
 
 
-class UserError(Exception):
-    """Bad input a user can fix (a file, a line, a field); printed as one line, exit status 2."""
 
 
 def add_log_level_argument(parser: argparse.ArgumentParser, default: str = "INFO") -> None:

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from echostream_fairseq.checkpoint_safety import CheckpointLoadError
+from echostream_fairseq.checkpoint_safety import CheckpointLoadError, check_checkpoint_file
 from echostream_fairseq.cli.common import (add_log_level_argument, add_num_threads_argument,
                                            positive_int, provenance, run_main, setup_logging)
 from echostream_fairseq.scoring.asr_bleu import AsrError
@@ -121,8 +121,7 @@ def run(opts: argparse.Namespace,
     decode = PipelineConfig.from_args(opts)  # a bad --decode-config fails before any work
     test_set = load_test_set(opts.manifest, opts.wav_list, opts.max_utterances)
     utterances = test_set.utterances
-    if not opts.checkpoint.is_file():  # fairseq would raise a bare OSError first
-        raise CheckpointLoadError(opts.checkpoint, "no such file")
+    check_checkpoint_file(opts.checkpoint)
     corpus = opts.data_dir.resolve() if opts.data_dir else opts.manifest.resolve().parent
     model, task = load_checkpoint(str(opts.checkpoint), str(corpus))
     load_s = time.perf_counter() - start

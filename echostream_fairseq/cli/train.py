@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-from echostream_fairseq.checkpoint_safety import CheckpointLoadError
+from echostream_fairseq.checkpoint_safety import CheckpointLoadError, check_checkpoint_file
 from echostream_fairseq.checkpoints import atomic_torch_save, load_partial_checkpoint
 from echostream_fairseq.cli.common import (add_log_level_argument, add_run_manifest_arguments,
                                            run_main, setup_logging)
@@ -149,8 +149,8 @@ def fairseq_command(opts: argparse.Namespace,
             logger.info("resuming from %s: --init-from %s is ignored (it only seeds a fresh run)",
                         last, opts.init_from)
         return argv, None
-    if opts.init_from is not None and not opts.init_from.is_file():
-        raise CheckpointLoadError(opts.init_from, "no such file")
+    if opts.init_from is not None:
+        check_checkpoint_file(opts.init_from)
     return argv, opts.init_from
 
 

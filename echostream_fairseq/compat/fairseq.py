@@ -15,7 +15,8 @@ import shutil
 import zipfile
 from typing import Any, Callable, Dict, Mapping
 
-from echostream_fairseq.checkpoint_safety import CheckpointLoadError, explain_load_error
+from echostream_fairseq.checkpoint_safety import (CheckpointLoadError, check_checkpoint_file,
+                                                  explain_load_error, explain_non_checkpoint)
 from echostream_fairseq.checkpoints import (RNG_STATE_KEY, capture_rng_state, is_plain_checkpoint,
                                             restore_rng_state, upgrade_plain_checkpoint)
 from echostream_fairseq.compat._patch import Patch, check_version, is_marked, mark, resolve
@@ -37,13 +38,20 @@ def _guard_loader(loader: Callable[..., Any]) -> Callable[..., Any]:
             raise CheckpointLoadError(
                 path, f"{_UNSAFE_LOAD_VARIABLE} is set; unset it to load checkpoints weights-only"
             )
+        check_checkpoint_file(path)
         try:
             return loader(path, *args, **kwargs)
         except CheckpointLoadError:
             raise
-        except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError,
-                RuntimeError) as error:
+        except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError) as error:
             raise explain_load_error(str(path), error) from error
+        except (RuntimeError, KeyError, TypeError, AttributeError, IndexError) as error:
+            # fairseq reads the state as a checkpoint dict: a bare tensor or another dict fails
+            # deep inside it; say what the file holds, or keep the error if it is a checkpoint
+            explained = explain_non_checkpoint(path)
+            if explained is None:
+                raise
+            raise explained from error
 
     return mark(load_checkpoint_to_cpu)
 

@@ -13,6 +13,8 @@ from typing import Optional, Union
 import numpy as np
 import soundfile as sf
 
+from echostream_fairseq.errors import UserError
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["AudioError", "SAMPLE_RATE", "read_wav", "write_wav", "resample", "wav_duration",
@@ -24,7 +26,7 @@ SAMPLE_RATE = 16000
 PathLike = Union[str, Path]
 
 
-class AudioError(ValueError):
+class AudioError(UserError, ValueError):
     """A wav file is missing, unreadable, empty or has an unexpected sample rate."""
 
     def __init__(self, path: PathLike, reason: str) -> None:

@@ -20,6 +20,7 @@ import torchaudio.compliance.kaldi as kaldi
 from tqdm import tqdm
 
 from echostream_fairseq.data.audio import SAMPLE_RATE, read_wav, wav_num_samples
+from echostream_fairseq.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ FRAME_SHIFT_MS = 10.0
 _INT16_SCALE = 2**15
 
 
-class FeatureError(ValueError):
+class FeatureError(UserError, ValueError):
     """A feature file is missing, unreadable or has the wrong shape."""
 
     def __init__(self, path: Path, reason: str) -> None:

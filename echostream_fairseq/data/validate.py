@@ -28,6 +28,7 @@ from echostream_fairseq.data.audio import SAMPLE_RATE, AudioError, wav_num_sampl
 from echostream_fairseq.data.features import FBANK_DIM, FeatureError, read_feature_shape
 from echostream_fairseq.data.manifests import MANIFEST_COLUMNS, MULTITASK_COLUMNS
 from echostream_fairseq.data.text import parse_units
+from echostream_fairseq.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class Problem:
         return f"{self.file}:{self.line}: column {self.column!r}: {self.message}"
 
 
-class ManifestError(ValueError):
+class ManifestError(UserError, ValueError):
     """A manifest or the files it names failed validation; ``problems`` lists every problem."""
 
     def __init__(self, problems: Sequence[Problem]) -> None:

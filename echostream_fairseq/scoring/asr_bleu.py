@@ -35,6 +35,7 @@ import numpy as np
 import sacrebleu
 
 from echostream_fairseq.data.audio import SAMPLE_RATE, AudioError, read_wav, resample
+from echostream_fairseq.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ _WHITESPACE = re.compile(r"\s+")
 Audio = Union[str, Path, np.ndarray]
 
 
-class AsrError(RuntimeError):
+class AsrError(UserError, RuntimeError):
     """Transcription or scoring failed; the message names the input."""
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from echostream_fairseq.errors import ConfigError
+
 from echostream_fairseq.decoding.ctc import UNIT_BLANK_PENALTY_HELP
 
 __all__ = ["DecodeConfigError", "PipelineConfig", "WHOLE_WORD_CHOICES", "add_pipeline_arguments",
@@ -23,7 +25,7 @@ __all__ = ["DecodeConfigError", "PipelineConfig", "WHOLE_WORD_CHOICES", "add_pip
 WHOLE_WORD_CHOICES: Dict[str, Optional[bool]] = {"auto": None, "on": True, "off": False}
 
 
-class DecodeConfigError(ValueError):
+class DecodeConfigError(ConfigError):
     """A decode config file that cannot be used; the message names the file and the key."""
 
 

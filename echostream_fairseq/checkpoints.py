@@ -470,6 +470,20 @@ def atomic_torch_save(obj: Any, path: Union[str, Path]) -> None:
             tmp.unlink()
 
 
+def remove_stale_temporaries(save_dir: Union[str, Path]) -> List[Path]:
+    """Delete what a killed save left in ``save_dir``: fairseq's ``*.pt.tmp`` (its own
+    write-then-rename and our atomic copy) and :func:`atomic_torch_save`'s ``.*.pt.tmp-PID``.
+    Only a run that is about to write there calls this; returns the files removed."""
+    folder = Path(save_dir)
+    if not folder.is_dir():
+        return []
+    stale = sorted({*folder.glob("*.pt.tmp"), *folder.glob(".*.pt.tmp-*")})
+    for path in stale:
+        logger.warning("removing %s, left by an interrupted save", path)
+        path.unlink()
+    return stale
+
+
 def load_model_and_task(checkpoint: Union[str, Path], data_dir: Optional[Union[str, Path]] = None
                         ) -> Tuple[Any, Any]:
     """``(model, task)`` of an EchoStream checkpoint, through fairseq's own loader.

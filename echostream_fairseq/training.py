@@ -20,6 +20,7 @@ import yaml
 from torch import nn
 
 # re-exported: scripts and tests import the optimizer and the tagger from here
+from echostream_fairseq.errors import ConfigError
 from echostream_fairseq.optim import (EchoStreamAdam, EchoStreamAdamConfig, OTHER_GROUP,
                                       tag_parameter_groups)
 
@@ -52,19 +53,23 @@ def load_recipe(path: Path) -> Dict[str, Dict[str, Any]]:
     """Reads a ``configs/*.yaml`` recipe (fairseq's hydra sections) into plain dicts.
 
     Raises:
-        ValueError: the file is missing, not YAML, or has a section that is not a mapping.
+        ConfigError: the file is missing, not UTF-8, not YAML, or has a section that is not a
+            mapping.
     """
     if not path.is_file():
-        raise ValueError(f"config {path}: no such file")
+        raise ConfigError(f"config {path}: no such file")
     try:
         recipe = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"config {path}: not UTF-8 text (byte {error.object[error.start]:#04x} "
+                          f"at offset {error.start})") from None
     except yaml.YAMLError as error:
-        raise ValueError(f"config {path}: not valid YAML ({error})") from error
+        raise ConfigError(f"config {path}: not valid YAML ({error})") from error
     if not isinstance(recipe, dict):
-        raise ValueError(f"config {path}: expected sections such as 'task:' and 'model:'")
+        raise ConfigError(f"config {path}: expected sections such as 'task:' and 'model:'")
     for section, values in recipe.items():
         if not isinstance(values, dict):
-            raise ValueError(f"config {path}: section {section!r} must be a mapping")
+            raise ConfigError(f"config {path}: section {section!r} must be a mapping")
     return recipe
 
 

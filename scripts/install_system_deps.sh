@@ -3,6 +3,12 @@
 # German<->English dictionaries (their example sentences are the parallel text).
 set -euo pipefail
 packages=(espeak-ng dict-freedict-deu-eng dict-freedict-eng-deu)
+case "${1:-}" in
+  "") ;;
+  -h|--help) echo "usage: $0   installs (as root) or names the missing Debian packages: ${packages[*]}"
+             exit 0 ;;
+  *) echo "$0: takes no arguments (--help)" >&2; exit 2 ;;
+esac
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

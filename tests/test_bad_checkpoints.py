@@ -184,3 +184,17 @@ def test_simuleval_and_fairseq_generate_print_one_line_too(tiny_corpus, bad, tmp
         assert result.returncode == 2, tail(result.stdout + result.stderr)
         _assert_one_error_line(result.stderr, path, kind)
     assert not (bad["malicious"].parent / "payload_ran").exists()
+
+
+def test_evaluate_refuses_an_output_dir_it_could_not_write_before_any_work(tiny_corpus, tmp_path,
+                                                                           capsys):
+    from echostream_fairseq.cli import evaluate
+
+    blocker = tmp_path / "report_here"
+    blocker.write_text("a file where the report folder would go")
+    status = evaluate.main(["--checkpoint", str(tmp_path / "never_read.pt"), "--manifest",
+                            str(corpus_dir(tiny_corpus) / "test_sampled.tsv"),
+                            "--output-dir", str(blocker), "--no-progress"])
+    assert status == 2
+    expected = f"error: {blocker}: exists and is not a folder (--output-dir)\n"
+    assert capsys.readouterr().err == expected

@@ -216,3 +216,15 @@ def test_bad_paths_get_one_line_errors_naming_the_path(tmp_path):
             load_partial_checkpoint(_FiveHeads(), path)
         message = str(caught.value)
         assert reason in message and str(path) in message and "\n" not in message
+
+
+def test_stale_temporaries_of_a_killed_save_are_removed_and_nothing_else(tmp_path):
+    from echostream_fairseq.checkpoints import remove_stale_temporaries
+
+    kept = [tmp_path / name for name in ("checkpoint_last.pt", "notes.tmp", "checkpoint1.pt")]
+    stale = [tmp_path / name for name in ("checkpoint_last.pt.tmp", ".checkpoint_best.pt.tmp-4242")]
+    for path in kept + stale:
+        path.write_bytes(b"x")
+    assert remove_stale_temporaries(tmp_path) == sorted(stale)
+    assert all(path.exists() for path in kept) and not any(path.exists() for path in stale)
+    assert remove_stale_temporaries(tmp_path / "absent") == []

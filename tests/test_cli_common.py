@@ -61,3 +61,63 @@ def test_importing_a_script_runs_nothing(tmp_path):
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)  # a command run here would parse pytest's argv and exit
         assert callable(module.main), path
+
+
+def test_prepare_refuses_stages_that_would_run_nothing(capsys):
+    from echostream_fairseq.cli import prepare
+    from echostream_fairseq.corpus.build import STAGES
+
+    assert list(prepare.STAGE_NUMBERS) == [number for number, _, _ in STAGES]
+    for argv in (["--stage", "9"], ["--stage", "5", "--stop-stage", "3"], ["--max-pairs", "0"]):
+        with pytest.raises(SystemExit) as raised:
+            prepare.main(argv)
+        assert raised.value.code == 2 and "error:" in capsys.readouterr().err
+
+
+def test_unreadable_manifests_and_configs_name_the_file(tmp_path):
+    from echostream_fairseq.data.manifests import ManifestReadError, read_tsv
+    from echostream_fairseq.data.validate import find_problems
+    from echostream_fairseq.errors import ConfigError, UserError
+    from echostream_fairseq.training import load_recipe
+
+    binary = tmp_path / "binary.tsv"
+    binary.write_bytes(b"id\tsrc_audio\n\xff\xfe bad\n")
+    (tmp_path / "folder.tsv").mkdir()
+    for path, reason in ((binary, "not UTF-8 text (byte 0xff at offset 13)"),
+                         (tmp_path / "folder.tsv", "a folder, not a manifest TSV"),
+                         (tmp_path / "absent.tsv", "no such manifest")):
+        with pytest.raises(ManifestReadError) as raised:
+            read_tsv(path)
+        assert str(raised.value).startswith(str(path)) and reason in str(raised.value)
+        assert isinstance(raised.value, UserError)
+    (problem,) = find_problems(binary)
+    assert (problem.line, problem.message) == (2, "not UTF-8 text (byte 0xff at offset 13)")
+    config = tmp_path / "binary.yaml"
+    config.write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(ConfigError, match=f"config {config}: not UTF-8 text"):
+        load_recipe(config)
+
+
+@pytest.mark.corpus  # a subprocess
+def test_install_system_deps_help_installs_nothing():
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "install_system_deps.sh"
+    done = subprocess.run(["bash", str(script), "--help"], capture_output=True, text=True,
+                          timeout=30, check=False)
+    assert done.returncode == 0 and done.stdout.startswith("usage:")
+    assert subprocess.run(["bash", str(script), "--bogus"], capture_output=True,
+                          timeout=30).returncode == 2
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_before_the_work(tmp_path):
+    from echostream_fairseq.cli.common import check_output_dir
+
+    check_output_dir(tmp_path / "new" / "deeper")  # creatable: fine, and nothing created
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="exists and is not a folder"):
+        check_output_dir(tmp_path / "file")
+    with pytest.raises(UserError, match="is not a writable folder"):
+        check_output_dir(tmp_path / "file" / "below")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Optional, Tuple, Type
@@ -16,7 +17,8 @@ from echostream_fairseq.errors import UserError
 from echostream_fairseq.provenance import provenance
 
 __all__ = ["EXIT_USER_ERROR", "LOG_LEVELS", "UserError", "add_log_level_argument",
-           "add_num_threads_argument", "add_run_manifest_arguments", "positive_int",
+           "add_num_threads_argument", "add_run_manifest_arguments", "check_output_dir",
+           "positive_int",
            "provenance", "run_main", "setup_logging"]
 
 EXIT_USER_ERROR = 2
@@ -55,6 +57,19 @@ def add_run_manifest_arguments(parser: Any, save_dir_help: str) -> None:
     parser.add_argument("--dev-manifest", type=Path, default=Path("data/dev_sampled.units.tsv"),
                         help="validation manifest, in the same folder as the training manifest")
     parser.add_argument("--save-dir", type=Path, help=save_dir_help)
+
+
+def check_output_dir(path: Path) -> None:
+    """Refuse, before any work, an output folder that could not be written at the end: a file
+    in its place, or a nearest existing parent that is not a writable folder."""
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path}: exists and is not a folder (--output-dir)")
+    parent = path
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{path}: cannot be created or written ({parent} is not a writable "
+                        "folder)")
 
 
 def positive_int(text: str) -> int:

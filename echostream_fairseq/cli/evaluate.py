@@ -29,7 +29,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from echostream_fairseq.checkpoint_safety import CheckpointLoadError, check_checkpoint_file
 from echostream_fairseq.cli.common import (add_log_level_argument, add_num_threads_argument,
-                                           positive_int, provenance, run_main, setup_logging)
+                                           check_output_dir, positive_int, provenance,
+                                           run_main, setup_logging)
 from echostream_fairseq.scoring.asr_bleu import AsrError
 from echostream_fairseq.streaming.config import PipelineConfig, add_pipeline_arguments
 
@@ -119,6 +120,8 @@ def run(opts: argparse.Namespace,
     torch.set_num_threads(opts.num_threads)  # more threads are slower on shared CPUs
     recipe = _recipe_summary(opts.config)
     decode = PipelineConfig.from_args(opts)  # a bad --decode-config fails before any work
+    output_dir = opts.output_dir or opts.checkpoint.parent / f"eval_{opts.checkpoint.stem}"
+    check_output_dir(output_dir)
     test_set = load_test_set(opts.manifest, opts.wav_list, opts.max_utterances)
     utterances = test_set.utterances
     check_checkpoint_file(opts.checkpoint)
@@ -132,7 +135,6 @@ def run(opts: argparse.Namespace,
                                   progress=not opts.no_progress)
     asr_model = functools.lru_cache(maxsize=None)(
         lambda: load_whisper_tiny_en(opts.asr_model_dir, cpu_threads=opts.num_threads))
-    output_dir = opts.output_dir or opts.checkpoint.parent / f"eval_{opts.checkpoint.stem}"
     results = evaluate(model, task, utterances, settings, output_dir, asr_model)
     report = {
         "label": opts.label or _default_label(opts.checkpoint),

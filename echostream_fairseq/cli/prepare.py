@@ -20,6 +20,9 @@ from typing import Optional, Sequence
 from echostream_fairseq.cli.common import (add_log_level_argument, positive_int, run_main,
                                            setup_logging)
 
+# the corpus stages (echostream_fairseq/corpus/build.py: STAGES); a test keeps the two equal
+STAGE_NUMBERS = range(1, 9)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__,
@@ -40,14 +43,20 @@ def build_parser() -> argparse.ArgumentParser:
     a("--kmeans-utts", type=positive_int, default=500,
       help="train utterances sampled to fit k-means")
     a("--skip-asr", action="store_true", help="do not measure the ASR-BLEU ceiling in the report")
-    a("--stage", type=int, default=1, help="first stage to run (1-8)")
-    a("--stop-stage", type=int, default=8, help="last stage to run (1-8)")
+    a("--stage", type=int, default=1, choices=STAGE_NUMBERS, metavar="N",
+      help="first stage to run (1-8)")
+    a("--stop-stage", type=int, default=8, choices=STAGE_NUMBERS, metavar="N",
+      help="last stage to run (1-8)")
     add_log_level_argument(parser)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.stage > args.stop_stage:
+        parser.error(f"--stage {args.stage} is after --stop-stage {args.stop_stage}: "
+                     "nothing would run")
     setup_logging(args.log_level)
     # faster-whisper logs every segment at DEBUG/INFO; the progress bar says enough
     logging.getLogger("faster_whisper").setLevel(logging.WARNING)

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 from echostream_fairseq.checkpoint_safety import CheckpointLoadError, check_checkpoint_file
-from echostream_fairseq.checkpoints import atomic_torch_save, load_partial_checkpoint
+from echostream_fairseq.checkpoints import (atomic_torch_save, load_partial_checkpoint,
+                                            remove_stale_temporaries)
 from echostream_fairseq.cli.common import (add_log_level_argument, add_run_manifest_arguments,
                                            run_main, setup_logging)
 from echostream_fairseq.training import RecipeRun, build_task_and_model
@@ -173,6 +174,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if not torch.cuda.is_available():
                 raise ValueError("--device cuda: torch sees no CUDA device here; "
                                  "use --device cpu or auto")
+        remove_stale_temporaries(save_dir)
         if init_source is not None:
             prepare_init_checkpoint(fairseq_argv, init_source, opts.load_encoder,
                                     opts.load_decoders, save_dir)

@@ -24,6 +24,7 @@ from typing import Iterable, Mapping, Optional, Sequence
 import yaml
 
 from echostream_fairseq.data.text import normalize_for_spm
+from echostream_fairseq.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -32,10 +33,12 @@ __all__ = [
     "MULTITASK_COLUMNS",
     "MULTITASK_YAML",
     "GCMVN_YAML",
+    "ManifestReadError",
     "SPLIT_NAMES",
     "SpmVocab",
     "choose_vocab_size",
     "read_tsv",
+    "read_tsv_lines",
     "train_spm_vocab",
     "write_config_gcmvn",
     "write_multitask_split",
@@ -91,14 +94,43 @@ def write_tsv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]
     return count
 
 
+class ManifestReadError(UserError, ValueError):
+    """A manifest that is not there or not UTF-8 text; the message names the file (and line)."""
+
+    def __init__(self, path: Path, reason: str, line: int = 0) -> None:
+        self.path, self.reason, self.line = str(path), reason, line
+        super().__init__(f"{path}:{line}: {reason}" if line else f"{path}: {reason}")
+
+
+def read_tsv_lines(path: Path) -> list[str]:
+    """The lines of a TSV (``\\n``-separated, as :func:`write_tsv` writes them).
+
+    Raises:
+        ManifestReadError: the path is missing or a folder, or the file is not UTF-8.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ManifestReadError(path, "a folder, not a manifest TSV")
+    if not path.exists():
+        raise ManifestReadError(path, "no such manifest")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise ManifestReadError(path, f"not UTF-8 text (byte {data[error.start]:#04x} at offset "
+                                      f"{error.start})", line) from None
+    return text.split("\n")
+
+
 def read_tsv(path: Path) -> list[dict[str, str]]:
     """Read a header + rows TSV written by :func:`write_tsv` into dicts.
 
     Raises:
-        ValueError: a row's field count differs from the header's.
+        ManifestReadError: see :func:`read_tsv_lines`; or a row's field count differs from the
+            header's.
     """
-    with open(path, encoding="utf-8", newline="\n") as handle:
-        lines = handle.read().split("\n")
+    lines = read_tsv_lines(path)
     header = lines[0].split("\t")
     rows = []
     for lineno, line in enumerate(lines[1:], start=2):
@@ -106,7 +138,8 @@ def read_tsv(path: Path) -> list[dict[str, str]]:
             continue
         fields = line.split("\t")
         if len(fields) != len(header):
-            raise ValueError(f"{path}:{lineno}: {len(fields)} fields, header has {len(header)}")
+            raise ManifestReadError(path, f"{len(fields)} fields, header has {len(header)}",
+                                    lineno)
         rows.append(dict(zip(header, fields)))
     return rows
 

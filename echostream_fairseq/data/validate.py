@@ -26,7 +26,8 @@ import numpy as np
 
 from echostream_fairseq.data.audio import SAMPLE_RATE, AudioError, wav_num_samples
 from echostream_fairseq.data.features import FBANK_DIM, FeatureError, read_feature_shape
-from echostream_fairseq.data.manifests import MANIFEST_COLUMNS, MULTITASK_COLUMNS
+from echostream_fairseq.data.manifests import (MANIFEST_COLUMNS, MULTITASK_COLUMNS,
+                                               ManifestReadError, read_tsv_lines)
 from echostream_fairseq.data.text import parse_units
 from echostream_fairseq.errors import UserError
 
@@ -162,10 +163,12 @@ def _read_rows(manifest: Path, required: Sequence[str]
                ) -> tuple[list[Problem], list[tuple[int, dict[str, str]]]]:
     """Header and field-count problems, and the rows that can be checked further."""
     file = str(manifest)
-    if not manifest.is_file():
+    if not manifest.is_file() and not manifest.is_dir():
         return [Problem(file, 0, "-", "manifest does not exist")], []
-    with open(manifest, encoding="utf-8", newline="\n") as handle:
-        lines = handle.read().split("\n")
+    try:
+        lines = read_tsv_lines(manifest)
+    except ManifestReadError as error:  # a folder, or not UTF-8
+        return [Problem(file, error.line, "-", error.reason)], []
     header = lines[0].split("\t")
     problems = [Problem(file, 1, name, "column missing from the header")
                 for name in required if name not in header]

@@ -12,6 +12,7 @@ command line.
 # (no "from __future__ import annotations" in this module: fairseq reads dataclass field types)
 import json
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -222,7 +223,12 @@ def parse_fairseq_args(argv: Sequence[str]) -> Any:
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
     parser = options.get_training_parser()
-    return convert_namespace_to_omegaconf(options.parse_args_and_arch(parser, list(argv)))
+    args = options.parse_args_and_arch(parser, list(argv))
+    with warnings.catch_warnings():
+        # fairseq 0.12 composes its config through Hydra 1.1-era APIs: six deprecation notices
+        # per call that no user of ours can act on
+        warnings.simplefilter("ignore", UserWarning)
+        return convert_namespace_to_omegaconf(args)
 
 
 def build_task_and_model(argv: Sequence[str]) -> Tuple[Any, Any, nn.Module]:

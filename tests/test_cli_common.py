@@ -121,3 +121,9 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_the_work(tmp_
         check_output_dir(tmp_path / "file")
     with pytest.raises(UserError, match="is not a writable folder"):
         check_output_dir(tmp_path / "file" / "below")
+
+
+def test_debugging_shows_the_traceback_of_user_errors(monkeypatch):
+    monkeypatch.setenv("ECHOSTREAM_DEBUG", "1")
+    with pytest.raises(UserError, match="data/x.tsv"):
+        run_main(_raise(UserError("data/x.tsv: bad")))

@@ -53,3 +53,17 @@ def test_cuda_without_a_gpu_is_a_one_line_error(tiny_corpus, tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: --device cuda: torch sees no CUDA device here; use --device cpu or auto"]
+
+
+def test_a_run_is_quiet_by_default_and_removes_what_a_killed_save_left(tiny_corpus, tmp_path):
+    """No Hydra deprecation notices, no model repr (it is there with --log-level DEBUG); a
+    stale ``*.pt.tmp`` of an interrupted save is removed before training starts."""
+    (tmp_path / "run").mkdir()
+    stale = tmp_path / "run" / "checkpoint_last.pt.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    result = _train(tiny_corpus, tmp_path, "--num-workers", "0", "--batch-size", "8",
+                    "--device", "cpu", "--max-update", "1", "--no-save")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "EchoStreamModel(" not in output and "hydra" not in output.lower(), output[:3000]
+    assert "removing" in output and not stale.exists()

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Optional, Tuple, Type
 
-from echostream_fairseq.errors import UserError
+from echostream_fairseq.errors import UserError, debugging
 from echostream_fairseq.provenance import provenance
 
 __all__ = ["EXIT_USER_ERROR", "LOG_LEVELS", "UserError", "add_log_level_argument",
@@ -86,10 +86,13 @@ def positive_int(text: str) -> int:
 def run_main(body: Callable[[], Optional[int]],
              user_errors: Tuple[Type[BaseException], ...] = (UserError,)) -> int:
     """Run a command's body; a :class:`UserError` or any of ``user_errors`` becomes
-    ``error: <message>`` on stderr and exit status 2."""
+    ``error: <message>`` on stderr and exit status 2 (with ``--log-level DEBUG`` or
+    ``ECHOSTREAM_DEBUG=1`` it is raised, traceback and all)."""
     try:
         status = body()
     except (UserError, *user_errors) as error:
+        if debugging() or logging.getLogger().isEnabledFor(logging.DEBUG):
+            raise
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
     return 0 if status is None else status

@@ -155,6 +155,14 @@ def fairseq_command(opts: argparse.Namespace,
     return argv, opts.init_from
 
 
+def _model_repr_only_when_debugging(record: logging.LogRecord) -> bool:
+    """fairseq-train logs the whole model's repr (a hundred lines) at INFO; keep it for
+    ``--log-level DEBUG``."""
+    from torch import nn
+
+    return not isinstance(record.msg, nn.Module) or logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     opts, passthrough = build_parser().parse_known_args(argv)
     setup_logging(opts.log_level, sys.stdout)  # fairseq logs to stdout; keep one stream
@@ -189,6 +197,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     from echostream_fairseq.training import parse_fairseq_args
 
+    logging.getLogger("fairseq_cli.train").addFilter(_model_repr_only_when_debugging)
     distributed_utils.call_main(parse_fairseq_args(prepared[0]), fairseq_train.main)
     return 0
 

@@ -47,7 +47,7 @@ demo: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) scripts/evaluate.py --config configs/train/echostream_mini.yaml \
 		--decode-config configs/decode/deen_mini.yaml \
 		--checkpoint $(DEMO_RUN)/checkpoints/checkpoint_best.pt \
-		--test-manifest $(DEMO_DIR)/test_sampled.tsv --output-dir $(DEMO_RUN)/eval --save-wavs 5
+		--manifest $(DEMO_DIR)/test_sampled.tsv --output-dir $(DEMO_RUN)/eval --save-wavs 5
 	cat $(DEMO_RUN)/eval/report.md
 	@echo "output wavs next to their reference texts: $(DEMO_RUN)/eval/*/wavs"
 

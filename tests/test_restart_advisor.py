@@ -53,9 +53,10 @@ def test_unfinished_echostream_run_is_resumed_in_place_after_a_backup(setting, c
     advice = _advise(setting, path, capsys)
     assert advice["recommendation"] == "resume"
     backup, train = advice["commands"]
-    assert backup.startswith(f"cp -a {path.parent} {path.parent}.bak-")
+    # the file the run builds on, not its whole folder, with its size
+    assert backup.startswith(f"cp -p {path} {path}.bak-") and backup.endswith(" KiB")
     assert ("scripts/train.py" in train and f"--save-dir {path.parent}" in train
-            and "--init-from" not in train)
+            and "--init-from" not in train and "--restore-file" not in train)
     assert len(advice["groups"]) == 5 and all(": loads (" in line for line in advice["groups"])
 
 
@@ -88,7 +89,7 @@ def test_streamspeech_checkpoint_gets_decoders_only_and_the_freeze_variant(setti
     assert any(line.startswith("encoder: does not load (StreamSpeech Conformer")
                for line in advice["groups"])
     backup, command, alternative = advice["commands"]
-    assert backup.startswith("cp -a ")
+    assert backup.startswith(f"cp -p {path} ")
     for flag in ("--init-from", "--no-load-encoder", "--load-decoders"):
         assert flag in command.split()
     # long-trained decoders are frozen first (measured better); young ones get it as an option
@@ -125,3 +126,33 @@ def test_missing_checkpoint_and_missing_manifests_get_clear_answers(setting, cap
     assert code == 0
     assert ("problem: manifest" in out and "recommended: FIX-DATA" in out
             and "prepare_mini.py" in out)
+
+
+def test_a_best_checkpoint_is_resumed_for_real_and_the_printed_command_runs(setting,
+                                                                           tiny_checkpoint,
+                                                                           capsys):
+    """RESUME of a checkpoint_best.pt restores it in its own folder (weights, update count; a
+    fresh optimizer for another optimizer's state): the printed command trains 2 more updates
+    as printed."""
+    import shlex
+    import shutil
+    import subprocess
+    import sys
+
+    folder = setting["root"] / "best_only"
+    folder.mkdir()
+    best = folder / "checkpoint_best.pt"
+    shutil.copy(tiny_checkpoint, best)
+    advice = _advise(setting, best, capsys, "--dropout", "0.0")
+    assert advice["recommendation"] == "resume", advice["reasons"]
+    _, train = advice["commands"]
+    words = shlex.split(train)
+    assert words[words.index("--save-dir") + 1] == str(folder)
+    assert words[words.index("--restore-file") + 1] == str(best)
+    assert "--reset-optimizer" in words  # the tiny model was trained with fairseq's adam
+    done = subprocess.run([sys.executable, *words[1:], "--num-workers", "0", "--device", "cpu",
+                           "--max-update", "4", "--disable-validation"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    state = torch.load(folder / "checkpoint_last.pt", map_location="cpu", weights_only=False)
+    assert state["optimizer_history"][-1]["num_updates"] == 4  # 2 restored + 2 trained

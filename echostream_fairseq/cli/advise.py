@@ -188,12 +188,20 @@ def recommend(
                             "(architecture or vocabularies differ)"]
 
 
+def _size(path: Path) -> str:
+    size = path.stat().st_size
+    return f"{size / 2**20:.1f} MiB" if size >= 2**20 else f"{size / 2**10:.1f} KiB"
+
+
 def commands(path: str, opts: argparse.Namespace, extra: Sequence[str], lr: float, stamp: str,
-             num_updates: Optional[int] = None) -> List[str]:
-    """The backup of the checkpoint's folder, then the command of the recommended path."""
-    old_dir = opts.checkpoint.resolve().parent
+             num_updates: Optional[int] = None, optimizer: Optional[str] = None) -> List[str]:
+    """The backup of the checkpoint the next run builds on, then the command of the
+    recommended path."""
+    checkpoint = opts.checkpoint.resolve()
+    old_dir = checkpoint.parent
     new_dir = opts.save_dir or old_dir.with_name(old_dir.name + "_restart")
-    backup = shlex.join(["cp", "-a", str(old_dir), f"{old_dir}.bak-{stamp}"])
+    backup = (shlex.join(["cp", "-p", str(checkpoint), f"{checkpoint}.bak-{stamp}"])
+              + f"   # {_size(checkpoint)}")
     train = ["python", "scripts/train.py", "--config", str(opts.config),
              "--train-manifest", str(opts.train_manifest),
              "--dev-manifest", str(opts.dev_manifest)]
@@ -201,10 +209,13 @@ def commands(path: str, opts: argparse.Namespace, extra: Sequence[str], lr: floa
     if path == "evaluate":
         return [backup, f"# evaluate {opts.checkpoint} "
                         f"(e.g. scripts/evaluate.py --checkpoint {opts.checkpoint})"]
-    if path == "resume" and opts.checkpoint.name == "checkpoint_last.pt" and opts.save_dir is None:
-        return [backup, shlex.join([*train, "--save-dir", str(old_dir), *extra])]
     if path == "resume":
-        return [backup, shlex.join([*train, *init, "--load-encoder", "--load-decoders", *extra])]
+        # a real resume: fairseq restores weights, update count and (same optimizer) its state
+        target = opts.save_dir.resolve() if opts.save_dir else old_dir
+        restore = ([] if checkpoint.name == "checkpoint_last.pt" and target == old_dir
+                   else ["--restore-file", str(checkpoint)])
+        reset = [] if optimizer == "EchoStreamAdam" else ["--reset-optimizer"]
+        return [backup, shlex.join([*train, "--save-dir", str(target), *restore, *reset, *extra])]
     if path == "decoders-only":
         freeze = ["--freeze-decoders-updates", str(FREEZE_UPDATES), "--encoder-lr",
                   f"{lr * ENCODER_LR_SCALE:g}", "--decoder-lr", f"{lr * DECODER_LR_SCALE:g}"]
@@ -248,7 +259,8 @@ def advise(opts: argparse.Namespace, extra: Sequence[str]) -> Dict[str, Any]:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     return {"checkpoint": facts, "data": data, "groups": groups, "recommendation": path,
             "reasons": reasons,
-            "commands": commands(path, opts, extra, lr, stamp, facts["num_updates"])}
+            "commands": commands(path, opts, extra, lr, stamp, facts["num_updates"],
+                                 facts["optimizer"])}
 
 
 def print_text(advice: Mapping[str, Any]) -> None:

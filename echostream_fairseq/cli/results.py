@@ -436,6 +436,22 @@ def _t2u_row(data: Mapping[str, Any], path: Path) -> Dict[str, Any]:
             "model": data.get("label"), "source": str(path)}
 
 
+def _code_versions(inputs: Sequence[Path]) -> str:
+    """The commits that wrote ``inputs``, from their own provenance (this tree's for a file
+    that records none)."""
+    versions = set()
+    for path in inputs:
+        try:
+            recorded = json.loads(Path(path).read_text(encoding="utf-8")).get("provenance")
+        except (OSError, ValueError, AttributeError):
+            recorded = None
+        origin = recorded if isinstance(recorded, dict) and "git_commit" in recorded \
+            else provenance()
+        versions.add(f"{origin['git_commit'] or 'an unknown commit'}"
+                     f"{' (dirty tree)' if origin['git_dirty'] else ''}")
+    return ", ".join(sorted(versions))
+
+
 def summarize(reports: Sequence[Path], ceilings: Sequence[Path],
               previous: Optional[Mapping[str, Any]], name: str, command: str
               ) -> Dict[str, Any]:
@@ -471,11 +487,9 @@ def summarize(reports: Sequence[Path], ceilings: Sequence[Path],
         elif kind not in ("evaluations", "ceilings", "t2u"):
             tables.append(dict(table))
     tables += list(fresh.values())
-    inputs = ", ".join(str(p) for p in list(reports) + list(ceilings))
-    origin = provenance()
-    return {"provenance": {"source": f"recipe run at {origin['git_commit'] or 'an unknown commit'}"
-                                     f"{' (dirty tree)' if origin['git_dirty'] else ''}"
-                                     f" from {inputs}",
+    files = [*reports, *ceilings]
+    inputs = ", ".join(str(p) for p in files)
+    return {"provenance": {"source": f"recipe run at {_code_versions(files)} from {inputs}",
                            "command": command},
             "title": base["title"],
             **({"description": base["description"]} if base.get("description") else {}),

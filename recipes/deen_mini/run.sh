@@ -171,7 +171,7 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then  # no marker: it only ren
   summarize t2u_sweep "--stage 3 --stop-stage 6" --ceilings "${sweep[@]}"
   if [ -f "$EXP_DIR/eval/test100_chosen/chunk_320ms/utterances.jsonl" ]; then
     $PY -m echostream_fairseq.cli.examples "$EXP_DIR/eval/test100_chosen" \
-      --condition chunk_320ms --num 10 --output docs/examples.md
+      --condition chunk_320ms --max-utterances 10 --output docs/examples.md
   fi
   $PY -m echostream_fairseq.cli.results --results-dir "$RESULTS_DIR" --output RESULTS.md \
     --readme README.md

@@ -1,12 +1,21 @@
 """fairseq's training logs: one parser of the ``--log-format json`` output for the scripts and the
-tests (the one-``--log-file``-copy fix is in :mod:`echostream_fairseq.compat.fairseq`)."""
+tests, and of ``--log-format simple`` (what ``make demo`` writes) through :func:`log_records`
+(the one-``--log-file``-copy fix is in :mod:`echostream_fairseq.compat.fairseq`)."""
 
 import json
 import logging
 import math
+import re
 from typing import Dict, List
 
-__all__ = ["install", "json_records"]
+__all__ = ["install", "json_records", "log_records", "simple_records"]
+
+# --log-format simple: "epoch 001:     10 / 24 loss=67.783, unit_ctc_loss=14.928, ..." per
+# interval, "epoch 001 | valid on 'dev' subset | loss 37.935 | ..." per validation, and
+# "epoch 001 | loss 53.241 | ..." per epoch
+_SIMPLE_INTERVAL = re.compile(r"epoch \d+:\s+\d+ / \d+ (\w+=.*)$")
+_SIMPLE_SUMMARY = re.compile(r"epoch \d+ \| (?:valid on '(?P<subset>[^']+)' subset \| )?"
+                             r"(?P<fields>\w+ [^|]+(?: \| \w+ [^|]+)*)$")
 
 logger = logging.getLogger(__name__)
 
@@ -84,3 +93,29 @@ def _number(value: object):
     except (TypeError, ValueError):
         return None
     return None if math.isnan(number) else number
+
+
+def simple_records(text: str, tag: str) -> List[Dict[str, float]]:
+    """The numeric fields of every ``--log-format simple`` record of kind ``tag``
+    (``train_inner``, ``train`` or a validation subset's name), console or ``--log-file``."""
+    records = []
+    for line in text.splitlines():
+        if tag == "train_inner":
+            match = _SIMPLE_INTERVAL.search(line)
+            pairs = [field.split("=", 1) for field in match.group(1).split(", ")] if match else []
+        else:
+            match = _SIMPLE_SUMMARY.search(line)
+            if not match or (match.group("subset") or "train") != tag:
+                continue
+            pairs = [field.split(" ", 1) for field in match.group("fields").split(" | ")]
+        record = {key: number for key, value in pairs
+                  if (number := _number(value.strip())) is not None}
+        if record:
+            records.append(record)
+    return records
+
+
+def log_records(text: str, tag: str, source: str = "log") -> List[Dict[str, float]]:
+    """:func:`json_records`, or for a log written with ``--log-format simple``
+    :func:`simple_records`: the same keys either way."""
+    return json_records(text, tag, source) or simple_records(text, tag)

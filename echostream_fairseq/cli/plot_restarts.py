@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from echostream_fairseq.cli.common import add_log_level_argument, run_main, setup_logging
 
-from echostream_fairseq.training_logs import json_records
+from echostream_fairseq.training_logs import log_records
 
 COMPONENTS: Tuple[Tuple[str, str], ...] = (
     ("loss", "total"), ("unit_ctc_loss", "unit CTC"), ("multitask_target_unigram_loss", "MT CE"),
@@ -38,7 +38,7 @@ def read_dev_records(log: Path, subset: str) -> List[Dict[str, float]]:
     """
     if not log.is_file():
         raise ValueError(f"log {log}: no such file")
-    records = json_records(log.read_text(encoding="utf-8", errors="replace"), subset,
+    records = log_records(log.read_text(encoding="utf-8", errors="replace"), subset,
                            source=str(log))
     if not records:
         raise ValueError(f"log {log}: no '| {subset} |' validation records "

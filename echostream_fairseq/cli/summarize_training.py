@@ -1,5 +1,5 @@
-"""``echostream-summarize-training``: summarise a ``fairseq-train --log-format json`` log: loss
-components over time and speed.
+"""``echostream-summarize-training``: summarise a ``fairseq-train`` log (json or simple format):
+loss components over time and speed.
 
 Usage:
     echostream-summarize-training exp/demo/train.log [--markdown out.md] [--output out.json]
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from echostream_fairseq.cli.common import UserError, add_log_level_argument, run_main, setup_logging
-from echostream_fairseq.training_logs import json_records
+from echostream_fairseq.training_logs import log_records
 
 COMPONENTS = {
     "unit CTC": "unit_ctc_loss",
@@ -28,9 +28,9 @@ COMPONENTS = {
 def read_records(log_path: Path, tag: str) -> List[Dict[str, float]]:
     """The JSON records fairseq printed after ``| <tag> |`` in ``log_path`` (prefix removed)."""
     try:
-        return json_records(log_path.read_text(errors="replace"), tag, source=str(log_path))
+        return log_records(log_path.read_text(errors="replace"), tag, source=str(log_path))
     except ValueError as error:
-        raise SystemExit(str(error))
+        raise UserError(str(error)) from None
 
 
 def _cell(value: float, digits: int) -> str:
@@ -55,7 +55,8 @@ def table(train: List[Dict[str, float]], valid: List[Dict[str, float]]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     a = parser.add_argument
-    a("log", type=Path, help="fairseq-train output written with --log-format json")
+    a("log", type=Path, help="fairseq-train's console output or --log-file, written with "
+                            "--log-format json or simple")
     a("--valid-subset", default="dev_sampled.units",
       help="the validation subset name fairseq tagged its records with")
     a("--markdown", type=Path, help="also write the table to this file")
@@ -75,8 +76,8 @@ def _summarize(args: argparse.Namespace) -> None:
         raise UserError(f"{args.log}: no such log file")
     train, valid = read_records(args.log, "train_inner"), read_records(args.log, args.valid_subset)
     if not train:
-        raise UserError(f"{args.log}: no '| train_inner |' JSON records "
-                        "(was --log-format json used?)")
+        raise UserError(f"{args.log}: no training records (fairseq-train's output with "
+                        "--log-format json or simple)")
     text = table(train, valid)
     speeds = [r["bsz"] * r["ups"] for r in train if "bsz" in r and "ups" in r]
     text += (f"\n\nMean training speed: {sum(speeds) / len(speeds):.2f} utterances/s over "

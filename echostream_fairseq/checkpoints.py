@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from echostream_fairseq.checkpoint_safety import CheckpointLoadError, safe_torch_load
+from echostream_fairseq.errors import InputError
 
 __all__ = [
     "DECODER_GROUPS",
@@ -267,11 +268,11 @@ def _requested_groups(
         chosen = list(groups)
         unknown = [g for g in chosen if g not in PARAMETER_GROUPS]
         if VOCODER_GROUP in unknown:
-            raise ValueError(
+            raise InputError(
                 "the vocoder is a separate file: pass it to the vocoder loader, not here"
             )
         if unknown:
-            raise ValueError(
+            raise InputError(
                 f"unknown parameter groups {unknown}; known: {sorted(PARAMETER_GROUPS)}"
             )
         return chosen
@@ -358,7 +359,7 @@ def load_pretrained_groups(model: nn.Module, args: Any) -> None:
             model, path, load_encoder=load_encoder, load_decoders=load_decoders
         )
         if report.loaded == 0:
-            raise ValueError(f"--{option.replace('_', '-')} {path}: no tensor fits this model "
+            raise InputError(f"--{option.replace('_', '-')} {path}: no tensor fits this model "
                              "(see the per-group report above)")
 
 

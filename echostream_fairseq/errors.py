@@ -14,7 +14,7 @@ import sys
 from types import TracebackType
 from typing import Optional, Type
 
-__all__ = ["ConfigError", "DEBUG_VARIABLE", "UserError", "install_excepthook"]
+__all__ = ["ConfigError", "DEBUG_VARIABLE", "InputError", "UserError", "install_excepthook"]
 
 #: set (to anything but 0) to see the traceback of user errors too
 DEBUG_VARIABLE = "ECHOSTREAM_DEBUG"
@@ -24,7 +24,11 @@ class UserError(Exception):
     """Bad input a user can fix (a file, a line, a field); printed as one line, exit status 2."""
 
 
-class ConfigError(UserError, ValueError):
+class InputError(UserError, ValueError):
+    """A file, option or value given that cannot be used; the message names it."""
+
+
+class ConfigError(InputError):
     """A config file (training recipe or decode settings) that cannot be used; names the file."""
 
 

@@ -20,8 +20,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import yaml
 from torch import nn
 
+from echostream_fairseq.errors import ConfigError, InputError
 # re-exported: scripts and tests import the optimizer and the tagger from here
-from echostream_fairseq.errors import ConfigError
 from echostream_fairseq.optim import (EchoStreamAdam, EchoStreamAdamConfig, OTHER_GROUP,
                                       tag_parameter_groups)
 
@@ -106,7 +106,7 @@ def fairseq_args_from_config(
     for section, values in merged.items():
         for key, value in values.items():
             if value == "???":
-                raise ValueError(
+                raise InputError(
                     f"config field {section}.{key} is required (???) and was not given"
                 )
             if key == "_name":
@@ -114,7 +114,7 @@ def fairseq_args_from_config(
             else:
                 args += _flag_values(key, value)
     if data in (None, "???"):
-        raise ValueError("config field task.data is required: pass the manifests' folder")
+        raise InputError("config field task.data is required: pass the manifests' folder")
     return [str(data), *args]
 
 
@@ -143,13 +143,13 @@ class RecipeRun:
         """
         for manifest in (self.train_manifest, self.dev_manifest):
             if manifest.suffix != ".tsv":
-                raise ValueError(f"manifest {manifest}: expected a .tsv file")
+                raise InputError(f"manifest {manifest}: expected a .tsv file")
             if not manifest.is_file():
-                raise ValueError(f"manifest {manifest}: no such file "
+                raise InputError(f"manifest {manifest}: no such file "
                                  "(build the corpus with scripts/prepare_mini.py)")
         data_dir = self.train_manifest.resolve().parent
         if self.dev_manifest.resolve().parent != data_dir:
-            raise ValueError(f"manifests {self.train_manifest} and {self.dev_manifest} "
+            raise InputError(f"manifests {self.train_manifest} and {self.dev_manifest} "
                              "must share one folder: "
                              "fairseq reads the YAMLs and every split from the data folder")
         return (
@@ -182,7 +182,7 @@ class RecipeRun:
         common: Dict[str, Any] = {"user_dir": str(Path(__file__).resolve().parent)}
         if self.device is not None:
             if self.device not in ("cpu", "cuda"):
-                raise ValueError(f"device {self.device!r}: expected 'cpu' or 'cuda'")
+                raise InputError(f"device {self.device!r}: expected 'cpu' or 'cuda'")
             common["cpu"] = self.device == "cpu"
         overrides: Dict[str, Dict[str, Any]] = {
             "common": common,
@@ -202,7 +202,7 @@ class RecipeRun:
                                       "freeze_decoders_updates":
                                           self.freeze_decoders_updates or None}
         elif self.encoder_lr or self.decoder_lr or self.freeze_decoders_updates:
-            raise ValueError(f"config {self.config}: "
+            raise InputError(f"config {self.config}: "
                              "--encoder-lr/--decoder-lr/--freeze-decoders-updates "
                              f"need optimizer adam, the config has {optimizer.get('_name')!r}")
         return fairseq_args_from_config(recipe, overrides)

@@ -23,10 +23,11 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from echostream_fairseq.checkpoint_safety import CheckpointLoadError, check_checkpoint_file
+from echostream_fairseq.checkpoint_safety import check_checkpoint_file
 from echostream_fairseq.cli.common import (add_log_level_argument, add_num_threads_argument,
                                            setup_logging)
-from echostream_fairseq.data.audio import AudioError, read_wav, write_wav
+from echostream_fairseq.data.audio import read_wav, write_wav
+from echostream_fairseq.errors import UserError
 from echostream_fairseq.streaming.config import (PipelineConfig, add_pipeline_arguments,
                                                  segment_length_for_chunk)
 from echostream_fairseq.streaming.pipeline import StreamingS2STPipeline, load_checkpoint
@@ -60,7 +61,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if config.segment_length is None:
             config = config.replace(segment_length=segment_length_for_chunk(model, args.chunk_ms))
         pipeline = StreamingS2STPipeline.from_task(model, task, config)
-    except (AudioError, CheckpointLoadError, OSError, ValueError) as error:
+    except (UserError, OSError) as error:  # bad input: one line naming the file
         print(f"error: {error}", file=sys.stderr)
         return 2
     chunk = max(1, rate * args.chunk_ms // 1000)

@@ -127,3 +127,12 @@ def test_debugging_shows_the_traceback_of_user_errors(monkeypatch):
     monkeypatch.setenv("ECHOSTREAM_DEBUG", "1")
     with pytest.raises(UserError, match="data/x.tsv"):
         run_main(_raise(UserError("data/x.tsv: bad")))
+
+
+def test_a_plain_value_error_is_a_bug_and_keeps_its_traceback():
+    """Only the user-error family is one line: a shape error of our own code is not bad input."""
+    from echostream_fairseq.errors import InputError
+
+    with pytest.raises(ValueError, match="shape"):
+        run_main(_raise(ValueError("shape mismatch")))
+    assert run_main(_raise(InputError("config x.yaml: no such file"))) == EXIT_USER_ERROR

@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 import yaml
 
-from echostream_fairseq.checkpoint_safety import CheckpointLoadError, safe_torch_load
+from echostream_fairseq.checkpoint_safety import safe_torch_load
 from echostream_fairseq.cli.common import (add_log_level_argument, add_run_manifest_arguments,
                                            run_main, setup_logging)
 from echostream_fairseq.checkpoints import (
@@ -298,7 +298,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             print_text(advice)
 
-    return run_main(body, (CheckpointLoadError, ValueError))
+    return run_main(body)
 
 
 if __name__ == "__main__":

@@ -27,11 +27,10 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from echostream_fairseq.checkpoint_safety import CheckpointLoadError, check_checkpoint_file
+from echostream_fairseq.checkpoint_safety import check_checkpoint_file
 from echostream_fairseq.cli.common import (add_log_level_argument, add_num_threads_argument,
                                            check_output_dir, positive_int, provenance,
                                            run_main, setup_logging)
-from echostream_fairseq.scoring.asr_bleu import AsrError
 from echostream_fairseq.streaming.config import PipelineConfig, add_pipeline_arguments
 
 logger = logging.getLogger("echostream.evaluate")
@@ -177,8 +176,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         print(results_table([report]))
 
-    # ManifestError, AudioError and DecodeConfigError are ValueErrors naming file, line and field
-    return run_main(body, (ValueError, OSError, CheckpointLoadError, AsrError))
+    # user errors (errors.UserError: manifest, audio, checkpoint, config) name file, line, field
+    return run_main(body, (OSError,))
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     setup_logging(args.log_level)
-    return run_main(lambda: _fit(args), (ValueError, OSError))
+    return run_main(lambda: _fit(args), (OSError,))
 
 
 def _fit(args: argparse.Namespace) -> None:

@@ -32,6 +32,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from echostream_fairseq.cli.common import (add_log_level_argument, add_num_threads_argument,
                                            positive_int, provenance, run_main, setup_logging)
 from echostream_fairseq.streaming.config import PipelineConfig, add_pipeline_arguments
+from echostream_fairseq.errors import InputError
 
 logger = logging.getLogger("echostream.measure_t2u")
 
@@ -71,7 +72,7 @@ def reference_text_units(model: Any, task: Any, split: str, count: int, batch_si
 
     if split.startswith("train"):
         # fairseq applies the data config's training-only transforms (SpecAugment, ...) there
-        raise ValueError(f"split '{split}': measure a dev or test manifest, not a training one")
+        raise InputError(f"split '{split}': measure a dev or test manifest, not a training one")
     task.load_dataset(split)
     dataset = task.datasets[split]
     unit_dict = task.tgt_dict
@@ -167,8 +168,6 @@ def run(opts: argparse.Namespace,
 def main(argv: Optional[Sequence[str]] = None) -> int:
     opts = build_parser().parse_args(argv)
     setup_logging(opts.log_level)
-    from echostream_fairseq.checkpoint_safety import CheckpointLoadError
-    from echostream_fairseq.scoring.asr_bleu import AsrError
 
     def body() -> None:
         result = run(opts, argv)
@@ -178,7 +177,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               f"{t2u['speech_s']:.1f} s of speech for {t2u['num_sentences']} sentences  "
               f"({t2u['no_units']} without units)")
 
-    return run_main(body, (ValueError, OSError, CheckpointLoadError, AsrError))
+    return run_main(body, (OSError,))
 
 
 if __name__ == "__main__":

@@ -139,7 +139,7 @@ def _unit_model_of(data_dir: Path) -> Any:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     setup_logging(args.log_level)
-    return run_main(lambda: _measure(args, argv), (ValueError, OSError))
+    return run_main(lambda: _measure(args, argv), (OSError,))
 
 
 def _measure(args: argparse.Namespace, argv: Optional[Sequence[str]]) -> None:

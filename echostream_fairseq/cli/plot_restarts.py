@@ -21,6 +21,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from echostream_fairseq.cli.common import add_log_level_argument, run_main, setup_logging
 
 from echostream_fairseq.training_logs import log_records
+from echostream_fairseq.errors import InputError
 
 COMPONENTS: Tuple[Tuple[str, str], ...] = (
     ("loss", "total"), ("unit_ctc_loss", "unit CTC"), ("multitask_target_unigram_loss", "MT CE"),
@@ -37,11 +38,11 @@ def read_dev_records(log: Path, subset: str) -> List[Dict[str, float]]:
         ValueError: the log is missing or has no validation record for ``subset``.
     """
     if not log.is_file():
-        raise ValueError(f"log {log}: no such file")
+        raise InputError(f"log {log}: no such file")
     records = log_records(log.read_text(encoding="utf-8", errors="replace"), subset,
                            source=str(log))
     if not records:
-        raise ValueError(f"log {log}: no '| {subset} |' validation records "
+        raise InputError(f"log {log}: no '| {subset} |' validation records "
                          "(was validation disabled?)")
     return records
 
@@ -51,7 +52,7 @@ def parse_runs(specs: Sequence[str]) -> List[Tuple[str, Path]]:
     for spec in specs:
         label, sep, path = spec.rpartition("=")
         if not sep or not label:
-            raise ValueError(f"--run {spec!r}: expected LABEL=LOGFILE")
+            raise InputError(f"--run {spec!r}: expected LABEL=LOGFILE")
         runs.append((label, Path(path)))
     return runs
 
@@ -120,7 +121,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             print(text, end="")
 
-    return run_main(body, (ValueError,))
+    return run_main(body)
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     def body() -> None:
         build_corpus(config)
 
-    return run_main(body, (ValueError, OSError))
+    return run_main(body, (OSError,))
 
 
 if __name__ == "__main__":

@@ -120,7 +120,7 @@ def score_units(hyps: Sequence[str], rows: Sequence[Dict[str, str]], data_dir: P
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
-    return run_main(lambda: _score(args), (UserError, ValueError, OSError))
+    return run_main(lambda: _score(args), (OSError,))
 
 
 def _score(args: argparse.Namespace) -> None:

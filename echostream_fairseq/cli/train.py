@@ -26,12 +26,13 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-from echostream_fairseq.checkpoint_safety import CheckpointLoadError, check_checkpoint_file
+from echostream_fairseq.checkpoint_safety import check_checkpoint_file
 from echostream_fairseq.checkpoints import (atomic_torch_save, load_partial_checkpoint,
                                             remove_stale_temporaries)
 from echostream_fairseq.cli.common import (add_log_level_argument, add_run_manifest_arguments,
                                            run_main, setup_logging)
 from echostream_fairseq.training import RecipeRun, build_task_and_model
+from echostream_fairseq.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ def prepare_init_checkpoint(argv: Sequence[str], source: Path, load_encoder: boo
     report = load_partial_checkpoint(model, source, load_encoder=load_encoder,
                                      load_decoders=load_decoders)
     if report.loaded == 0:
-        raise ValueError(f"--init-from {source}: no tensor matches the model "
+        raise InputError(f"--init-from {source}: no tensor matches the model "
                          "(see the report above); train from scratch instead or check --config")
     save_dir.mkdir(parents=True, exist_ok=True)
     target = save_dir / INIT_CHECKPOINT
@@ -143,7 +144,7 @@ def fairseq_command(opts: argparse.Namespace,
     last = save_dir / LAST_CHECKPOINT
     if last.exists():
         if not opts.resume:
-            raise ValueError(f"{last} exists and --no-resume was given: back up {save_dir} "
+            raise InputError(f"{last} exists and --no-resume was given: back up {save_dir} "
                              "(scripts/restart_advisor.py prints the command) "
                              "or pick another --save-dir")
         if opts.init_from is not None:
@@ -180,7 +181,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             import torch
 
             if not torch.cuda.is_available():
-                raise ValueError("--device cuda: torch sees no CUDA device here; "
+                raise InputError("--device cuda: torch sees no CUDA device here; "
                                  "use --device cpu or auto")
         remove_stale_temporaries(save_dir)
         if init_source is not None:
@@ -189,7 +190,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         prepared.append(seeded)
         return 0
 
-    status = run_main(prepare, (ValueError, CheckpointLoadError))
+    status = run_main(prepare)
     if status or not prepared:
         return status
     from fairseq.distributed import utils as distributed_utils

@@ -13,6 +13,8 @@ import socket
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Sequence, Tuple, Union
 
+from echostream_fairseq.errors import InputError
+
 __all__ = ["ceilings_table", "load_ceilings", "load_report", "machine_info",
            "plot_latency_quality", "render_markdown", "replace_between_markers", "results_table",
            "write_report"]
@@ -191,9 +193,9 @@ def load_report(path: Path) -> Dict[str, Any]:
     try:
         report = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: not a readable report.json ({error})") from error
+        raise InputError(f"{path}: not a readable report.json ({error})") from error
     if not isinstance(report, dict) or "results" not in report or "label" not in report:
-        raise ValueError(f"{path}: not an evaluation report (no 'results' / 'label')")
+        raise InputError(f"{path}: not an evaluation report (no 'results' / 'label')")
     return report
 
 
@@ -220,7 +222,7 @@ def load_ceilings(path: Path) -> List[Dict[str, Any]]:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: not a readable JSON file ({error})") from error
+        raise InputError(f"{path}: not a readable JSON file ({error})") from error
     found: List[Tuple[str, Mapping[str, Any]]] = []
     if isinstance(data, dict) and isinstance(data.get("asr"), dict) and "splits" in data:
         found.append(("corpus_asr", data["asr"]))
@@ -248,7 +250,7 @@ def load_ceilings(path: Path) -> List[Dict[str, Any]]:
              "wer": score.get("wer"), "unit_ratio": score.get("unit_ratio"), "source": str(path)}
             for key, score in found]
     if not rows:
-        raise ValueError(f"{path}: neither a corpus report.json with 'asr', an "
+        raise InputError(f"{path}: neither a corpus report.json with 'asr', an "
                          "echostream-measure-vocoder --output file with 'variants', nor an "
                          "echostream-measure-t2u --output file")
     return rows

@@ -59,6 +59,7 @@ from echostream_fairseq.streaming.pipeline import (
     StepOutput,
     StreamingS2STPipeline,
 )
+from echostream_fairseq.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -463,7 +464,7 @@ def evaluate(model: Any, task: Any, utterances: Sequence[TestUtterance],
         ``{"offline": {...} or None, "streaming": [{...} per chunk size]}``; every latency in ms.
     """
     if not utterances:
-        raise ValueError("no utterances to evaluate")
+        raise InputError("no utterances to evaluate")
     audio = {u.index: read_wav(u.wav) for u in utterances}
     conditions: List[Optional[int]] = ([None] if settings.offline else [])
     conditions += list(settings.chunk_sizes_ms)

@@ -21,6 +21,7 @@ from typing import List, Optional
 from echostream_fairseq.data.audio import SAMPLE_RATE, AudioError, wav_num_samples
 from echostream_fairseq.data.manifests import SPLIT_NAMES, read_tsv
 from echostream_fairseq.data.validate import ManifestError, Problem, find_problems
+from echostream_fairseq.errors import InputError
 
 __all__ = ["TestSet", "TestUtterance", "default_wav_list", "load_test_set"]
 
@@ -70,7 +71,7 @@ def default_wav_list(manifest: Path) -> Path:
     splits = {name: split for split, name in SPLIT_NAMES.items()}
     stem = Path(manifest).name[:-len(".tsv")] if Path(manifest).name.endswith(".tsv") else ""
     if stem not in splits:
-        raise ValueError(f"{manifest}: src_audio names features and the manifest is not one of "
+        raise InputError(f"{manifest}: src_audio names features and the manifest is not one of "
                          f"{sorted(n + '.tsv' for n in splits)}: pass the source wavs with "
                          "--wav-list")
     return Path(manifest).parent / "simuleval" / splits[stem] / "wav_list.txt"

@@ -17,6 +17,7 @@ from typing import Any, Mapping, Optional, Union
 import yaml
 
 from echostream_fairseq.vocoder.base import UnitVocoder
+from echostream_fairseq.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -34,17 +35,17 @@ def _read_config(config: Union[str, Path, Mapping[str, Any]],
         return config, data_dir
     path = Path(config)
     if not path.is_file():
-        raise FileNotFoundError(f"data config {path} does not exist")
+        raise InputError(f"data config {path} does not exist")
     with open(path, encoding="utf-8") as handle:
         parsed = yaml.safe_load(handle) or {}
     if not isinstance(parsed, Mapping):
-        raise ValueError(f"{path}: expected a YAML mapping, got {type(parsed).__name__}")
+        raise InputError(f"{path}: expected a YAML mapping, got {type(parsed).__name__}")
     return parsed, data_dir or path.parent
 
 
 def _entry_path(entry: Mapping[str, Any], key: str, base: Optional[Path]) -> Path:
     if key not in entry:
-        raise ValueError(f"vocoder entry {dict(entry)} lacks the key {key!r}")
+        raise InputError(f"vocoder entry {dict(entry)} lacks the key {key!r}")
     path = Path(entry[key])
     return path if path.is_absolute() or base is None else base / path
 
@@ -62,12 +63,12 @@ def _vocoder_files(config: Union[str, Path, Mapping[str, Any]],
         kind = entry.get("type")
         keys = {CODE_HIFIGAN: ("config", "checkpoint"), EMBEDDED: ("checkpoint",)}.get(kind)
         if keys is None:
-            raise ValueError(
+            raise InputError(
                 f"unknown vocoder type {kind!r}; expected {CODE_HIFIGAN!r} or {EMBEDDED!r}"
             )
         return kind, [_entry_path(entry, key, base) for key in keys]
     if base is None:
-        raise ValueError(
+        raise InputError(
             "no vocoder entry in the config and no data_dir to find the embedded vocoder in"
         )
     fitted, per_unit = base / EMBEDDED_VOCODER_FILE, base / UNIT_MODEL_FILE

@@ -234,11 +234,19 @@ class PartialLoadReport:
     def left_initialised(self) -> int:
         return sum(g.left_initialised for g in self.groups.values())
 
+    @property
+    def unused(self) -> int:
+        """Tensors of the file that went nowhere: skipped ones and those of groups not
+        requested (a StreamSpeech Conformer's, for a decoders-only load)."""
+        return sum(len(g.unexpected) + len(g.shape_mismatch) + (0 if g.requested else len(g.loaded))
+                   for g in self.groups.values())
+
     def lines(self) -> List[str]:
         """Human-readable report, one line per group and one per skipped tensor kind."""
         out = [f"{self.path} ({self.layout} layout, arch {self.arch or 'unknown'}): "
                f"loaded {self.loaded}, skipped {self.skipped}, "
-               f"left initialised {self.left_initialised}"]
+               f"left initialised {self.left_initialised}, "
+               f"not used from the file {self.unused}"]
         for name, group in self.groups.items():
             if not group.requested:
                 out.append(f"  {name}: not requested, "

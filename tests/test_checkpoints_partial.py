@@ -156,6 +156,12 @@ def test_streamspeech_checkpoint_loads_decoders_and_reports_its_conformer_encode
     assert len(encoder.missing) == len(encoder_before)
     assert len(encoder.unexpected) == sum(k.startswith("encoder.") for k in STREAMSPEECH_KEYS)
     assert report.left_initialised == len(encoder_before)
+    conformer = sum(k.startswith("encoder.") for k in STREAMSPEECH_KEYS)
+    assert report.unused == conformer and f"not used from the file {conformer}" in report.lines()[0]
+    # decoders only: the Conformer is not requested, and the summary still says it went unused
+    decoders_only = load_partial_checkpoint(copy.deepcopy(tiny_model[1]), path,
+                                            load_encoder=False, load_decoders=True)
+    assert decoders_only.skipped == 0 and decoders_only.unused == conformer
     after = model.state_dict()
     assert all(torch.equal(after[k], v) for k, v in encoder_before.items())
     assert torch.equal(after["target_unigram_decoder.layers.0.fc1.weight"],

@@ -164,3 +164,14 @@ def test_command_line_prints_problems_and_fails(tmp_path: Path,
     assert f"{manifest}:2: column 'tgt_audio'" in out and "1 problem(s)" in out
     assert main([str(manifest), "--num-units", "1000"]) == 0
     assert "OK" in capsys.readouterr().out
+
+
+def test_without_num_units_the_corpus_report_gives_k_or_the_output_says_so(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    feats = _features(tmp_path / "a.npy")
+    manifest = _manifest(tmp_path, [_row("a", feats, 50, units="1 99999 2", tgt_n_frames=3)])
+    assert main([str(manifest)]) == 0
+    assert "unit ids not range-checked" in capsys.readouterr().out
+    (tmp_path / "report.json").write_text('{"units": {"num_units": 500}}')
+    assert main([str(manifest)]) == 1  # unit 99999 >= K = 500 of the corpus beside it
+    assert f"{manifest}:2: column 'tgt_audio'" in capsys.readouterr().out

@@ -119,6 +119,8 @@ def test_manifest_unit_outside_dictionary_names_file_and_line(tiny_corpus, tmp_p
 
 
 def test_missing_manifest_is_a_clear_error(setup):
+    from echostream_fairseq.data.manifests import ManifestReadError
+
     task, _, _ = setup
-    with pytest.raises(FileNotFoundError, match="train_missing"):
+    with pytest.raises(ManifestReadError, match=r"train_missing\.tsv: no such manifest"):
         task.load_dataset("train_missing")

@@ -199,8 +199,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from echostream_fairseq.training import parse_fairseq_args
 
     logging.getLogger("fairseq_cli.train").addFilter(_model_repr_only_when_debugging)
-    distributed_utils.call_main(parse_fairseq_args(prepared[0]), fairseq_train.main)
-    return 0
+    # a bad manifest or checkpoint found once fairseq runs (loading a split, resuming) is a
+    # user error there too: one line, status 2
+    return run_main(lambda: distributed_utils.call_main(parse_fairseq_args(prepared[0]),
+                                                        fairseq_train.main))
 
 
 if __name__ == "__main__":

@@ -41,7 +41,8 @@ _AUDIO_SUFFIXES = (".wav", ".flac")
 
 @dataclass(frozen=True)
 class Problem:
-    """One problem: where (manifest file, 1-based line, column name) and what."""
+    """One problem: where (manifest file, 1-based line, column name) and what; line 0 and
+    column ``-`` mean the whole file."""
 
     file: str
     line: int
@@ -49,7 +50,9 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: column {self.column!r}: {self.message}"
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return (f"{where}: {self.message}" if self.column == "-"
+                else f"{where}: column {self.column!r}: {self.message}")
 
 
 class ManifestError(UserError, ValueError):
@@ -57,9 +60,13 @@ class ManifestError(UserError, ValueError):
 
     def __init__(self, problems: Sequence[Problem]) -> None:
         self.problems = list(problems)
+        if len(self.problems) == 1:  # the usual case: one line naming file, line and column
+            super().__init__(str(self.problems[0]))
+            return
+        files = sorted({p.file for p in self.problems})
         shown = "\n  ".join(str(p) for p in self.problems[:50])
         more = f"\n  ... and {len(self.problems) - 50} more" if len(self.problems) > 50 else ""
-        super().__init__(f"{len(self.problems)} problem(s):\n  {shown}{more}")
+        super().__init__(f"{len(self.problems)} problems in {', '.join(files)}:\n  {shown}{more}")
 
 
 def _resolve(value: str, manifest: Path) -> Path:

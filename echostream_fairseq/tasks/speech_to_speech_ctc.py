@@ -14,7 +14,7 @@ without target units (``tgt_audio``), as a test split may be, loads with empty u
 import logging
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, List, Optional
 
 from fairseq.data import Dictionary
 from fairseq.data.audio.speech_to_speech_dataset import SpeechToSpeechDatasetCreator
@@ -22,7 +22,8 @@ from fairseq.tasks import register_task
 from fairseq.tasks.speech_to_speech import SpeechToSpeechTask
 
 from echostream_fairseq.checkpoints import load_pretrained_groups
-from echostream_fairseq.data.validate import ManifestError, find_unit_problems
+from echostream_fairseq.data.manifests import read_tsv_lines
+from echostream_fairseq.data.validate import ManifestError, Problem, find_unit_problems
 from echostream_fairseq.decoding.ctc import UNIT_BLANK_PENALTY_HELP
 
 logger = logging.getLogger(__name__)
@@ -46,9 +47,14 @@ class _OptionalUnitsCreator(SpeechToSpeechDatasetCreator):
         return super()._from_list(split_name, is_train_split, samples, *args, **kwargs)
 
 
-def _has_column(manifest: Path, column: str) -> bool:
-    with open(manifest, encoding="utf-8") as handle:
-        return column in handle.readline().rstrip("\r\n").split("\t")
+def _header(manifest: Path) -> List[str]:
+    """The manifest's columns (ManifestReadError naming it when missing or not UTF-8)."""
+    return read_tsv_lines(manifest)[0].rstrip("\r").split("\t")
+
+
+# what fairseq's dataset creator reads from every row (the target columns: train splits only)
+_SOURCE_COLUMNS = ("id", "src_audio", "src_n_frames")
+_TARGET_COLUMNS = ("tgt_audio", "tgt_n_frames")
 
 
 @register_task("speech_to_speech_ctc")
@@ -119,9 +125,14 @@ class SpeechToSpeechCTCTask(SpeechToSpeechTask):
         if self.args.target_is_code and not self.data_cfg.prepend_tgt_lang_tag_as_bos:
             for name in split.split(","):
                 path = Path(self.args.data) / f"{name}.tsv"
-                if not path.is_file():
-                    raise FileNotFoundError(f"split '{name}': manifest {path} not found")
-                if not name.startswith("train") and not _has_column(path, "tgt_audio"):
+                header = _header(path)
+                required = _SOURCE_COLUMNS + (_TARGET_COLUMNS if name.startswith("train") else ())
+                missing = [column for column in required if column not in header]
+                if missing:  # fairseq would raise a bare KeyError on the first row
+                    raise ManifestError([Problem(str(path), 1, column,
+                                                 "column missing from the header")
+                                         for column in missing])
+                if not name.startswith("train") and "tgt_audio" not in header:
                     logger.info("split '%s' has no target units: loaded with empty ones", name)
                     continue
                 problems = find_unit_problems(path, self.args.target_code_size)

@@ -23,7 +23,6 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from echostream_fairseq.checkpoint_safety import check_checkpoint_file
 from echostream_fairseq.cli.common import (add_log_level_argument, add_num_threads_argument,
                                            setup_logging)
 from echostream_fairseq.data.audio import read_wav, write_wav
@@ -56,7 +55,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         samples, rate = read_wav(args.wav, expected_sr=None)
         config = PipelineConfig.from_args(args)
-        check_checkpoint_file(args.checkpoint)
         model, task = load_checkpoint(str(args.checkpoint), str(args.data_dir))
         if config.segment_length is None:
             config = config.replace(segment_length=segment_length_for_chunk(model, args.chunk_ms))

@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from echostream_fairseq.checkpoint_safety import check_checkpoint_file
 from echostream_fairseq.cli.common import (add_log_level_argument, add_num_threads_argument,
                                            check_output_dir, positive_int, provenance,
                                            run_main, setup_logging)
@@ -123,7 +122,6 @@ def run(opts: argparse.Namespace,
     check_output_dir(output_dir)
     test_set = load_test_set(opts.manifest, opts.wav_list, opts.max_utterances)
     utterances = test_set.utterances
-    check_checkpoint_file(opts.checkpoint)
     corpus = opts.data_dir.resolve() if opts.data_dir else opts.manifest.resolve().parent
     model, task = load_checkpoint(str(opts.checkpoint), str(corpus))
     load_s = time.perf_counter() - start

@@ -103,7 +103,6 @@ def run(opts: argparse.Namespace,
         argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     import torch
 
-    from echostream_fairseq.checkpoint_safety import check_checkpoint_file
     from echostream_fairseq.data.manifests import read_tsv
     from echostream_fairseq.data.validate import ManifestError, find_problems
     from echostream_fairseq.scoring.asr_bleu import (load_whisper_tiny_en, normalize_text,
@@ -119,7 +118,6 @@ def run(opts: argparse.Namespace,
     if problems:
         raise ManifestError(problems)
     rows = read_tsv(manifest)[:opts.max_utterances]
-    check_checkpoint_file(opts.checkpoint)
     model, task = load_checkpoint(str(opts.checkpoint), str(manifest.parent))
     model.eval()
     decoded = reference_text_units(model, task, manifest.stem, len(rows), opts.batch_size,

@@ -1,6 +1,7 @@
 """Helpers for tests that drive the real ``fairseq-train`` on a StreamSpeech-layout corpus."""
 
 import importlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -149,3 +150,23 @@ def make_talkative(checkpoint: Path) -> Path:
     out = checkpoint.with_name("checkpoint_talkative.pt")
     torch.save(state, out)
     return out
+
+
+def load_file_module(path: Path, name: str) -> Any:
+    """A ``.py`` file outside the package (a bench, the example, a script) imported as module
+    ``name``, registered in ``sys.modules`` (dataclasses look their module up there)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class RunsShellOnUnpickle:
+    """A pickle payload: unpickling it runs ``touch marker``, so a test sees whether it ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))

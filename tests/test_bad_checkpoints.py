@@ -8,7 +8,6 @@ where the plugin's excepthook turns the error into the same line.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -19,20 +18,13 @@ from typing import Callable, Dict, List
 import pytest
 import torch
 
-from _fairseq_cli import GCMVN_YAML, MULTITASK_YAML, REPO, USER_DIR, code_size, corpus_dir, tail
+from _fairseq_cli import (GCMVN_YAML, MULTITASK_YAML, REPO, USER_DIR, RunsShellOnUnpickle,
+                         code_size, corpus_dir, load_file_module, tail)
 from echostream_fairseq.checkpoint_safety import CheckpointLoadError
 
 BIN = Path(sys.executable).parent
 CONFIG = REPO / "configs" / "train" / "echostream_mini.yaml"
 S2S_AGENT = "echostream_fairseq.agents.speech_to_speech.EchoStreamSpeechToSpeechAgent"
-
-
-class _RunsShellOnUnpickle:
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
 
 
 def _bad_checkpoints(folder: Path) -> Dict[str, Path]:
@@ -51,7 +43,7 @@ def _bad_checkpoints(folder: Path) -> Dict[str, Path]:
     torch.save(torch.zeros(3), kinds["bare_tensor"])
     with zipfile.ZipFile(kinds["foreign_zip"], "w") as archive:
         archive.writestr("notes.txt", "a zip, not a checkpoint")
-    torch.save({"model": {}, "cfg": _RunsShellOnUnpickle(folder / "payload_ran")},
+    torch.save({"model": {}, "cfg": RunsShellOnUnpickle(folder / "payload_ran")},
                kinds["malicious"])
     return kinds
 
@@ -77,12 +69,7 @@ def _assert_one_error_line(err: str, path: Path, kind: str) -> None:
 
 
 def _stream_a_wav() -> Callable[[List[str]], int]:
-    spec = importlib.util.spec_from_file_location("stream_a_wav_matrix",
-                                                  REPO / "examples" / "stream_a_wav.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module.main
+    return load_file_module(REPO / "examples" / "stream_a_wav.py", "stream_a_wav_matrix").main
 
 
 def _commands(data: Path, tmp: Path) -> Dict[str, Callable[[Path], int]]:

@@ -1,6 +1,5 @@
 """Checkpoint loading under torch 2.11: fairseq checkpoints load weights-only, nothing else runs."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ import torch
 from omegaconf import OmegaConf
 
 import echostream_fairseq  # noqa: F401  (installs the guarded loader)
+from _fairseq_cli import RunsShellOnUnpickle
 from echostream_fairseq.checkpoint_safety import CheckpointLoadError, safe_torch_load
 from fairseq import checkpoint_utils
 
@@ -41,14 +41,6 @@ def fairseq_checkpoint(tmp_path_factory) -> Path:
     return root / "ckpt" / "checkpoint_last.pt"
 
 
-class _RunsShellOnUnpickle:
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
 def test_fairseq_train_checkpoint_loads_weights_only(fairseq_checkpoint):
     state = checkpoint_utils.load_checkpoint_to_cpu(str(fairseq_checkpoint))
     assert isinstance(state["cfg"]["model"], __import__("argparse").Namespace)
@@ -78,7 +70,7 @@ def test_checkpoint_with_pickled_dictconfig_loads(tmp_path):
 def test_malicious_pickle_is_refused_and_never_runs(tmp_path, loader):
     marker = tmp_path / "payload_ran"
     path = tmp_path / "malicious.pt"
-    torch.save({"model": {}, "cfg": _RunsShellOnUnpickle(marker)}, path)
+    torch.save({"model": {}, "cfg": RunsShellOnUnpickle(marker)}, path)
     load = checkpoint_utils.load_checkpoint_to_cpu if loader == "fairseq" else safe_torch_load
     with pytest.raises(CheckpointLoadError, match="refused") as raised:
         load(str(path))

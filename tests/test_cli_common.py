@@ -51,15 +51,15 @@ def test_provenance_names_the_commit_the_tree_state_the_command_and_the_configs(
 def test_importing_a_script_runs_nothing(tmp_path):
     """fairseq imports ``examples.*``, which finds ``scripts/examples.py`` when a script runs:
     the wrappers must act only as ``__main__``."""
-    import importlib.util
     from pathlib import Path
+
+    from _fairseq_cli import load_file_module
 
     scripts = sorted((Path(__file__).resolve().parents[1] / "scripts").glob("*.py"))
     assert len(scripts) >= 12
     for path in scripts:
-        spec = importlib.util.spec_from_file_location(f"imported_{path.stem}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)  # a command run here would parse pytest's argv and exit
+        # a command run here would parse pytest's argv and exit
+        module = load_file_module(path, f"imported_{path.stem}")
         assert callable(module.main), path
 
 

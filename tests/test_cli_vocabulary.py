@@ -7,13 +7,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.metadata
-import importlib.util
-import sys
 from pathlib import Path
 from typing import Dict
 
 import pytest
 
+from _fairseq_cli import load_file_module
 from echostream_fairseq.cli.vocabulary import DEPRECATED_ALIASES, FLAGS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,12 +27,7 @@ AGENTS = ["echostream_fairseq.agents.speech_to_speech:EchoStreamSpeechToSpeechAg
 
 
 def _load_file(relative: str):
-    path = REPO / relative
-    spec = importlib.util.spec_from_file_location(f"vocabulary_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_file_module(REPO / relative, f"vocabulary_{Path(relative).stem}")
 
 
 def _parsers() -> Dict[str, argparse.ArgumentParser]:

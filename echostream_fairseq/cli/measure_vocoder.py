@@ -92,10 +92,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    return build_parser().parse_args(argv)
-
-
 def _synthesize_stream(vocoder: UnitVocoder, units: Sequence[int], chunk: int) -> np.ndarray:
     """Feed units ``chunk`` at a time, as a streaming caller would; concatenate the output."""
     state, pieces = None, []
@@ -137,7 +133,7 @@ def _unit_model_of(data_dir: Path) -> Any:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = parse_args(argv)
+    args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
     return run_main(lambda: _measure(args, argv), (OSError,))
 

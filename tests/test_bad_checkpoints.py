@@ -151,7 +151,7 @@ def _run(command: List[str], cwd: Path) -> subprocess.CompletedProcess:
                           check=False)
 
 
-@pytest.mark.parametrize("kind", ["text", "bare_tensor", "malicious"])
+@pytest.mark.parametrize("kind", ["missing", "text", "bare_tensor", "malicious"])
 def test_simuleval_and_fairseq_generate_print_one_line_too(tiny_corpus, bad, tmp_path, kind):
     data = corpus_dir(tiny_corpus)
     path = bad[kind]

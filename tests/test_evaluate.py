@@ -431,3 +431,35 @@ def test_text_only_streaming_without_offline(tiny_corpus, checkpoint, tmp_path, 
     assert "| 640 | - | - |" in (output / "report.md").read_text()  # no ASR-BLEU columns
     assert ((output / "latency_quality.png").is_file()
             and not (output / "chunk_640ms" / "wavs").exists())
+
+
+def _without_timings(value):
+    """A report's results with what the clock decides removed: compute times, RTFs and the
+    computation-aware (_CA) latencies."""
+    if isinstance(value, dict):
+        return {k: _without_timings(v) for k, v in value.items()
+                if k not in ("compute", "wall_s") and not k.endswith("_CA")}
+    if isinstance(value, list):
+        return [_without_timings(v) for v in value]
+    return value
+
+
+def test_two_evaluations_of_one_checkpoint_give_identical_numbers(evaluation, tiny_corpus,
+                                                                  checkpoint, two_utterance_set,
+                                                                  tmp_path):
+    """Greedy decoding and temperature-0 Whisper: every score, latency and transcript of a
+    second run equals the first."""
+    manifest, wav_list = two_utterance_set
+    again = tmp_path / "again"
+    result = _run(EVALUATE, "--config", str(REPO / "configs" / "train" / "echostream_mini.yaml"),
+                  "--checkpoint", str(checkpoint), "--test-manifest", str(manifest),
+                  "--data-dir", str(corpus_dir(tiny_corpus)), "--wav-list", str(wav_list),
+                  "--output-dir", str(again), "--chunk-sizes", ",".join(map(str, CHUNKS)),
+                  "--num-threads", "1", "--joined-speech-asr")
+    assert result.returncode == 0, tail(result.stdout + result.stderr)
+    first, second = (_without_timings(_report(o)["results"]) for o in (evaluation, again))
+    assert first["streaming"][0]["speech"]["asr_bleu"] is not None
+    assert second == first
+    for condition in ("offline", *(c["name"] for c in _report(evaluation)["results"]["streaming"])):
+        assert ([r["speech"]["transcript"] for r in _utterances(again, condition)]
+                == [r["speech"]["transcript"] for r in _utterances(evaluation, condition)])

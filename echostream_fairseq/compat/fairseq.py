@@ -56,6 +56,22 @@ def _guard_loader(loader: Callable[..., Any]) -> Callable[..., Any]:
     return mark(load_checkpoint_to_cpu)
 
 
+def _checking_paths_first(load_ensemble: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(load_ensemble)
+    def load_model_ensemble_and_task(filenames: Any, *args: Any, **kwargs: Any) -> Any:
+        # fairseq tests existence itself and raises a bare IOError ("Model file not found")
+        # before the guarded loader runs; unsharded local files get the loader's own check
+        from fairseq.file_io import PathManager
+
+        if kwargs.get("num_shards", 1) == 1:
+            for filename in filenames:
+                if not PathManager.path_requires_pathmanager(str(filename)):
+                    check_checkpoint_file(filename)
+        return load_ensemble(filenames, *args, **kwargs)
+
+    return mark(load_model_ensemble_and_task)
+
+
 def _upgrading_plain(upgrade: Callable[[Dict[str, Any]], Dict[str, Any]]
                      ) -> Callable[[Dict[str, Any]], Dict[str, Any]]:
     @functools.wraps(upgrade)
@@ -139,6 +155,7 @@ def _patched(target: str) -> Callable[[], bool]:
 
 
 _LOADER = "fairseq.checkpoint_utils.load_checkpoint_to_cpu"
+_ENSEMBLE = "fairseq.checkpoint_utils.load_model_ensemble_and_task"
 _UPGRADE = "fairseq.checkpoint_utils._upgrade_state_dict"
 _PATH_MANAGER = "fairseq.checkpoint_utils.PathManager"
 _ITERATOR_SAVE = "fairseq.data.iterators.EpochBatchIterator.state_dict"
@@ -151,6 +168,11 @@ PATCHES = [
           "CheckpointLoadError naming the path, and refuse TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD, which "
           "would turn fairseq's torch.load (no weights_only argument) into unsafe unpickling",
           _patched(_LOADER)),
+    Patch(_ENSEMBLE, LIBRARY, PINNED,
+          "fairseq-generate's loader tests each --path itself and raises a bare IOError (\"Model "
+          "file not found\", a traceback) before load_checkpoint_to_cpu runs; the same "
+          "CheckpointLoadError check runs first",
+          _patched(_ENSEMBLE)),
     Patch(_UPGRADE, LIBRARY, PINNED,
           "fairseq only knows its own layout; plain {epoch, model, optimizer, loss} checkpoints of "
           "earlier EchoStream scripts are upgraded first (checkpoints.upgrade_plain_checkpoint)",
@@ -186,6 +208,9 @@ def install() -> None:
     if not is_marked(checkpoint_utils.load_checkpoint_to_cpu):
         checkpoint_utils.load_checkpoint_to_cpu = _guard_loader(
             checkpoint_utils.load_checkpoint_to_cpu)
+    if not is_marked(checkpoint_utils.load_model_ensemble_and_task):
+        checkpoint_utils.load_model_ensemble_and_task = _checking_paths_first(
+            checkpoint_utils.load_model_ensemble_and_task)
     if not is_marked(checkpoint_utils._upgrade_state_dict):
         checkpoint_utils._upgrade_state_dict = _upgrading_plain(
             checkpoint_utils._upgrade_state_dict)

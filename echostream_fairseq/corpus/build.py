@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from echostream_fairseq.corpus.freedict import load_freedict_pairs
 from echostream_fairseq.corpus.report import split_summary, write_report
-from echostream_fairseq.corpus.tts import SynthesisJob, synthesize_all
+from echostream_fairseq.corpus.tts import PIPER_SETTINGS, SynthesisJob, synthesize_all
 from echostream_fairseq.corpus.units import fit_unit_model
 from echostream_fairseq.data import manifests as mf
 from echostream_fairseq.data.audio import SAMPLE_RATE, read_wav, wav_duration
@@ -145,8 +145,31 @@ def _stage_speech(cfg: BuildConfig, layout: _Layout, side: str) -> dict[str, Any
         stats = synthesize_all(jobs, "espeak", cfg.jobs, desc="espeak-ng (de)")
     else:
         jobs = [SynthesisJob(p["id"], p["en"], layout.tgt_wav(p["id"])) for p in pairs]
+        _discard_wavs_of_other_settings(layout.tgt_wav("x").parent, PIPER_SETTINGS)
         stats = synthesize_all(jobs, "piper", cfg.jobs, desc="piper (en)")
     return asdict(stats)
+
+
+def _discard_wavs_of_other_settings(wav_dir: Path, settings: dict[str, Any]) -> None:
+    """Make ``wav_dir`` hold only wavs synthesised with ``settings``.
+
+    Existing wavs are reused (resumable builds), so a folder made with other synthesis settings
+    (e.g. the noisy piper of builds before 2026-12) is emptied first; the stamp is written before
+    any new wav, so an interrupted rebuild resumes instead of starting over.
+    """
+    stamp = wav_dir / "synthesis.json"
+    wanted = json.dumps(settings, sort_keys=True)
+    if stamp.is_file() and stamp.read_text(encoding="utf-8").strip() == wanted:
+        return
+    stale = sorted(wav_dir.glob("*.wav")) if wav_dir.is_dir() else []
+    if stale:
+        logger.info("%s: %d wavs made with other synthesis settings, removed", wav_dir, len(stale))
+    for wav in stale:
+        wav.unlink()
+    wav_dir.mkdir(parents=True, exist_ok=True)
+    tmp = stamp.with_name(stamp.name + ".tmp")
+    tmp.write_text(wanted + "\n", encoding="utf-8")
+    tmp.replace(stamp)
 
 
 def _stage_features(cfg: BuildConfig, layout: _Layout) -> dict[str, Any]:
@@ -300,6 +323,8 @@ def _fingerprint(cfg: BuildConfig, layout: _Layout, stage: int) -> str:
         relevant.update(max_pairs=cfg.max_pairs, seed=cfg.seed)
     else:
         relevant["pairs"] = hashlib.sha1(layout.pairs.read_bytes()).hexdigest()
+    if stage == 3:
+        relevant.update(synthesis=PIPER_SETTINGS)
     if stage == 5:
         relevant.update(num_units=cfg.num_units, kmeans_utts=cfg.kmeans_utts, seed=cfg.seed)
     if stage == 6:

@@ -119,8 +119,11 @@ def transcribe(model: Any, audio: Audio, sample_rate: int = SAMPLE_RATE,
     """
     samples, name = _load_audio(audio, sample_rate)
     try:
+        # temperature=0 alone: faster-whisper's default falls back to sampling at higher
+        # temperatures on unsure audio, which made two scorings of one output differ.
         segments, _ = model.transcribe(samples, language="en", beam_size=beam_size,
-                                       condition_on_previous_text=False, vad_filter=False)
+                                       temperature=0.0, condition_on_previous_text=False,
+                                       vad_filter=False)
         return " ".join(seg.text.strip() for seg in segments).strip()
     except (RuntimeError, ValueError) as err:
         raise AsrError(f"{name}: transcription failed ({err})") from err

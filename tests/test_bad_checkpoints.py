@@ -128,6 +128,36 @@ def test_train_init_from_refuses_every_bad_checkpoint_in_one_line(tiny_corpus, b
     assert not (bad["malicious"].parent / "payload_ran").exists()
 
 
+# fairseq-train's own ways to start from a file: every kind through fairseq's loader
+# (--finetune-from-model, --restore-file), the kinds that differ early through the plugin's
+# per-group loader (--load-pretrained-*, which shares the loader of scripts/train.py --init-from)
+FAIRSEQ_TRAIN_STARTS = ([("--finetune-from-model", kind) for kind in REASONS]
+                        + [("--restore-file", kind) for kind in ("missing", "text", "malicious")]
+                        + [(option, kind) for option in ("--load-pretrained-encoder-from",
+                                                         "--load-pretrained-decoders-from")
+                           for kind in ("missing", "foreign_zip", "malicious")])
+
+
+@pytest.mark.parametrize("option, kind", FAIRSEQ_TRAIN_STARTS)
+def test_fairseq_train_refuses_every_bad_start_checkpoint_in_one_line(tiny_corpus, bad, tmp_path,
+                                                                      option, kind):
+    from _fairseq_cli import TINY_MODEL, data_args, run_fairseq_train
+
+    path = bad[kind]
+    save = tmp_path / "save"
+    result = run_fairseq_train(data_args(corpus_dir(tiny_corpus), save) + [
+        "--arch", "echostream_mini", *TINY_MODEL, "--optimizer", "adam", "--lr", "0.001",
+        "--max-tokens", "100000", "--max-update", "1", "--disable-validation", "--cpu",
+        "--num-workers", "0", option, str(path)])
+    assert result.returncode == 2, tail(result.stdout + result.stderr)
+    if kind == "foreign_dict":  # fairseq's loader reads it; the plugin names what it lacks
+        assert "Traceback" not in result.stderr and str(path) in result.stderr
+    else:
+        _assert_one_error_line(result.stderr, path, kind)
+    assert not list(save.glob("checkpoint*.pt"))
+    assert not (bad["malicious"].parent / "payload_ran").exists()
+
+
 def test_the_agents_raise_the_same_error(tiny_corpus, bad):
     from argparse import ArgumentParser
 

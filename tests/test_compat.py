@@ -21,6 +21,7 @@ PATCHED = {
     "torch.serialization.get_safe_globals",
     "fairseq.checkpoint_utils.load_checkpoint_to_cpu",
     "fairseq.checkpoint_utils.load_model_ensemble_and_task",
+    "fairseq.checkpoint_utils.load_checkpoint",
     "fairseq.checkpoint_utils._upgrade_state_dict",
     "fairseq.checkpoint_utils.PathManager",
     "fairseq.data.iterators.EpochBatchIterator.state_dict",

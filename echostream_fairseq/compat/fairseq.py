@@ -72,6 +72,27 @@ def _checking_paths_first(load_ensemble: Callable[..., Any]) -> Callable[..., An
     return mark(load_model_ensemble_and_task)
 
 
+def _checking_start_paths(load_checkpoint: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(load_checkpoint)
+    def checked_load_checkpoint(cfg: Any, trainer: Any, **passthrough: Any) -> Any:
+        from fairseq.file_io import PathManager
+
+        last = os.path.join(cfg.save_dir, f"checkpoint_last{trainer.checkpoint_suffix}.pt")
+        if cfg.restore_file != "checkpoint_last.pt":
+            # fairseq trains from scratch, saying only "No existing checkpoint found", when an
+            # explicit --restore-file is missing
+            start = cfg.restore_file.replace(".pt", f"{trainer.checkpoint_suffix}.pt")
+        elif cfg.finetune_from_model is not None and not os.path.exists(last):
+            start = cfg.finetune_from_model  # fairseq: a bare ValueError with a traceback
+        else:
+            start = None
+        if start is not None and not PathManager.path_requires_pathmanager(start):
+            check_checkpoint_file(start)
+        return load_checkpoint(cfg, trainer, **passthrough)
+
+    return mark(checked_load_checkpoint)
+
+
 def _upgrading_plain(upgrade: Callable[[Dict[str, Any]], Dict[str, Any]]
                      ) -> Callable[[Dict[str, Any]], Dict[str, Any]]:
     @functools.wraps(upgrade)
@@ -156,6 +177,7 @@ def _patched(target: str) -> Callable[[], bool]:
 
 _LOADER = "fairseq.checkpoint_utils.load_checkpoint_to_cpu"
 _ENSEMBLE = "fairseq.checkpoint_utils.load_model_ensemble_and_task"
+_START = "fairseq.checkpoint_utils.load_checkpoint"
 _UPGRADE = "fairseq.checkpoint_utils._upgrade_state_dict"
 _PATH_MANAGER = "fairseq.checkpoint_utils.PathManager"
 _ITERATOR_SAVE = "fairseq.data.iterators.EpochBatchIterator.state_dict"
@@ -173,6 +195,11 @@ PATCHES = [
           "file not found\", a traceback) before load_checkpoint_to_cpu runs; the same "
           "CheckpointLoadError check runs first",
           _patched(_ENSEMBLE)),
+    Patch(_START, LIBRARY, PINNED,
+          "fairseq-train silently starts from scratch when an explicit --restore-file is "
+          "missing, and raises a bare ValueError for a missing --finetune-from-model; both get "
+          "the loader's one-line CheckpointLoadError check first",
+          _patched(_START)),
     Patch(_UPGRADE, LIBRARY, PINNED,
           "fairseq only knows its own layout; plain {epoch, model, optimizer, loss} checkpoints of "
           "earlier EchoStream scripts are upgraded first (checkpoints.upgrade_plain_checkpoint)",
@@ -211,6 +238,8 @@ def install() -> None:
     if not is_marked(checkpoint_utils.load_model_ensemble_and_task):
         checkpoint_utils.load_model_ensemble_and_task = _checking_paths_first(
             checkpoint_utils.load_model_ensemble_and_task)
+    if not is_marked(checkpoint_utils.load_checkpoint):
+        checkpoint_utils.load_checkpoint = _checking_start_paths(checkpoint_utils.load_checkpoint)
     if not is_marked(checkpoint_utils._upgrade_state_dict):
         checkpoint_utils._upgrade_state_dict = _upgrading_plain(
             checkpoint_utils._upgrade_state_dict)

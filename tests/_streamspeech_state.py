@@ -6,6 +6,7 @@ decoder tensors are shaped like a given echostream model's, so tests check names
 """
 
 import json
+import re
 from argparse import Namespace
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
@@ -28,19 +29,20 @@ RELEASED_VOCABULARY = {
 }
 
 
-def tiny_model_args(tiny_corpus: Any, save_dir: Path) -> list:
-    """fairseq-train arguments of the tiny echostream model on the tiny corpus."""
+def tiny_model_args(tiny_corpus: Any, save_dir: Path, *more: str) -> list:
+    """fairseq-train arguments of the tiny echostream model on the tiny corpus (``more``
+    overrides)."""
     return data_args(corpus_dir(tiny_corpus), save_dir) + [
         "--arch", "echostream_mini", *TINY_MODEL, "--uni-encoder", "--ctc-upsample-rate", "10",
-        "--cpu",
+        "--cpu", *more,
     ]
 
 
-def build_tiny_model(tiny_corpus: Any, save_dir: Path) -> Tuple[Any, nn.Module]:
+def build_tiny_model(tiny_corpus: Any, save_dir: Path, *more: str) -> Tuple[Any, nn.Module]:
     """``(cfg, model)`` as fairseq-train builds them for :func:`tiny_model_args`."""
     from echostream_fairseq.training import build_task_and_model
 
-    cfg, _, model = build_task_and_model(tiny_model_args(tiny_corpus, save_dir))
+    cfg, _, model = build_task_and_model(tiny_model_args(tiny_corpus, save_dir, *more))
     return cfg, model
 
 
@@ -51,7 +53,12 @@ def streamspeech_state(model: nn.Module,
     generator = torch.Generator().manual_seed(5)
     own = model.state_dict()
     state = {}
-    for key, shape in STREAMSPEECH_KEYS.items():
+    keys = dict(STREAMSPEECH_KEYS)
+    # the fixture lists one layer per decoder stack; deeper models repeat layer 0's names
+    keys.update({key: list(tensor.shape) for key, tensor in own.items()
+                 if not key.startswith("encoder.") and key not in keys
+                 and re.sub(r"\.layers\.\d+\.", ".layers.0.", key, count=1) in STREAMSPEECH_KEYS})
+    for key, shape in keys.items():
         if not key.startswith("encoder."):
             assert key in own, f"StreamSpeech decoder key {key} has no counterpart in echostream"
             shape = list(own[key].shape)
@@ -67,9 +74,12 @@ def streamspeech_state(model: nn.Module,
     return state
 
 
-def save_streamspeech(state: Dict[str, torch.Tensor], path: Path, num_updates: int = 100) -> None:
-    """A fairseq-layout checkpoint as StreamSpeech's training writes it (arch ``streamspeech``)."""
-    torch.save({"args": None, "cfg": {"model": Namespace(arch="streamspeech")}, "model": state,
+def save_streamspeech(state: Dict[str, torch.Tensor], path: Path, num_updates: int = 100,
+                      model_cfg: Optional[Dict[str, Any]] = None) -> None:
+    """A fairseq-layout checkpoint as StreamSpeech's training writes it (arch ``streamspeech``;
+    ``model_cfg``: more of the ``cfg["model"]`` Namespace, which a real one holds in full)."""
+    model = Namespace(arch="streamspeech", **(model_cfg or {}))
+    torch.save({"args": None, "cfg": {"model": model}, "model": state,
                 "optimizer_history": [{"criterion_name": "SpeechToUnit2passCTCASRSTCriterion",
                                        "optimizer_name": "FairseqAdam",
                                        "lr_scheduler_state": {"best": 4.2},

@@ -4,6 +4,7 @@ Examples::
 
     echostream-prepare --data-dir data                 # the full corpus, about 10,000 pairs
     echostream-prepare --data-dir /tmp/tiny --max-pairs 20
+    echostream-prepare --data-dir data_ding --extra-pairs ding ding-phrases   # + Ding's pairs
 
 Re-running resumes: finished stages and utterances are skipped. The stages are described in
 ``echostream_fairseq/corpus/build.py`` (docs/corpus.md).
@@ -22,6 +23,7 @@ from echostream_fairseq.cli.common import (add_log_level_argument, positive_int,
 
 # the corpus stages (echostream_fairseq/corpus/build.py: STAGES); a test keeps the two equal
 STAGE_NUMBERS = range(1, 9)
+EXTRA_PAIR_SOURCES = ("ding", "ding-phrases")  # corpus/build.py: EXTRA_PAIR_ORIGINS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
       help="output folder (created; everything is written under it)")
     a("--max-pairs", type=positive_int, default=None,
       help="keep only this many sentence pairs (default: all, about 10,000)")
+    a("--extra-pairs", nargs="+", choices=EXTRA_PAIR_SOURCES, default=[], metavar="SOURCE",
+      help="more training pairs from Debian's trans-de-en (Ding): 'ding' (sentences), "
+           "'ding-phrases' (multi-word phrases, each its own utterance); de-duplicated on both "
+           "sides against every FreeDict pair, so dev and test stay as they are")
+    a("--max-extra-pairs", type=positive_int, default=None,
+      help="keep only this many of the --extra-pairs (a seeded sample; default: all)")
     a("--seed", type=int, default=1, help="seed of the pair sampling, the split and k-means")
     a("--num-units", type=positive_int, default=500,
       help="k-means unit vocabulary K (shrunk automatically on tiny corpora)")
@@ -63,6 +71,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from echostream_fairseq.corpus.build import BuildConfig, build_corpus
 
     config = BuildConfig(data_dir=args.data_dir, max_pairs=args.max_pairs, seed=args.seed,
+                         extra_pairs=tuple(sorted(set(args.extra_pairs))),
+                         max_extra_pairs=args.max_extra_pairs,
                          num_units=args.num_units, jobs=args.num_workers,
                          vocab_size=args.vocab_size, kmeans_utts=args.kmeans_utts,
                          skip_asr=args.skip_asr, first_stage=args.stage,

@@ -45,6 +45,8 @@ FLAGS: Dict[str, str] = {
     # amount of work
     "--max-utterances": "only the first N utterances",
     "--max-pairs": "only this many sentence pairs",
+    "--extra-pairs": "more training pairs from other sources (Ding sentences, phrases)",
+    "--max-extra-pairs": "only this many of the extra pairs",
     "--batch-size": "utterances per batch",
     "--num-threads": "torch (and recogniser) CPU threads",
     "--num-workers": "worker processes",

@@ -25,6 +25,7 @@ import logging
 import random
 import resource
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,7 +34,8 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from echostream_fairseq.corpus.freedict import load_freedict_pairs
+from echostream_fairseq.corpus.ding import DING_PHRASE, DING_SENTENCE, load_ding_pairs
+from echostream_fairseq.corpus.freedict import SentencePair, dedup_key, load_freedict_pairs
 from echostream_fairseq.corpus.report import split_summary, write_report
 from echostream_fairseq.corpus.tts import PIPER_SETTINGS, SynthesisJob, synthesize_all
 from echostream_fairseq.corpus.units import fit_unit_model
@@ -54,12 +56,18 @@ SPLITS = ("train", "dev", "test")
 PAIR_COLUMNS = ("id", "split", "de", "en", "origin")
 
 
+# --extra-pairs sources -> the origin label of their pairs
+EXTRA_PAIR_ORIGINS = {"ding": DING_SENTENCE, "ding-phrases": DING_PHRASE}
+
+
 @dataclass(frozen=True)
 class BuildConfig:
     """Settings of one corpus build (see ``main`` for their meaning)."""
 
     data_dir: Path
     max_pairs: Optional[int] = None
+    extra_pairs: tuple[str, ...] = ()  # keys of EXTRA_PAIR_ORIGINS: more training pairs
+    max_extra_pairs: Optional[int] = None
     seed: int = 1
     num_units: int = 500
     jobs: int = 2
@@ -127,15 +135,37 @@ def _ids(pairs: Sequence[dict[str, str]], split: Optional[str] = None) -> list[s
     return [p["id"] for p in pairs if split is None or p["split"] == split]
 
 
+def extra_training_pairs(sources: Sequence[str], taken: Sequence[SentencePair], seed: int,
+                         limit: Optional[int] = None) -> list[SentencePair]:
+    """Ding pairs of the chosen ``sources`` whose German and English sides are both unseen in
+    ``taken`` (every FreeDict pair, so dev and test never meet them), a seeded sample when
+    ``limit`` is given, in id order."""
+    origins = {EXTRA_PAIR_ORIGINS[source] for source in sources}
+    seen_de = {dedup_key(p.de) for p in taken}
+    seen_en = {dedup_key(p.en) for p in taken}
+    fresh = sorted((p for p in load_ding_pairs() if p.origin in origins
+                    and dedup_key(p.de) not in seen_de and dedup_key(p.en) not in seen_en),
+                   key=lambda p: p.id)
+    if limit is not None and limit < len(fresh):
+        fresh = sorted(random.Random(seed).sample(fresh, limit), key=lambda p: p.id)
+    return fresh
+
+
 def _stage_text(cfg: BuildConfig, layout: _Layout) -> dict[str, Any]:
-    pairs = {p.id: p for p in load_freedict_pairs()}
+    freedict = load_freedict_pairs()
+    pairs = {p.id: p for p in freedict}
+    # the split is of the FreeDict pairs alone, as before extra pairs existed: same dev and test
     splits = split_pairs(list(pairs), cfg.seed, cfg.max_pairs)
+    extra = extra_training_pairs(cfg.extra_pairs, freedict, cfg.seed, cfg.max_extra_pairs)
+    pairs.update((p.id, p) for p in extra)
+    splits["train"] = splits["train"] + [p.id for p in extra if p.id not in splits["train"]]
     rows = [(i, split, pairs[i].de, pairs[i].en, pairs[i].origin)
             for split in SPLITS for i in splits[split]]
     mf.write_tsv(layout.pairs, PAIR_COLUMNS, rows)
-    logger.info("%d distinct pairs available; kept %s", len(pairs),
-                {s: len(v) for s, v in splits.items()})
-    return {"available": len(pairs), "made": len(rows), **{s: len(splits[s]) for s in SPLITS}}
+    logger.info("%d distinct FreeDict pairs available, %d extra training pairs; kept %s",
+                len(freedict), len(extra), {s: len(v) for s, v in splits.items()})
+    return {"available": len(freedict), "extra": len(extra), "made": len(rows),
+            **{s: len(splits[s]) for s in SPLITS}}
 
 
 def _stage_speech(cfg: BuildConfig, layout: _Layout, side: str) -> dict[str, Any]:
@@ -277,6 +307,9 @@ def _stage_report(cfg: BuildConfig, layout: _Layout) -> dict[str, Any]:
     report: dict[str, Any] = {
         "data_dir": str(layout.root), "seed": cfg.seed, "max_pairs": cfg.max_pairs,
         "split_names": dict(mf.SPLIT_NAMES), "splits": split_summary(durations),
+        "origins": {split: dict(sorted(Counter(p["origin"] for p in pairs
+                                               if p["split"] == split).items()))
+                    for split in SPLITS},
         "units": markers[5].get("stats", {}),
         "vocab": {"source": layout.vocab("src_unigram").size,
                   "target": layout.vocab("tgt_unigram").size},
@@ -321,6 +354,9 @@ def _fingerprint(cfg: BuildConfig, layout: _Layout, stage: int) -> str:
     relevant: dict[str, Any] = {"stage": stage}
     if stage == 1:
         relevant.update(max_pairs=cfg.max_pairs, seed=cfg.seed)
+        if cfg.extra_pairs:  # absent otherwise, so that earlier builds stay valid
+            relevant.update(extra_pairs=list(cfg.extra_pairs),
+                            max_extra_pairs=cfg.max_extra_pairs)
     else:
         relevant["pairs"] = hashlib.sha1(layout.pairs.read_bytes()).hexdigest()
     if stage == 3:

@@ -30,6 +30,7 @@ __all__ = [
     "ENG_DEU_DICT",
     "SentencePair",
     "clean_sentence",
+    "dedup_key",
     "extract_pairs",
     "load_freedict_pairs",
     "pair_id",
@@ -153,7 +154,8 @@ def extract_pairs(lines: Iterable[str], head_is_german: bool, origin: str,
         yield SentencePair(pair_id(de, en), de, en, origin)
 
 
-def _dedup_key(text: str) -> str:
+def dedup_key(text: str) -> str:
+    """A side as duplicates are found: spm-normalised, whitespace collapsed."""
     return " ".join(normalize_for_spm(text).split())
 
 
@@ -186,7 +188,7 @@ def _load_freedict_pairs(deu_eng: Path, eng_deu: Path, min_words: int,
         n_before = len(pairs)
         for pair in extract_pairs(_read_entry_lines(Path(path)), head_is_german, origin,
                                   min_words, max_words):
-            key_en, key_de = _dedup_key(pair.en), _dedup_key(pair.de)
+            key_en, key_de = dedup_key(pair.en), dedup_key(pair.de)
             if key_en in seen_en or key_de in seen_de:
                 continue
             seen_en.add(key_en)

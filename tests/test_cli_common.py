@@ -65,9 +65,12 @@ def test_importing_a_script_runs_nothing(tmp_path):
 
 def test_prepare_refuses_stages_that_would_run_nothing(capsys):
     from echostream_fairseq.cli import prepare
-    from echostream_fairseq.corpus.build import STAGES
+    from echostream_fairseq.corpus.build import EXTRA_PAIR_ORIGINS, STAGES, UNIT_TYPES
 
+    # the CLI's copies (it does not import the builder to parse its options)
     assert list(prepare.STAGE_NUMBERS) == [number for number, _, _ in STAGES]
+    assert prepare.UNIT_TYPES == UNIT_TYPES
+    assert set(prepare.EXTRA_PAIR_SOURCES) == set(EXTRA_PAIR_ORIGINS)
     for argv in (["--stage", "9"], ["--stage", "5", "--stop-stage", "3"], ["--max-pairs", "0"]):
         with pytest.raises(SystemExit) as raised:
             prepare.main(argv)

@@ -1,5 +1,5 @@
 """``echostream-measure-vocoder``: resynthesis ASR-BLEU of ground-truth test units through the
-embedded vocoder.
+corpus's vocoder (the embedded one, or piper itself for a piper-phonemes corpus).
 
 Examples::
 
@@ -17,6 +17,7 @@ variant (``ctxspec_*`` variants need context spectra in it, as the default fit m
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import time
@@ -28,13 +29,16 @@ import torch
 
 from echostream_fairseq.cli.common import (add_log_level_argument, add_num_threads_argument,
                                            positive_int, provenance, run_main, setup_logging)
-from echostream_fairseq.data.manifests import read_tsv
+from echostream_fairseq.data.manifests import GCMVN_YAML, read_tsv
 from echostream_fairseq.data.text import parse_units
+from echostream_fairseq.errors import InputError
 from echostream_fairseq.scoring.asr_bleu import asr_bleu, load_whisper_tiny_en
 from echostream_fairseq.vocoder.base import UnitVocoder
+from echostream_fairseq.vocoder.builder import PIPER_PHONEMES, describe_vocoder
 from echostream_fairseq.vocoder.centroid import CentroidVocoder, load_centroid_vocoder
 from echostream_fairseq.vocoder.context import ContextModel
 from echostream_fairseq.vocoder.fit import corpus_unit_runs, fit_centroid_vocoder, target_wav
+from echostream_fairseq.vocoder.piper_phonemes import PiperPhonemeVocoder
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +68,16 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
+# A corpus of piper phoneme units (--unit-type piper-phonemes) is spoken by the voice itself:
+# whole (one piper call per sentence), or streamed 8 units a call with phrases of N units.
+PIPER_VARIANTS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "default_stream8": {"stream_units": 8},
+    "phrase24_stream8": {"stream_units": 8, "phrase_units": 24},
+    "phrase48_stream8": {"stream_units": 8, "phrase_units": 48},
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -77,8 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "deprecated spelling)")
     parser.add_argument("--vocoder", type=Path, default=None,
                         help="a fitted vocoder.npz (default: fit on the train split now)")
-    parser.add_argument("--variants", nargs="+", default=["default"], choices=sorted(VARIANTS),
-                        help="vocoder variants to score")
+    parser.add_argument("--variants", nargs="+", default=["default"],
+                        choices=sorted(set(VARIANTS) | set(PIPER_VARIANTS)),
+                        help="vocoder variants to score (a piper-phonemes corpus: "
+                             f"{', '.join(PIPER_VARIANTS)})")
     parser.add_argument("--ceiling", action=argparse.BooleanOptionalAction, default=True,
                         help="also score the piper wavs (--no-ceiling: the corpus REPORT.md has "
                              "it for the whole test split; saves a recogniser pass)")
@@ -126,6 +142,19 @@ def _variant_audio(name: str, base: CentroidVocoder, rows: list[dict[str, str]],
     return [vocoder.synthesize(units) for units in unit_lists]
 
 
+def _piper_audio(name: str, base: PiperPhonemeVocoder,
+                 rows: list[dict[str, str]]) -> list[np.ndarray]:
+    spec = PIPER_VARIANTS[name]
+    vocoder = base
+    if "phrase_units" in spec:
+        vocoder = copy.copy(base)
+        vocoder.phrase_units = spec["phrase_units"]
+    unit_lists = [parse_units(r["tgt_audio"]) for r in rows]
+    if spec.get("stream_units"):
+        return [_synthesize_stream(vocoder, units, spec["stream_units"]) for units in unit_lists]
+    return [vocoder.synthesize(units) for units in unit_lists]
+
+
 def _unit_model_of(data_dir: Path) -> Any:
     from echostream_fairseq.vocoder.fit import UNIT_MODEL, read_unit_model
 
@@ -142,8 +171,18 @@ def _measure(args: argparse.Namespace, argv: Optional[Sequence[str]]) -> None:
     torch.set_num_threads(args.num_threads)
     rows = read_tsv(args.data_dir / args.manifest)[:args.max_utterances]
     refs = [r["tgt_text"] for r in rows]
-    base = (load_centroid_vocoder(args.vocoder) if args.vocoder
-            else fit_centroid_vocoder(args.data_dir))
+    kind, _ = describe_vocoder(args.data_dir / GCMVN_YAML, args.data_dir)
+    phonemes = kind.startswith(PIPER_PHONEMES)
+    variants = PIPER_VARIANTS if phonemes else VARIANTS
+    unknown = [name for name in args.variants if name not in variants]
+    if unknown:
+        raise InputError(f"--variants {' '.join(unknown)}: not a variant of this corpus's "
+                         f"vocoder ({kind}); choose from {', '.join(variants)}")
+    if phonemes:
+        base = PiperPhonemeVocoder()
+    else:
+        base = (load_centroid_vocoder(args.vocoder) if args.vocoder
+                else fit_centroid_vocoder(args.data_dir))
     asr = load_whisper_tiny_en(cpu_threads=args.num_threads)
     results: dict[str, Any] = {
         "data_dir": str(args.data_dir), "manifest": args.manifest, "sentences": len(rows),
@@ -159,12 +198,13 @@ def _measure(args: argparse.Namespace, argv: Optional[Sequence[str]]) -> None:
               f"({len(rows)} sentences, {time.perf_counter() - start:.0f} s)", flush=True)
     for name in args.variants:
         t0 = time.perf_counter()
-        audio = _variant_audio(name, base, rows, args.data_dir)
+        audio = (_piper_audio(name, base, rows) if phonemes
+                 else _variant_audio(name, base, rows, args.data_dir))
         synth_s = time.perf_counter() - t0
         score = asr_bleu(asr, audio, refs, allow_empty=True)
         seconds = sum(a.shape[0] for a in audio) / base.sample_rate
         results["variants"][name] = {**score.as_dict(), "spec": {k: str(v) for k, v in
-                                                                 VARIANTS[name].items()},
+                                                                 variants[name].items()},
                                      "synthesis_s": synth_s, "audio_s": seconds,
                                      "rtf": synth_s / max(seconds, 1e-9)}
         print(f"{name:22s} ASR-BLEU {score.bleu:5.1f}  WER {score.wer:5.1f}  "

@@ -24,6 +24,7 @@ from echostream_fairseq.cli.common import (add_log_level_argument, positive_int,
 # the corpus stages (echostream_fairseq/corpus/build.py: STAGES); a test keeps the two equal
 STAGE_NUMBERS = range(1, 9)
 EXTRA_PAIR_SOURCES = ("ding", "ding-phrases")  # corpus/build.py: EXTRA_PAIR_ORIGINS
+UNIT_TYPES = ("logmel", "piper-phonemes")  # corpus/build.py: UNIT_TYPES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
            "sides against every FreeDict pair, so dev and test stay as they are")
     a("--max-extra-pairs", type=positive_int, default=None,
       help="keep only this many of the --extra-pairs (a seeded sample; default: all)")
+    a("--unit-type", choices=UNIT_TYPES, default="logmel",
+      help="target units: 'logmel' (k-means of the target speech, spoken by the embedded "
+           "vocoder) or 'piper-phonemes' (the voice's phoneme ids of the English text, spoken "
+           "by piper itself); docs/corpus.md compares them")
     a("--seed", type=int, default=1, help="seed of the pair sampling, the split and k-means")
     a("--num-units", type=positive_int, default=500,
       help="k-means unit vocabulary K (shrunk automatically on tiny corpora)")
@@ -72,7 +77,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     config = BuildConfig(data_dir=args.data_dir, max_pairs=args.max_pairs, seed=args.seed,
                          extra_pairs=tuple(sorted(set(args.extra_pairs))),
-                         max_extra_pairs=args.max_extra_pairs,
+                         max_extra_pairs=args.max_extra_pairs, unit_type=args.unit_type,
                          num_units=args.num_units, jobs=args.num_workers,
                          vocab_size=args.vocab_size, kmeans_utts=args.kmeans_utts,
                          skip_asr=args.skip_asr, first_stage=args.stage,

@@ -47,6 +47,7 @@ FLAGS: Dict[str, str] = {
     "--max-pairs": "only this many sentence pairs",
     "--extra-pairs": "more training pairs from other sources (Ding sentences, phrases)",
     "--max-extra-pairs": "only this many of the extra pairs",
+    "--unit-type": "the target unit inventory of a corpus",
     "--batch-size": "utterances per batch",
     "--num-threads": "torch (and recogniser) CPU threads",
     "--num-workers": "worker processes",

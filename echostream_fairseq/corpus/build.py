@@ -45,6 +45,7 @@ from echostream_fairseq.data.features import compute_gcmvn, extract_fbank_files
 from echostream_fairseq.data.text import format_units
 from echostream_fairseq.data.units import LogMelExtractor, load_unit_model
 from echostream_fairseq.provenance import provenance
+from echostream_fairseq.vocoder.builder import PIPER_PHONEMES
 from echostream_fairseq.data.validate import (ManifestError, find_multitask_problems,
                                               find_problems)
 
@@ -56,6 +57,9 @@ SPLITS = ("train", "dev", "test")
 PAIR_COLUMNS = ("id", "split", "de", "en", "origin")
 
 
+# --unit-type: k-means of the target speech's log-mel (fitted here, spoken by the embedded
+# vocoder), or the target voice's own phoneme ids of the English text (spoken by piper itself)
+UNIT_TYPES = ("logmel", "piper-phonemes")
 # --extra-pairs sources -> the origin label of their pairs
 EXTRA_PAIR_ORIGINS = {"ding": DING_SENTENCE, "ding-phrases": DING_PHRASE}
 
@@ -68,6 +72,7 @@ class BuildConfig:
     max_pairs: Optional[int] = None
     extra_pairs: tuple[str, ...] = ()  # keys of EXTRA_PAIR_ORIGINS: more training pairs
     max_extra_pairs: Optional[int] = None
+    unit_type: str = "logmel"  # a key of UNIT_TYPES
     seed: int = 1
     num_units: int = 500
     jobs: int = 2
@@ -218,7 +223,27 @@ def _logmel_of(extractor: LogMelExtractor, wav: Path) -> np.ndarray:
     return extractor(samples)
 
 
+def _stage_phoneme_units(cfg: BuildConfig, layout: _Layout) -> dict[str, Any]:
+    from echostream_fairseq.corpus.tts import PiperSynthesizer
+    from echostream_fairseq.vocoder.piper_phonemes import PiperPhonemeVocoder, phoneme_units
+
+    pairs = _read_pairs(layout)
+    voice = PiperSynthesizer()
+    num_units = PiperPhonemeVocoder(voice).num_units
+    rows = [(p["id"], format_units(phoneme_units(p["en"], voice)))
+            for p in tqdm(pairs, desc="phoneme units", unit="utt")]
+    mf.write_tsv(layout.units_tsv, ("id", "units"), rows)
+    layout.unit_model.unlink(missing_ok=True)  # a log-mel build's, which would mislead
+    (layout.units_dir / "README").write_text(
+        f"Unit vocabulary K = {num_units}: the piper joe voice's phoneme ids of the English text "
+        f"(vocoder: piper itself). Train with --target-is-code --target-code-size {num_units}.\n",
+        encoding="utf-8")
+    return {"made": len(rows), "num_units": num_units, "unit_type": cfg.unit_type}
+
+
 def _stage_units(cfg: BuildConfig, layout: _Layout) -> dict[str, Any]:
+    if cfg.unit_type == "piper-phonemes":
+        return _stage_phoneme_units(cfg, layout)
     pairs = _read_pairs(layout)
     extractor = LogMelExtractor()
     train = _ids(pairs, "train")
@@ -242,7 +267,8 @@ def _stage_units(cfg: BuildConfig, layout: _Layout) -> dict[str, Any]:
         f"--target-code-size {model.num_units}.\nunit_model.npz: k-means centroids, per-unit "
         "mean log-mel and mean run length (20 ms frames), mel settings (mel_* keys).\n",
         encoding="utf-8")
-    return {"made": len(rows), "num_units": model.num_units, "requested": cfg.num_units,
+    return {"made": len(rows), "num_units": model.num_units, "unit_type": cfg.unit_type,
+            "requested": cfg.num_units,
             "fit_utterances": len(fit_ids), "fit_frames": int(model.unit_counts.sum())}
 
 
@@ -276,7 +302,9 @@ def _manifest_rows(layout: _Layout, pairs: Sequence[dict[str, str]],
 def _stage_manifests(cfg: BuildConfig, layout: _Layout) -> dict[str, Any]:
     pairs = _read_pairs(layout)
     units = {r["id"]: r["units"] for r in mf.read_tsv(layout.units_tsv)}
-    num_units = load_unit_model(layout.unit_model).num_units
+    phonemes = cfg.unit_type == "piper-phonemes"
+    num_units = (_read_marker(layout, 5, "units") or {}).get("stats", {}).get("num_units") \
+        if phonemes else load_unit_model(layout.unit_model).num_units
     source, target = layout.vocab("src_unigram"), layout.vocab("tgt_unigram")
     problems = []
     for split, name in mf.SPLIT_NAMES.items():
@@ -291,7 +319,8 @@ def _stage_manifests(cfg: BuildConfig, layout: _Layout) -> dict[str, Any]:
             mf.write_simuleval_lists(layout.root / "simuleval" / split,
                                      [layout.src_wav(p["id"]) for p in split_pairs_],
                                      [p["en"] for p in split_pairs_])
-    mf.write_config_gcmvn(layout.root / mf.GCMVN_YAML, layout.gcmvn)
+    mf.write_config_gcmvn(layout.root / mf.GCMVN_YAML, layout.gcmvn,
+                          {"type": PIPER_PHONEMES} if phonemes else None)
     mf.write_multitask_yaml(layout.root / mf.MULTITASK_YAML, source, target)
     if problems:
         raise ManifestError(problems)
@@ -363,6 +392,8 @@ def _fingerprint(cfg: BuildConfig, layout: _Layout, stage: int) -> str:
         relevant.update(synthesis=PIPER_SETTINGS)
     if stage == 5:
         relevant.update(num_units=cfg.num_units, kmeans_utts=cfg.kmeans_utts, seed=cfg.seed)
+        if cfg.unit_type != "logmel":  # absent otherwise, so that earlier builds stay valid
+            relevant.update(unit_type=cfg.unit_type)
     if stage == 6:
         relevant.update(vocab_size=cfg.vocab_size)
     if stage >= 7:  # YAMLs and manifests hold absolute paths

@@ -68,11 +68,19 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         lines.append(f"| {split} | {name} | {info['pairs']} | {info['source_hours']:.3f} | "
                      f"{info['target_hours']:.3f} | {info['units_per_second']:.1f} |")
     units = report["units"]
-    lines += ["", f"Units: K = {units['num_units']} (pass `--target-code-size "
-              f"{units['num_units']}`; requested {units['requested']}), fitted on "
-              f"{units['fit_utterances']} train utterances ({units['fit_frames']} frames); "
-              f"{splits['all']['units_per_second']:.1f} de-duplicated units per second of "
-              "target speech (50 frames/s before de-duplication).",
+    if units.get("unit_type") == "piper-phonemes":
+        made_of = (f"Units: K = {units['num_units']} (pass `--target-code-size "
+                   f"{units['num_units']}`): the piper voice's phoneme ids of the English text "
+                   f"(spoken by piper itself); {splits['all']['units_per_second']:.1f} units per "
+                   "second of target speech.")
+    else:
+        made_of = (f"Units: K = {units['num_units']} (pass `--target-code-size "
+                   f"{units['num_units']}`; requested {units['requested']}), log-mel k-means "
+                   f"fitted on {units['fit_utterances']} train utterances "
+                   f"({units['fit_frames']} frames); {splits['all']['units_per_second']:.1f} "
+                   "de-duplicated units per second of target speech (50 frames/s before "
+                   "de-duplication).")
+    lines += ["", made_of,
               f"Sentencepiece: source {report['vocab']['source']} pieces, target "
               f"{report['vocab']['target']} pieces.", ""]
     asr = report.get("asr")

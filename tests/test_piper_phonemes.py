@@ -137,3 +137,22 @@ def test_measure_vocoder_still_fits_and_scores_the_embedded_vocoder(tiny_corpus,
     assert scores["num_units"] == json.loads((tiny_corpus / "report.json").read_text())[
         "units"]["num_units"]
     assert scores["variants"]["default"]["audio_s"] > 0 and "ceiling_piper" not in scores
+
+
+@pytest.mark.parametrize("vocoder_entry, refused", [(None, True),
+                                                    ({"type": "piper_phonemes"}, False)])
+def test_repeated_units_are_refused_unless_the_units_are_phonemes(tiny_corpus, tmp_path,
+                                                                   vocoder_entry, refused):
+    """k-means units are de-duplicated, so a repeat means frame-level units; espeak's phonemes
+    repeat for real ("ɹɹ" in "rural")."""
+    from echostream_fairseq.data.manifests import write_config_gcmvn
+
+    lines = (tiny_corpus / "test_sampled.tsv").read_text(encoding="utf-8").splitlines()
+    header, row = lines[0].split("\t"), lines[1].split("\t")
+    units = row[header.index("tgt_audio")].split()
+    row[header.index("tgt_audio")] = " ".join([units[0], *units])
+    row[header.index("tgt_n_frames")] = str(len(units) + 1)
+    (tmp_path / "test_sampled.tsv").write_text("\n".join([lines[0], "\t".join(row)]) + "\n")
+    write_config_gcmvn(tmp_path / "config_gcmvn.yaml", tiny_corpus / "gcmvn.npz", vocoder_entry)
+    problems = find_problems(tmp_path / "test_sampled.tsv")
+    assert [p.column for p in problems] == (["tgt_audio"] if refused else []), problems

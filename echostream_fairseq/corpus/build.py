@@ -45,7 +45,7 @@ from echostream_fairseq.data.features import compute_gcmvn, extract_fbank_files
 from echostream_fairseq.data.text import format_units
 from echostream_fairseq.data.units import LogMelExtractor, load_unit_model
 from echostream_fairseq.provenance import provenance
-from echostream_fairseq.vocoder.builder import PIPER_PHONEMES
+from echostream_fairseq.data.manifests import PIPER_PHONEMES
 from echostream_fairseq.data.validate import (ManifestError, find_multitask_problems,
                                               find_problems)
 
@@ -306,6 +306,9 @@ def _stage_manifests(cfg: BuildConfig, layout: _Layout) -> dict[str, Any]:
     num_units = (_read_marker(layout, 5, "units") or {}).get("stats", {}).get("num_units") \
         if phonemes else load_unit_model(layout.unit_model).num_units
     source, target = layout.vocab("src_unigram"), layout.vocab("tgt_unigram")
+    # first: the validation below reads the unit type from it
+    mf.write_config_gcmvn(layout.root / mf.GCMVN_YAML, layout.gcmvn,
+                          {"type": PIPER_PHONEMES} if phonemes else None)
     problems = []
     for split, name in mf.SPLIT_NAMES.items():
         split_pairs_ = [p for p in pairs if p["split"] == split]
@@ -319,8 +322,6 @@ def _stage_manifests(cfg: BuildConfig, layout: _Layout) -> dict[str, Any]:
             mf.write_simuleval_lists(layout.root / "simuleval" / split,
                                      [layout.src_wav(p["id"]) for p in split_pairs_],
                                      [p["en"] for p in split_pairs_])
-    mf.write_config_gcmvn(layout.root / mf.GCMVN_YAML, layout.gcmvn,
-                          {"type": PIPER_PHONEMES} if phonemes else None)
     mf.write_multitask_yaml(layout.root / mf.MULTITASK_YAML, source, target)
     if problems:
         raise ManifestError(problems)

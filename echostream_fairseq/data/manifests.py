@@ -53,6 +53,9 @@ MULTITASK_COLUMNS = ("id", "tgt_text")
 #: corpus split -> fairseq split name (the manifest is ``<name>.tsv``), as in StreamSpeech.
 SPLIT_NAMES = {"train": "train_sampled.units", "dev": "dev_sampled.units", "test": "test_sampled"}
 GCMVN_YAML = "config_gcmvn.yaml"
+# config_gcmvn.yaml's vocoder type of a corpus whose units are piper phoneme ids (--unit-type
+# piper-phonemes): spoken by the voice itself, and a phoneme may repeat (espeak's "ɹɹ")
+PIPER_PHONEMES = "piper_phonemes"
 MULTITASK_YAML = "config_mtl_asr_st_ctcst.yaml"
 # fairseq's speech_to_text data_utils.gen_vocab ids: the dict file lists every other piece.
 _SPM_SPECIALS = {"unk_id": 3, "bos_id": 0, "eos_id": 2, "pad_id": 1}
@@ -225,6 +228,17 @@ def _write_yaml(path: Path, content: Mapping[str, object]) -> None:
     with open(tmp, "w", encoding="utf-8") as handle:
         yaml.safe_dump(dict(content), handle, sort_keys=False, default_flow_style=False)
     tmp.replace(path)
+
+
+def vocoder_type(data_dir: Path) -> Optional[str]:
+    """The ``vocoder: {type}`` of a corpus folder's ``config_gcmvn.yaml`` (None: none named)."""
+    path = Path(data_dir) / GCMVN_YAML
+    try:
+        content = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (yaml.YAMLError, UnicodeDecodeError):
+        return None  # the config's own readers report it
+    entry = content.get("vocoder") if isinstance(content, dict) else None
+    return entry.get("type") if isinstance(entry, dict) else None
 
 
 def write_config_gcmvn(path: Path, gcmvn_npz: Path, vocoder: Optional[dict] = None) -> None:

@@ -27,7 +27,8 @@ import numpy as np
 from echostream_fairseq.data.audio import SAMPLE_RATE, AudioError, wav_num_samples
 from echostream_fairseq.data.features import FBANK_DIM, FeatureError, read_feature_shape
 from echostream_fairseq.data.manifests import (MANIFEST_COLUMNS, MULTITASK_COLUMNS,
-                                               ManifestReadError, read_tsv_lines)
+                                               PIPER_PHONEMES, ManifestReadError, read_tsv_lines,
+                                               vocoder_type)
 from echostream_fairseq.data.text import parse_units
 from echostream_fairseq.errors import UserError
 
@@ -118,7 +119,7 @@ def _check_count(value: str) -> Optional[int]:
 
 
 def _row_problems(row: dict[str, str], where: tuple[str, int], manifest: Path,
-                  num_units: Optional[int]) -> list[Problem]:
+                  num_units: Optional[int], repeats_allowed: bool = False) -> list[Problem]:
     file, line = where
     problems: list[Problem] = []
 
@@ -152,7 +153,7 @@ def _row_problems(row: dict[str, str], where: tuple[str, int], manifest: Path,
     if num_units is not None and _units_outside(units, num_units):
         add("tgt_audio", _units_outside(units, num_units))
     repeats = sum(1 for a, b in zip(units, units[1:]) if a == b)
-    if repeats:
+    if repeats and not repeats_allowed:
         add("tgt_audio", f"{repeats} repeated neighbouring unit(s): units must be de-duplicated")
     return problems
 
@@ -214,8 +215,12 @@ def find_problems(manifest: Path, num_units: Optional[int] = None,
     """
     manifest = Path(manifest)
     problems, rows = _read_rows(manifest, required_columns)
+    # k-means and HuBERT units are de-duplicated, so a repeat means frame-level units; phonemes
+    # repeat for real
+    repeats_allowed = vocoder_type(manifest.parent) == PIPER_PHONEMES
     for lineno, row in rows:
-        problems.extend(_row_problems(row, (str(manifest), lineno), manifest, num_units))
+        problems.extend(_row_problems(row, (str(manifest), lineno), manifest, num_units,
+                                      repeats_allowed))
     return sorted(problems, key=lambda p: p.line)  # stable: a row's problems keep their order
 
 

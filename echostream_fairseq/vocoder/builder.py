@@ -18,6 +18,7 @@ from typing import Any, Mapping, Optional, Union
 
 import yaml
 
+from echostream_fairseq.data.manifests import PIPER_PHONEMES
 from echostream_fairseq.vocoder.base import UnitVocoder
 from echostream_fairseq.errors import InputError
 
@@ -30,7 +31,6 @@ EMBEDDED_VOCODER_FILE = Path("units") / "vocoder.npz"
 UNIT_MODEL_FILE = Path("units") / "unit_model.npz"
 CODE_HIFIGAN = "code_hifigan"
 EMBEDDED = "echostream_centroid"
-PIPER_PHONEMES = "piper_phonemes"  # units are the target voice's phoneme ids; no file to load
 
 
 def _read_config(config: Union[str, Path, Mapping[str, Any]],

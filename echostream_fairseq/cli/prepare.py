@@ -24,7 +24,7 @@ from echostream_fairseq.cli.common import (add_log_level_argument, positive_int,
 # the corpus stages (echostream_fairseq/corpus/build.py: STAGES); a test keeps the two equal
 STAGE_NUMBERS = range(1, 9)
 EXTRA_PAIR_SOURCES = ("ding", "ding-phrases")  # corpus/build.py: EXTRA_PAIR_ORIGINS
-UNIT_TYPES = ("logmel", "piper-phonemes")  # corpus/build.py: UNIT_TYPES
+UNIT_TYPES = ("logmel", "whisper", "piper-phonemes")  # corpus/build.py: UNIT_TYPES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,9 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     a("--max-extra-pairs", type=positive_int, default=None,
       help="keep only this many of the --extra-pairs (a seeded sample; default: all)")
     a("--unit-type", choices=UNIT_TYPES, default="logmel",
-      help="target units: 'logmel' (k-means of the target speech, spoken by the embedded "
-           "vocoder) or 'piper-phonemes' (the voice's phoneme ids of the English text, spoken "
-           "by piper itself); docs/corpus.md compares them")
+      help="target units: 'logmel' (k-means of the target speech's log-mel), 'whisper' "
+           "(k-means of Whisper tiny.en's encoder states), both spoken by the embedded vocoder, "
+           "or 'piper-phonemes' (the voice's phoneme ids of the English text, spoken by piper "
+           "itself); docs/corpus.md compares them")
     a("--seed", type=int, default=1, help="seed of the pair sampling, the split and k-means")
     a("--num-units", type=positive_int, default=500,
       help="k-means unit vocabulary K (shrunk automatically on tiny corpora)")

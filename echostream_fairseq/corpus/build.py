@@ -43,7 +43,7 @@ from echostream_fairseq.data import manifests as mf
 from echostream_fairseq.data.audio import SAMPLE_RATE, read_wav, wav_duration
 from echostream_fairseq.data.features import compute_gcmvn, extract_fbank_files
 from echostream_fairseq.data.text import format_units
-from echostream_fairseq.data.units import LogMelExtractor, load_unit_model
+from echostream_fairseq.data.units import LogMelExtractor, analysis_frames, load_unit_model
 from echostream_fairseq.provenance import provenance
 from echostream_fairseq.data.manifests import PIPER_PHONEMES
 from echostream_fairseq.data.validate import (ManifestError, find_multitask_problems,
@@ -57,9 +57,11 @@ SPLITS = ("train", "dev", "test")
 PAIR_COLUMNS = ("id", "split", "de", "en", "origin")
 
 
-# --unit-type: k-means of the target speech's log-mel (fitted here, spoken by the embedded
-# vocoder), or the target voice's own phoneme ids of the English text (spoken by piper itself)
-UNIT_TYPES = ("logmel", "piper-phonemes")
+# --unit-type: k-means of the target speech's log-mel or of Whisper tiny.en's encoder states
+# (fitted here, spoken by the embedded vocoder), or the target voice's own phoneme ids of the
+# English text (spoken by piper itself)
+UNIT_TYPES = ("logmel", "whisper", "piper-phonemes")
+UNIT_FEATURES_OF = {"logmel": "logmel", "whisper": "whisper"}  # the k-means unit types' frames
 # --extra-pairs sources -> the origin label of their pairs
 EXTRA_PAIR_ORIGINS = {"ding": DING_SENTENCE, "ding-phrases": DING_PHRASE}
 
@@ -218,9 +220,12 @@ def _stage_features(cfg: BuildConfig, layout: _Layout) -> dict[str, Any]:
     return asdict(stats)
 
 
-def _logmel_of(extractor: LogMelExtractor, wav: Path) -> np.ndarray:
+def _frames_of(extractor: LogMelExtractor, wav: Path, features: str
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """``(logmel, analysis frames)`` of a target wav (the same array for log-mel units)."""
     samples, _ = read_wav(wav, SAMPLE_RATE)
-    return extractor(samples)
+    logmel = extractor(samples)
+    return logmel, analysis_frames(features, samples, logmel)
 
 
 def _stage_phoneme_units(cfg: BuildConfig, layout: _Layout) -> dict[str, Any]:
@@ -246,16 +251,20 @@ def _stage_units(cfg: BuildConfig, layout: _Layout) -> dict[str, Any]:
         return _stage_phoneme_units(cfg, layout)
     pairs = _read_pairs(layout)
     extractor = LogMelExtractor()
+    features = UNIT_FEATURES_OF[cfg.unit_type]
     train = _ids(pairs, "train")
     fit_ids = sorted(random.Random(cfg.seed).sample(train, min(cfg.kmeans_utts, len(train))))
-    fit_logmels = [_logmel_of(extractor, layout.tgt_wav(i)) for i in
-                   tqdm(fit_ids, desc="log-mel (k-means sample)", unit="utt")]
-    model = fit_unit_model(fit_logmels, cfg.num_units, seed=cfg.seed, settings=extractor.settings)
+    fitting = [_frames_of(extractor, layout.tgt_wav(i), features) for i in
+               tqdm(fit_ids, desc=f"{features} (k-means sample)", unit="utt")]
+    model = fit_unit_model([logmel for logmel, _ in fitting], cfg.num_units, seed=cfg.seed,
+                           settings=extractor.settings,
+                           analysis=[frames for _, frames in fitting], features=features)
     model.save(layout.unit_model)
-    del fit_logmels
+    del fitting
 
     def encode(utt_id: str) -> tuple[str, str]:
-        return utt_id, format_units(model.encode(_logmel_of(extractor, layout.tgt_wav(utt_id))))
+        return utt_id, format_units(model.encode(
+            _frames_of(extractor, layout.tgt_wav(utt_id), features)[1]))
 
     # torch's STFT and numpy's matmul release the GIL, so threads share the cores.
     with ThreadPoolExecutor(max_workers=max(1, cfg.jobs)) as pool:

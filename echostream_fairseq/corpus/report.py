@@ -75,7 +75,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
                    "second of target speech.")
     else:
         made_of = (f"Units: K = {units['num_units']} (pass `--target-code-size "
-                   f"{units['num_units']}`; requested {units['requested']}), log-mel k-means "
+                   f"{units['num_units']}`; requested {units['requested']}), "
+                   f"{'Whisper-encoder' if units.get('unit_type') == 'whisper' else 'log-mel'} "
+                   "k-means "
                    f"fitted on {units['fit_utterances']} train utterances "
                    f"({units['fit_frames']} frames); {splits['all']['units_per_second']:.1f} "
                    "de-duplicated units per second of target speech (50 frames/s before "

@@ -8,7 +8,7 @@ fitting, a corpus-building step, is here.
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -35,21 +35,28 @@ def effective_num_units(num_frames: int, requested: int, min_frames_per_unit: in
 
 def fit_unit_model(logmels: Sequence[np.ndarray], num_units: int, seed: int = 0,
                    settings: MelSettings = MelSettings(),
-                   min_frames_per_unit: int = 10) -> UnitModel:
-    """Fit k-means units on log-mel frames of the given utterances.
+                   min_frames_per_unit: int = 10,
+                   analysis: Optional[Sequence[np.ndarray]] = None,
+                   features: str = "logmel") -> UnitModel:
+    """Fit k-means units on frames of the given utterances.
 
     Args:
-        logmels: per-utterance log-mel, each (F_i, n_mels).
+        logmels: per-utterance log-mel, each (F_i, n_mels): what each unit's statistics (and so
+            the vocoder) are made of.
         num_units: requested K (shrunk by :func:`effective_num_units` if needed).
         seed: k-means random state.
         settings: the mel settings the frames were computed with.
+        analysis: per-utterance frames k-means runs on, each (F_i, D), one per log-mel frame
+            (default: the log-mel itself).
+        features: what ``analysis`` is (:attr:`UnitModel.features`).
 
     Returns:
         The fitted :class:`UnitModel`.
     """
     from sklearn.cluster import KMeans, MiniBatchKMeans
 
-    frames = np.concatenate(logmels, axis=0).astype(np.float32)
+    analysis = logmels if analysis is None else analysis
+    frames = np.concatenate(analysis, axis=0).astype(np.float32)
     k = effective_num_units(frames.shape[0], num_units, min_frames_per_unit)
     if k < num_units:
         logger.warning("only %d fitting frames: K shrunk from %d to %d", frames.shape[0],
@@ -62,22 +69,27 @@ def fit_unit_model(logmels: Sequence[np.ndarray], num_units: int, seed: int = 0,
                                  random_state=seed)
     kmeans.fit(frames)
     centroids = kmeans.cluster_centers_.astype(np.float32)
-    model = UnitModel(centroids=centroids, unit_mean_logmel=centroids.copy(),
+    mean_logmel = np.concatenate(logmels, axis=0).mean(axis=0, dtype=np.float64)
+    model = UnitModel(centroids=centroids,
+                      unit_mean_logmel=np.tile(mean_logmel.astype(np.float32), (k, 1)),
                       unit_mean_run_length=np.ones(k, dtype=np.float32),
-                      unit_counts=np.zeros(k, dtype=np.int64), mel=settings)
-    _fill_unit_statistics(model, logmels)
+                      unit_counts=np.zeros(k, dtype=np.int64), mel=settings, features=features)
+    if features == "logmel":
+        model.unit_mean_logmel = centroids.copy()  # an unseen unit sounds like its centroid
+    _fill_unit_statistics(model, logmels, analysis)
     return model
 
 
-def _fill_unit_statistics(model: UnitModel, logmels: Sequence[np.ndarray]) -> None:
+def _fill_unit_statistics(model: UnitModel, logmels: Sequence[np.ndarray],
+                          analysis: Sequence[np.ndarray]) -> None:
     """Per-unit mean log-mel, frame counts and mean run lengths over the fitting utterances."""
     k = model.num_units
-    sums = np.zeros_like(model.centroids, dtype=np.float64)
+    sums = np.zeros((k, logmels[0].shape[1]), dtype=np.float64)
     counts = np.zeros(k, dtype=np.int64)
     run_sums = np.zeros(k, dtype=np.float64)
     run_counts = np.zeros(k, dtype=np.int64)
-    for logmel in logmels:
-        frame_units = model.frame_units(logmel)
+    for logmel, frames in zip(logmels, analysis):
+        frame_units = model.frame_units(frames)
         np.add.at(sums, frame_units, logmel)
         counts += np.bincount(frame_units, minlength=k)
         units, runs = dedup_units(frame_units.tolist())

@@ -75,7 +75,8 @@ def corpus_unit_runs(model: UnitModel, wavs: Iterable[Path]) -> list[UnitRuns]:
     for wav in wavs:
         samples, _ = read_wav(wav, expected_sr=model.mel.sample_rate)
         logmel = extractor(samples)
-        units, runs = dedup_units(model.frame_units(logmel).tolist())
+        units, runs = dedup_units(model.frame_units(model.analysis_frames(samples, logmel))
+                                  .tolist())
         out.append((units, runs, logmel))
     return out
 

@@ -178,6 +178,22 @@ def test_tiny_corpus_unit_model_holds_vocoder_statistics(tiny_corpus: Path,
     assert "--target-code-size " + str(k) in (tiny_corpus / "units" / "README").read_text()
 
 
+def test_unit_learnability_counts_entropy_units_per_subword_and_ctc_alignability() -> None:
+    from echostream_fairseq.corpus.report import unit_learnability
+
+    # two utterances of 2 subwords (3 MT steps): 6 units, and 6 units with 2 repeats
+    stats = unit_learnability([[0, 1, 2, 3, 0, 1], [5, 5, 5, 6, 7, 8]], [2, 2], rates=(2, 3))
+    assert stats["utterances"] == 2 and stats["units_per_subword"]["median"] == 2.0
+    # rate 2: 6 steps fit 6 units, not 6 units + 2 blanks between the repeats
+    assert stats["alignable"] == {"2": 0.5, "3": 1.0}
+    counts = np.array([2, 2, 1, 1, 3, 1, 1, 1]) / 12
+    assert stats["unigram_entropy_nats"] == pytest.approx(-(counts * np.log(counts)).sum())
+    # given the previous unit: 0->1 twice is certain, 5->5 / 5->6 split 2:1, the rest certain
+    assert stats["bigram_entropy_nats"] == pytest.approx(
+        -(2 * np.log(2 / 3) + np.log(1 / 3)) / 10)
+    assert unit_learnability([], [])["alignable"]["10"] == 0.0
+
+
 def test_tiny_corpus_report_numbers(tiny_corpus: Path, tiny_num_units: int) -> None:
     report = json.loads((tiny_corpus / "report.json").read_text(encoding="utf-8"))
     pairs = {s: report["splits"][s]["pairs"] for s in MANIFESTS}
@@ -195,8 +211,14 @@ def test_tiny_corpus_report_numbers(tiny_corpus: Path, tiny_num_units: int) -> N
     # speech the recogniser cannot follow
     assert report["asr"]["wer"] <= 50.0
     assert [s["stage"] for s in report["stages"]] == list(range(1, 8))
+    learnability = report["learnability"]
+    assert learnability["utterances"] == 18
+    assert 0 < learnability["bigram_entropy_nats"] < learnability["unigram_entropy_nats"] \
+        <= np.log(tiny_num_units)
+    assert learnability["alignable"]["25"] == 1.0  # a few units per subword at most
     markdown = (tiny_corpus / "REPORT.md").read_text(encoding="utf-8")
     assert "ASR-BLEU" in markdown and f"--target-code-size {tiny_num_units}" in markdown
+    assert "Unit learnability (18 train utterances)" in markdown
 
 
 # --- resuming -------------------------------------------------------------------------------

@@ -36,13 +36,13 @@ from tqdm import tqdm
 
 from echostream_fairseq.corpus.ding import DING_PHRASE, DING_SENTENCE, load_ding_pairs
 from echostream_fairseq.corpus.freedict import SentencePair, dedup_key, load_freedict_pairs
-from echostream_fairseq.corpus.report import split_summary, write_report
+from echostream_fairseq.corpus.report import split_summary, unit_learnability, write_report
 from echostream_fairseq.corpus.tts import PIPER_SETTINGS, SynthesisJob, synthesize_all
 from echostream_fairseq.corpus.units import fit_unit_model
 from echostream_fairseq.data import manifests as mf
 from echostream_fairseq.data.audio import SAMPLE_RATE, read_wav, wav_duration
 from echostream_fairseq.data.features import compute_gcmvn, extract_fbank_files
-from echostream_fairseq.data.text import format_units
+from echostream_fairseq.data.text import format_units, parse_units
 from echostream_fairseq.data.units import LogMelExtractor, analysis_frames, load_unit_model
 from echostream_fairseq.provenance import provenance
 from echostream_fairseq.data.manifests import PIPER_PHONEMES
@@ -343,6 +343,11 @@ def _stage_report(cfg: BuildConfig, layout: _Layout) -> dict[str, Any]:
     durations = {s: [(wav_duration(layout.src_wav(i)), wav_duration(layout.tgt_wav(i)), units[i])
                      for i in _ids(pairs, s)] for s in SPLITS}
     markers = {n: _read_marker(layout, n, name) or {} for n, name, _ in STAGES if n < 8}
+    train_name = mf.SPLIT_NAMES["train"]
+    train = mf.read_tsv(layout.root / f"{train_name}.tsv")
+    # the MT decoder's targets: the pieces the multitask files hold
+    pieces = {r["id"]: len(r["tgt_text"].split()) for r in mf.read_tsv(
+        layout.vocab("tgt_unigram").model_path.parent / f"{train_name}.tsv")}
     report: dict[str, Any] = {
         "data_dir": str(layout.root), "seed": cfg.seed, "max_pairs": cfg.max_pairs,
         "split_names": dict(mf.SPLIT_NAMES), "splits": split_summary(durations),
@@ -350,6 +355,9 @@ def _stage_report(cfg: BuildConfig, layout: _Layout) -> dict[str, Any]:
                                                if p["split"] == split).items()))
                     for split in SPLITS},
         "units": markers[5].get("stats", {}),
+        "learnability": unit_learnability(
+            [parse_units(r["tgt_audio"]) for r in train],
+            [pieces[r["id"]] for r in train]),
         "vocab": {"source": layout.vocab("src_unigram").size,
                   "target": layout.vocab("tgt_unigram").size},
         "stages": [{"stage": n, "name": name, "seconds": m.get("seconds", 0.0),

@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
 
 from echostream_fairseq.scoring.asr_bleu import normalize_text
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["render_markdown", "split_summary", "write_report"]
+__all__ = ["UPSAMPLE_RATES", "render_markdown", "split_summary", "unit_learnability",
+           "write_report"]
 
 
 def split_summary(durations: Mapping[str, Sequence[tuple[float, float, int]]]
@@ -39,6 +44,65 @@ def split_summary(durations: Mapping[str, Sequence[tuple[float, float, int]]]
         if split != "all":
             every.extend(items)
     return out
+
+
+# --ctc-upsample-rate values whose CTC alignability the report gives (echostream_mini: 10)
+UPSAMPLE_RATES = (5, 10, 15, 20, 25)
+
+
+def _entropy_nats(counts: Counter) -> float:
+    total = sum(counts.values())
+    return -sum(c / total * math.log(c / total) for c in counts.values()) if total else 0.0
+
+
+def unit_learnability(units: Sequence[Sequence[int]], subwords: Sequence[int],
+                      rates: Sequence[int] = UPSAMPLE_RATES) -> dict[str, Any]:
+    """What a T2U + unit CTC decoder faces on these targets.
+
+    Args:
+        units: each utterance's unit sequence.
+        subwords: each utterance's target subword count (the MT decoder writes that many plus
+            ``</s>``, and the T2U repeats each of its states ``rate`` times).
+        rates: the unit upsample rates to check.
+
+    Returns:
+        ``unigram_entropy_nats`` (what a model that ignores the text pays per unit, so a unit
+        CTC loss near it means nothing was learned), ``bigram_entropy_nats`` (given the
+        previous unit; a plug-in estimate, low on small corpora), ``units_per_subword``
+        (median, p95) and ``alignable`` (rate -> fraction of utterances whose units fit: CTC
+        needs ``rate * (subwords + 1) >= units + repeated neighbours``).
+    """
+    unigrams, bigrams, previous = Counter(), Counter(), Counter()
+    needed = []
+    for seq in units:
+        unigrams.update(seq)
+        pairs = list(zip(seq[:-1], seq[1:]))
+        bigrams.update(pairs)
+        previous.update(a for a, _ in pairs)
+        needed.append(len(seq) + sum(a == b for a, b in pairs))
+    total_bigrams = sum(bigrams.values())
+    bigram_entropy = (-sum(c / total_bigrams * math.log(c / previous[a])
+                           for (a, _), c in bigrams.items()) if total_bigrams else 0.0)
+    steps = np.asarray(subwords, dtype=np.float64) + 1.0
+    ratio = np.asarray([len(seq) for seq in units], dtype=np.float64) / steps
+    need = np.asarray(needed, dtype=np.float64)
+    return {"utterances": len(needed), "unigram_entropy_nats": _entropy_nats(unigrams),
+            "bigram_entropy_nats": bigram_entropy,
+            "units_per_subword": {"median": float(np.median(ratio)) if len(ratio) else 0.0,
+                                  "p95": float(np.percentile(ratio, 95)) if len(ratio) else 0.0},
+            "alignable": {str(rate): float(np.mean(rate * steps >= need)) if len(need) else 0.0
+                          for rate in rates}}
+
+
+def _learnability_line(stats: Mapping[str, Any]) -> str:
+    alignable = ", ".join(f"{rate}: {100 * share:.1f} %"
+                          for rate, share in stats["alignable"].items())
+    return (f"Unit learnability ({stats['utterances']} train utterances): unigram entropy "
+            f"{stats['unigram_entropy_nats']:.2f} nats (a unit CTC loss near it has learned "
+            f"nothing), {stats['bigram_entropy_nats']:.2f} given the previous unit; "
+            f"{stats['units_per_subword']['median']:.1f} units per target subword (median; "
+            f"p95 {stats['units_per_subword']['p95']:.1f}); utterances a unit CTC can align "
+            f"at each `--ctc-upsample-rate`: {alignable}.")
 
 
 def _stage_rows(stages: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -82,8 +146,10 @@ def render_markdown(report: Mapping[str, Any]) -> str:
                    f"({units['fit_frames']} frames); {splits['all']['units_per_second']:.1f} "
                    "de-duplicated units per second of target speech (50 frames/s before "
                    "de-duplication).")
-    lines += ["", made_of,
-              f"Sentencepiece: source {report['vocab']['source']} pieces, target "
+    lines += ["", made_of]
+    if "learnability" in report:
+        lines.append(_learnability_line(report["learnability"]))
+    lines += [f"Sentencepiece: source {report['vocab']['source']} pieces, target "
               f"{report['vocab']['target']} pieces.", ""]
     asr = report.get("asr")
     if asr:

@@ -46,7 +46,7 @@ setup(
             ("measure-vocoder", "measure_vocoder"), ("results", "results"),
             ("score-generate", "score_generate"), ("summarize-training", "summarize_training"),
             ("examples", "examples"), ("plot-restarts", "plot_restarts"),
-            ("validate", "validate"),
+            ("validate", "validate"), ("text-mt", "text_mt"),
         )
     ]},
 )

@@ -98,8 +98,9 @@ def tiny_checkpoint(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory)
 @pytest.fixture(scope="session")
 def talkative_checkpoint(tiny_checkpoint: Path) -> Path:
     """``tiny_checkpoint`` made to write text and speech on any input (never a CTC blank or an
-    early ``</s>``), for tests that need output: a randomised model stays silent on some of
-    the corpus builds (piper's synthesis differs from build to build)."""
+    early ``</s>``), for tests that need output. Kept although builds are now deterministic:
+    whether a randomised model writes anything on a sentence still hangs on float kernels
+    (another CPU, another torch build), so a test that needs output must not depend on it."""
     from _fairseq_cli import make_talkative
 
     return make_talkative(tiny_checkpoint)

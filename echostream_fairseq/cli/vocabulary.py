@@ -56,6 +56,7 @@ FLAGS: Dict[str, str] = {
     "--baseline-seconds": "input lengths that also run the re-encoding baseline",
     "--minutes": "stream length in minutes",
     "--marks": "minutes of stream at which to measure",
+    "--max-update": "stop training after this many updates (fairseq's name)",
     "--time-budget-minutes": "stop (and save) after this much training time over all restarts",
     "--stage": "first stage to run",
     "--stop-stage": "last stage to run",

@@ -24,7 +24,7 @@ from typing import Iterable, Mapping, Optional, Sequence
 import yaml
 
 from echostream_fairseq.data.text import normalize_for_spm
-from echostream_fairseq.errors import UserError
+from echostream_fairseq.errors import ConfigError, UserError
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ __all__ = [
     "SPLIT_NAMES",
     "SpmVocab",
     "choose_vocab_size",
+    "multitask_folders",
     "read_tsv",
     "read_tsv_lines",
     "train_spm_vocab",
@@ -279,6 +280,30 @@ def write_multitask_yaml(path: Path, source: SpmVocab, target: SpmVocab) -> None
         "source_unigram": _multitask_entry("ctc", source, 4.0, 0),
         "ctc_target_unigram": _multitask_entry("ctc", target, 4.0, 0),
     })
+
+
+def multitask_folders(data_dir: Path) -> dict[str, tuple[Path, Path]]:
+    """The multitask YAML's entries of a corpus folder: name -> (its data folder, its fairseq
+    dictionary), e.g. ``target_unigram`` -> (``tgt_unigram1000``, ``.../spm_unigram1000.txt``).
+
+    Raises:
+        ConfigError: the YAML is missing, unreadable or lacks an entry's ``data``/``dict``.
+    """
+    path = Path(data_dir) / MULTITASK_YAML
+    try:
+        content = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file (build the corpus with echostream-prepare)")
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise ConfigError(f"{path}: not a readable YAML file ({error})") from error
+    if not isinstance(content, dict):
+        raise ConfigError(f"{path}: expected a mapping of multitask entries")
+    folders = {}
+    for name, entry in content.items():
+        if not (isinstance(entry, dict) and entry.get("data") and entry.get("dict")):
+            raise ConfigError(f"{path}: entry {name!r} lacks 'data' or 'dict'")
+        folders[str(name)] = (Path(entry["data"]), Path(entry["dict"]))
+    return folders
 
 
 def write_simuleval_lists(folder: Path, wavs: Sequence[Path], references: Sequence[str]) -> None:

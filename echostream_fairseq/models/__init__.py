@@ -1,5 +1,7 @@
-"""EchoStream models: importing this package registers the ``echostream`` model and its archs."""
+"""EchoStream models: importing this package registers the ``echostream`` model and its archs
+(and ``echostream_text_mt``, a fairseq Transformer arch for the text-MT ceiling)."""
 
-from echostream_fairseq.models import echostream, emformer_encoder, t2u, text_decoder  # noqa: F401
+from echostream_fairseq.models import (echostream, emformer_encoder, t2u,  # noqa: F401
+                                       text_decoder, text_mt)
 
-__all__ = ["echostream", "emformer_encoder", "t2u", "text_decoder"]
+__all__ = ["echostream", "emformer_encoder", "t2u", "text_decoder", "text_mt"]

@@ -156,3 +156,30 @@ def test_repeated_units_are_refused_unless_the_units_are_phonemes(tiny_corpus, t
     write_config_gcmvn(tmp_path / "config_gcmvn.yaml", tiny_corpus / "gcmvn.npz", vocoder_entry)
     problems = find_problems(tmp_path / "test_sampled.tsv")
     assert [p.column for p in problems] == (["tgt_audio"] if refused else []), problems
+
+
+def test_a_model_trained_on_phoneme_units_streams_speech_through_piper(phoneme_corpus,
+                                                                       tmp_path, capsys):
+    """fairseq-train on the phoneme corpus (K = 151 from its report), then the real streaming
+    evaluation: the pipeline's vocoder is piper, and what it speaks is scored."""
+    import json
+
+    from _fairseq_cli import make_talkative, randomise_checkpoint, train_tiny_checkpoint
+    from echostream_fairseq.cli import evaluate, fit_vocoder
+
+    data, _ = phoneme_corpus
+    assert fit_vocoder.main(["--data-dir", str(data)]) == 0
+    assert "there is no vocoder to fit" in capsys.readouterr().out
+    checkpoint = make_talkative(randomise_checkpoint(
+        train_tiny_checkpoint(data, tmp_path / "checkpoints")))
+    out = tmp_path / "eval"
+    assert evaluate.main(["--checkpoint", str(checkpoint), "--manifest",
+                          str(data / "test_sampled.tsv"), "--output-dir", str(out),
+                          "--chunk-ms", "320", "--no-offline", "--num-threads", "1",
+                          "--no-progress"]) == 0
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    speech = report["results"]["streaming"][0]["speech"]
+    assert speech["output_s"] > 0.5 and 0.0 <= speech["asr_bleu"] <= 100.0
+    records = [json.loads(line) for line in
+               (out / "chunk_320ms" / "utterances.jsonl").read_text().splitlines()]
+    assert records and all(r["speech"]["durations"] for r in records)

@@ -10,7 +10,9 @@ Reads ``train_sampled.units.tsv``, ``units/unit_model.npz`` and the train target
 unit run lengths and average each unit's log-mel in context); takes about a second per hundred
 utterances plus a few seconds for the tables (the 9,074-utterance corpus: 1-3 min, ~3 GB of
 memory). ``build_vocoder`` picks the file up from ``<data>/units/`` when ``config_gcmvn.yaml``
-names no CodeHiFiGAN vocoder.
+names no CodeHiFiGAN vocoder. A corpus of piper phoneme units (``--unit-type piper-phonemes``)
+has nothing to fit: piper itself speaks them; the command says so and exits 0, so that recipes
+run unchanged on either kind.
 """
 
 from __future__ import annotations
@@ -67,6 +69,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _fit(args: argparse.Namespace) -> None:
+    from echostream_fairseq.data.manifests import PIPER_PHONEMES, vocoder_type
+
+    if vocoder_type(args.data_dir) == PIPER_PHONEMES:
+        print(f"{args.data_dir}: the units are piper phoneme ids, spoken by piper itself; "
+              "there is no vocoder to fit")
+        return
     torch.set_num_threads(args.num_threads)
     out = args.output or args.data_dir / EMBEDDED_VOCODER_FILE
     start = time.perf_counter()

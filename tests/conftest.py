@@ -30,17 +30,23 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 PREPARE_MINI = REPO_ROOT / "scripts" / "prepare_mini.py"
 TINY_PAIRS = 20
 TINY_SEED = 1
+# log-mel units, pinned: they exercise the k-means, the unit model and the embedded vocoder; the
+# builder's default (piper phonemes) is the tiny corpus rebuilt from stage 5 in
+# test_piper_phonemes.py (a later --unit-type in ``extra`` wins)
+TINY_UNITS = ("--unit-type", "logmel")
 # A cold build takes ~40 s on 2 idle cores; the margin is for shared, busy machines.
 _BUILD_TIMEOUT_S = 900
 
 
-def _run_prepare_mini(data_dir: Path, *extra: str) -> subprocess.CompletedProcess:
-    """Run the corpus builder CLI on ``data_dir``; raise with its log tail if it fails."""
+def _run_prepare_mini(data_dir: Path, *extra: str,
+                      units: tuple[str, ...] = TINY_UNITS) -> subprocess.CompletedProcess:
+    """Run the corpus builder CLI on ``data_dir``; raise with its log tail if it fails.
+    ``units=()`` leaves the unit type to the CLI's own default."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")]).rstrip(
         os.pathsep)
     cmd = [sys.executable, str(PREPARE_MINI), "--data-dir", str(data_dir),
-           "--max-pairs", str(TINY_PAIRS), "--seed", str(TINY_SEED), *extra]
+           "--max-pairs", str(TINY_PAIRS), "--seed", str(TINY_SEED), *units, *extra]
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
                           timeout=_BUILD_TIMEOUT_S, check=False)
     if proc.returncode != 0:
@@ -63,7 +69,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
 
 @pytest.fixture(scope="session")
 def prepare_mini() -> Callable[..., subprocess.CompletedProcess]:
-    """``prepare_mini(data_dir, *extra_flags)``: run the builder with the tiny-corpus flags."""
+    """``prepare_mini(data_dir, *extra_flags, units=...)``: run the builder with the tiny-corpus
+    flags."""
     return _run_prepare_mini
 
 

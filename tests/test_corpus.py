@@ -233,6 +233,29 @@ def test_second_run_skips_every_finished_stage(tiny_corpus: Path, prepare_mini) 
     assert {p: p.stat().st_mtime_ns for p in wavs} == before
 
 
+def test_a_rebuild_without_unit_type_keeps_the_units_the_corpus_has(tiny_corpus: Path,
+                                                                     prepare_mini,
+                                                                     tmp_path: Path) -> None:
+    """The default unit type is piper phonemes, but resuming a log-mel corpus (the tiny one, or
+    any built before the default changed) must not turn it, and its checkpoints' K, into
+    another."""
+    from echostream_fairseq.corpus.build import DEFAULT_UNIT_TYPE, built_unit_type
+
+    copy = tmp_path / "data"
+    shutil.copytree(tiny_corpus, copy)
+    assert DEFAULT_UNIT_TYPE == "piper-phonemes" and built_unit_type(copy) == "logmel"
+    assert built_unit_type(tmp_path / "nothing_built") is None
+    units = (copy / "units" / "units.tsv").read_bytes()
+    marker = copy / ".done" / "05_units.json"
+    old_build = json.loads(marker.read_text(encoding="utf-8"))
+    del old_build["stats"]["unit_type"]  # as written before --unit-type existed
+    marker.write_text(json.dumps(old_build), encoding="utf-8")
+    log = prepare_mini(copy, "--skip-asr", units=()).stderr
+    assert f"{copy} holds logmel units: kept (pass --unit-type to change them)" in log
+    assert "Stage 5: units: done already, skipped" in log
+    assert (copy / "units" / "units.tsv").read_bytes() == units
+
+
 def test_interrupted_build_redoes_only_missing_items(tiny_corpus: Path, prepare_mini,
                                                      tmp_path: Path) -> None:
     copy = tmp_path / "data"

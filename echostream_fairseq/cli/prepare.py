@@ -26,6 +26,8 @@ STAGE_NUMBERS = range(1, 9)
 EXTRA_PAIR_SOURCES = ("ding", "ding-phrases")  # corpus/build.py: EXTRA_PAIR_ORIGINS
 UNIT_TYPES = ("logmel", "whisper", "piper-phonemes")  # corpus/build.py: UNIT_TYPES
 
+logger = logging.getLogger("echostream.prepare")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__,
@@ -41,11 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
            "sides against every FreeDict pair, so dev and test stay as they are")
     a("--max-extra-pairs", type=positive_int, default=None,
       help="keep only this many of the --extra-pairs (a seeded sample; default: all)")
-    a("--unit-type", choices=UNIT_TYPES, default="logmel",
-      help="target units: 'logmel' (k-means of the target speech's log-mel), 'whisper' "
-           "(k-means of Whisper tiny.en's encoder states), both spoken by the embedded vocoder, "
-           "or 'piper-phonemes' (the voice's phoneme ids of the English text, spoken by piper "
-           "itself); docs/corpus.md compares them")
+    a("--unit-type", choices=UNIT_TYPES, default=None,
+      help="target units: 'piper-phonemes' (the voice's phoneme ids of the English text, "
+           "spoken by piper itself), 'logmel' (k-means of the target speech's log-mel) or "
+           "'whisper' (k-means of Whisper tiny.en's encoder states), both spoken by the "
+           "embedded vocoder; docs/corpus.md compares them (default: the units of the corpus "
+           "already in --data-dir, else piper-phonemes)")
     a("--seed", type=int, default=1, help="seed of the pair sampling, the split and k-means")
     a("--num-units", type=positive_int, default=500,
       help="k-means unit vocabulary K (shrunk automatically on tiny corpora)")
@@ -74,11 +77,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     setup_logging(args.log_level)
     # faster-whisper logs every segment at DEBUG/INFO; the progress bar says enough
     logging.getLogger("faster_whisper").setLevel(logging.WARNING)
-    from echostream_fairseq.corpus.build import BuildConfig, build_corpus
+    from echostream_fairseq.corpus.build import (DEFAULT_UNIT_TYPE, BuildConfig, build_corpus,
+                                                 built_unit_type)
 
+    built = built_unit_type(args.data_dir)
+    unit_type = args.unit_type or built or DEFAULT_UNIT_TYPE
+    if args.unit_type is None and built is not None:
+        # resuming must not turn a corpus (and the checkpoints trained on it) into another
+        logger.info("%s holds %s units: kept (pass --unit-type to change them)",
+                    args.data_dir, built)
     config = BuildConfig(data_dir=args.data_dir, max_pairs=args.max_pairs, seed=args.seed,
                          extra_pairs=tuple(sorted(set(args.extra_pairs))),
-                         max_extra_pairs=args.max_extra_pairs, unit_type=args.unit_type,
+                         max_extra_pairs=args.max_extra_pairs, unit_type=unit_type,
                          num_units=args.num_units, jobs=args.num_workers,
                          vocab_size=args.vocab_size, kmeans_utts=args.kmeans_utts,
                          skip_asr=args.skip_asr, first_stage=args.stage,

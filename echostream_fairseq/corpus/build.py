@@ -62,6 +62,9 @@ PAIR_COLUMNS = ("id", "split", "de", "en", "origin")
 # English text (spoken by piper itself)
 UNIT_TYPES = ("logmel", "whisper", "piper-phonemes")
 UNIT_FEATURES_OF = {"logmel": "logmel", "whisper": "whisper"}  # the k-means unit types' frames
+# chosen by measurement (docs/corpus.md, "Which units"): the best resynthesis and the shortest,
+# most predictable unit sequences
+DEFAULT_UNIT_TYPE = "piper-phonemes"
 # --extra-pairs sources -> the origin label of their pairs
 EXTRA_PAIR_ORIGINS = {"ding": DING_SENTENCE, "ding-phrases": DING_PHRASE}
 
@@ -74,7 +77,7 @@ class BuildConfig:
     max_pairs: Optional[int] = None
     extra_pairs: tuple[str, ...] = ()  # keys of EXTRA_PAIR_ORIGINS: more training pairs
     max_extra_pairs: Optional[int] = None
-    unit_type: str = "logmel"  # a key of UNIT_TYPES
+    unit_type: str = DEFAULT_UNIT_TYPE  # one of UNIT_TYPES
     seed: int = 1
     num_units: int = 500
     jobs: int = 2
@@ -417,6 +420,13 @@ def _fingerprint(cfg: BuildConfig, layout: _Layout, stage: int) -> str:
     if stage >= 7:  # YAMLs and manifests hold absolute paths
         relevant.update(root=str(layout.root), skip_asr=cfg.skip_asr and stage == 8)
     return hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
+
+
+def built_unit_type(data_dir: Path) -> Optional[str]:
+    """The unit type of the corpus already built in ``data_dir`` (None: no units yet); builds
+    from before ``--unit-type`` existed have log-mel units."""
+    marker = _read_marker(_Layout(data_dir), 5, "units")
+    return None if marker is None else marker.get("stats", {}).get("unit_type", "logmel")
 
 
 def _marker_path(layout: _Layout, stage: int, name: str) -> Path:

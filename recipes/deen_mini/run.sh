@@ -27,6 +27,7 @@ DECODE_DEFAULT=configs/decode/streamspeech.yaml
 TRAIN_DEVICE=cpu       # cpu: batch 8, one thread (make train-mini); cuda: the published H100 run
 TRAIN_MINUTES=120      # cpu training budget; the cuda run is bounded as published
 NUM_THREADS=1          # torch threads of every CPU step (more are slower on shared machines)
+UNIT_TYPE=logmel       # the published figures' units (the builder's default is now piper-phonemes)
 LABEL="echostream_mini, recipe run"
 # the dev sweep: unit blank penalty : unit k2 : unit n2, the published combinations
 SWEEP="0:0:1 0:0:1000 0:2:1 2:2:1 3:0:1 3:0:1000 3:1:1 3:2:1 4:0:1 4:2:1"
@@ -64,7 +65,7 @@ evaluate() {  # evaluate OUTPUT_DIR CHECKPOINT OPTIONS...: one echostream-evalua
 
 if run_stage 0; then
   log "Stage 0: the mini corpus into $DATA_DIR (resumable; its own markers in $DATA_DIR)"
-  $PY scripts/prepare_mini.py --data-dir "$DATA_DIR"
+  $PY scripts/prepare_mini.py --data-dir "$DATA_DIR" --unit-type "$UNIT_TYPE"
   done_stage 0
 fi
 

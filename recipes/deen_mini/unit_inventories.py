@@ -20,8 +20,8 @@ from echostream_fairseq.provenance import provenance
 from echostream_fairseq.training_logs import log_records
 
 KINDS = ("logmel", "whisper", "piper-phonemes")
-LABELS = {"logmel": "log-mel k-means (today's)", "whisper": "Whisper-encoder k-means",
-          "piper-phonemes": "piper phoneme ids"}
+LABELS = {"logmel": "log-mel k-means (the published figures')",
+          "whisper": "Whisper-encoder k-means", "piper-phonemes": "piper phoneme ids"}
 VOCODERS = {"logmel": "embedded (centroid)", "whisper": "embedded (centroid)",
             "piper-phonemes": "piper itself"}
 DEV_SUBSET = "dev_sampled.units"
@@ -60,7 +60,10 @@ def _row(work_dir: Path, kind: str, updates: int) -> Dict[str, Any]:
             row[key] = dev["unit_ctc_loss"] * math.log(2)  # fairseq logs bits per unit
     t2u = work_dir / kind / "t2u.json"
     if t2u.is_file():
-        row["t2u_asr_bleu"] = _json(t2u)["t2u_reference_text"]["bleu"]
+        spoken = _json(t2u)["t2u_reference_text"]
+        row["t2u_asr_bleu"], row["t2u_wer"] = spoken["bleu"], spoken["wer"]
+        row["t2u_heard_nothing"] = spoken["num_empty"]
+        row["t2u_sentences"] = spoken["num_sentences"]
     return row
 
 
@@ -78,6 +81,8 @@ COLUMNS = [
      "digits": 2},
     {"key": "dev_unit_ctc", "header": "at the last update", "digits": 2},
     {"key": "t2u_asr_bleu", "header": "reference text -> T2U ASR-BLEU", "digits": 2},
+    {"key": "t2u_wer", "header": "its WER %", "digits": 1},
+    {"key": "t2u_heard_nothing", "header": "Whisper hears nothing"},
 ]
 
 
@@ -104,7 +109,7 @@ def main(argv: Optional[list] = None) -> int:
     made = provenance(argv)
     summary = {
         "provenance": {
-            "source": f"measured by recipes/deen_mini/unit_inventories.sh at "
+            "source": f"measured by recipes/deen_mini/unit_inventories.sh, collected at "
                       f"{(made['git_commit'] or 'an unknown commit')[:7]}",
             "command": f"recipes/deen_mini/unit_inventories.sh --updates {opts.updates}",
             **made,
@@ -121,7 +126,8 @@ def main(argv: Optional[list] = None) -> int:
             "schedule): the dev unit CTC loss at updates 100 and at the end (it counts the "
             "blank frames between units too, so it is not comparable across inventories, only "
             "its fall within one), and the reference text teacher-forced through its T2U + "
-            "unit decoder (`echostream-measure-t2u`, dev, mini decoding)."),
+            "unit decoder (`echostream-measure-t2u` on the "
+            f"{rows[0].get('t2u_sentences', 'dev')} dev sentences, mini decoding)."),
         "tables": [{"kind": "table", "columns": COLUMNS, "rows": rows}],
     }
     opts.output.write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n",

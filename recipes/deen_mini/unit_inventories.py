@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from echostream_fairseq.cli.results import dump_summary
 from echostream_fairseq.provenance import provenance
 from echostream_fairseq.training_logs import log_records
 
@@ -130,8 +131,7 @@ def main(argv: Optional[list] = None) -> int:
             f"{rows[0].get('t2u_sentences', 'dev')} dev sentences, mini decoding)."),
         "tables": [{"kind": "table", "columns": COLUMNS, "rows": rows}],
     }
-    opts.output.write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n",
-                           encoding="utf-8")
+    opts.output.write_text(dump_summary(summary), encoding="utf-8")  # the generator's layout
     print(f"wrote {opts.output}")
     return 0
 

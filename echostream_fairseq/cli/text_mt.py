@@ -78,15 +78,22 @@ def _split_file(folder: Path, split: str) -> Path:
     return folder / f"{SPLIT_NAMES[split]}.tsv"
 
 
-def write_parallel_text(data_dir: Path, text_dir: Path) -> Dict[str, List[str]]:
-    """``text_dir/{train,valid,test}.{de,en}``: the corpus's subwords, one sentence a line, in
-    manifest order; returns split -> utterance ids."""
-    from echostream_fairseq.data.manifests import multitask_folders, read_tsv
+def text_folders(data_dir: Path) -> Dict[str, tuple]:
+    """The multitask YAML's source and target entries: (subword folder, fairseq dictionary)."""
+    from echostream_fairseq.data.manifests import multitask_folders
 
     folders = multitask_folders(data_dir)
     for entry in (SOURCE_ENTRY, TARGET_ENTRY):
         if entry not in folders:
             raise UserError(f"{data_dir}: the multitask YAML has no {entry!r} entry")
+    return folders
+
+
+def write_parallel_text(folders: Dict[str, tuple], text_dir: Path) -> Dict[str, List[str]]:
+    """``text_dir/{train,valid,test}.{de,en}``: the corpus's subwords, one sentence a line, in
+    manifest order; returns split -> utterance ids."""
+    from echostream_fairseq.data.manifests import read_tsv
+
     text_dir.mkdir(parents=True, exist_ok=True)
     ids: Dict[str, List[str]] = {}
     for split, name in FAIRSEQ_SPLITS.items():
@@ -124,14 +131,11 @@ def _fairseq(tool: str) -> List[str]:
     return [sys.executable, "-m", f"fairseq_cli.{tool}"]
 
 
-def binarise(data_dir: Path, text_dir: Path, bin_dir: Path, threads: int) -> None:
+def binarise(folders: Dict[str, tuple], text_dir: Path, bin_dir: Path, threads: int) -> None:
     """``fairseq-preprocess`` with the corpus's own dictionaries (so the subwords are the
     speech model's); skipped when ``bin_dir`` holds its output."""
-    from echostream_fairseq.data.manifests import multitask_folders
-
     if (bin_dir / "test.de-en.en.bin").is_file():
         return
-    folders = multitask_folders(data_dir)
     _run([*_fairseq("preprocess"), "--source-lang", "de", "--target-lang", "en",
           "--trainpref", str(text_dir / "train"), "--validpref", str(text_dir / "valid"),
           "--testpref", str(text_dir / "test"), "--destdir", str(bin_dir),
@@ -185,8 +189,9 @@ def run(opts: argparse.Namespace, argv: Optional[Sequence[str]] = None) -> Dict[
     if opts.output is not None:
         check_output_dir(opts.output.parent)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ids = write_parallel_text(data_dir, out_dir / "text")
-    binarise(data_dir, out_dir / "text", out_dir / "bin", opts.num_threads)
+    folders = text_folders(data_dir)
+    ids = write_parallel_text(folders, out_dir / "text")
+    binarise(folders, out_dir / "text", out_dir / "bin", opts.num_threads)
     updates = train(out_dir / "bin", out_dir / "checkpoints", opts.max_update, opts.device,
                     opts.num_threads)
     hypotheses = generate(out_dir / "bin", out_dir / "checkpoints" / "checkpoint_best.pt",
@@ -222,21 +227,21 @@ def speak_and_score(hypotheses: Sequence[str], references: Sequence[str],
                     threads: int) -> Dict[str, Any]:
     """The hypotheses through the target voice (the corpus's synthesis settings) and the
     recogniser: the cascade's ASR-BLEU."""
+    import numpy as np
+
     from echostream_fairseq.corpus.tts import PiperSynthesizer
-    from echostream_fairseq.scoring.asr_bleu import asr_bleu, load_whisper_tiny_en, score_texts
+    from echostream_fairseq.data.audio import SAMPLE_RATE
+    from echostream_fairseq.scoring.asr_bleu import (load_whisper_tiny_en, normalize_text,
+                                                     score_texts, transcribe)
 
     voice = PiperSynthesizer(num_threads=threads)
-    audios = [voice(h) if h.strip() else None for h in hypotheses]
-    spoken = [i for i, audio in enumerate(audios) if audio is not None and audio.size]
+    audios = [voice(h) if h.strip() else np.zeros(0, np.float32) for h in hypotheses]
     asr = load_whisper_tiny_en(cpu_threads=threads)
-    scored = asr_bleu(asr, [audios[i] for i in spoken], [references[i] for i in spoken],
-                      allow_empty=True)
-    # a sentence without speech is an empty transcript
-    heard = dict(zip(spoken, scored.hypotheses))
-    result = score_texts([heard.get(i, "") for i in range(len(hypotheses))], references,
-                         num_empty=len(hypotheses) - len(spoken) + scored.num_empty)
-    return {**result.as_dict(),
-            "speech_s": sum(audios[i].size for i in spoken) / 16000.0}
+    # a sentence without speech is an empty transcript (as in echostream-measure-t2u)
+    transcripts = [transcribe(asr, audio) if audio.size else "" for audio in audios]
+    result = score_texts(transcripts, references,
+                         num_empty=sum(not normalize_text(t) for t in transcripts))
+    return {**result.as_dict(), "speech_s": sum(a.size for a in audios) / SAMPLE_RATE}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -61,7 +61,6 @@ PAIR_COLUMNS = ("id", "split", "de", "en", "origin")
 # (fitted here, spoken by the embedded vocoder), or the target voice's own phoneme ids of the
 # English text (spoken by piper itself)
 UNIT_TYPES = ("logmel", "whisper", "piper-phonemes")
-UNIT_FEATURES_OF = {"logmel": "logmel", "whisper": "whisper"}  # the k-means unit types' frames
 # chosen by measurement (docs/corpus.md, "Which units"): the best resynthesis and the shortest,
 # most predictable unit sequences
 DEFAULT_UNIT_TYPE = "piper-phonemes"
@@ -254,7 +253,7 @@ def _stage_units(cfg: BuildConfig, layout: _Layout) -> dict[str, Any]:
         return _stage_phoneme_units(cfg, layout)
     pairs = _read_pairs(layout)
     extractor = LogMelExtractor()
-    features = UNIT_FEATURES_OF[cfg.unit_type]
+    features = cfg.unit_type  # the k-means unit types are named by their frames (UNIT_FEATURES)
     train = _ids(pairs, "train")
     fit_ids = sorted(random.Random(cfg.seed).sample(train, min(cfg.kmeans_utts, len(train))))
     fitting = [_frames_of(extractor, layout.tgt_wav(i), features) for i in
@@ -342,15 +341,14 @@ def _stage_manifests(cfg: BuildConfig, layout: _Layout) -> dict[str, Any]:
 
 def _stage_report(cfg: BuildConfig, layout: _Layout) -> dict[str, Any]:
     pairs = _read_pairs(layout)
-    units = {r["id"]: len(r["units"].split()) for r in mf.read_tsv(layout.units_tsv)}
-    durations = {s: [(wav_duration(layout.src_wav(i)), wav_duration(layout.tgt_wav(i)), units[i])
-                     for i in _ids(pairs, s)] for s in SPLITS}
+    units = {r["id"]: parse_units(r["units"]) for r in mf.read_tsv(layout.units_tsv)}
+    durations = {s: [(wav_duration(layout.src_wav(i)), wav_duration(layout.tgt_wav(i)),
+                      len(units[i])) for i in _ids(pairs, s)] for s in SPLITS}
     markers = {n: _read_marker(layout, n, name) or {} for n, name, _ in STAGES if n < 8}
-    train_name = mf.SPLIT_NAMES["train"]
-    train = mf.read_tsv(layout.root / f"{train_name}.tsv")
+    train = _ids(pairs, "train")
     # the MT decoder's targets: the pieces the multitask files hold
     pieces = {r["id"]: len(r["tgt_text"].split()) for r in mf.read_tsv(
-        layout.vocab("tgt_unigram").model_path.parent / f"{train_name}.tsv")}
+        layout.vocab("tgt_unigram").model_path.parent / f"{mf.SPLIT_NAMES['train']}.tsv")}
     report: dict[str, Any] = {
         "data_dir": str(layout.root), "seed": cfg.seed, "max_pairs": cfg.max_pairs,
         "split_names": dict(mf.SPLIT_NAMES), "splits": split_summary(durations),
@@ -358,9 +356,8 @@ def _stage_report(cfg: BuildConfig, layout: _Layout) -> dict[str, Any]:
                                                if p["split"] == split).items()))
                     for split in SPLITS},
         "units": markers[5].get("stats", {}),
-        "learnability": unit_learnability(
-            [parse_units(r["tgt_audio"]) for r in train],
-            [pieces[r["id"]] for r in train]),
+        "learnability": unit_learnability([units[i] for i in train],
+                                          [pieces[i] for i in train]),
         "vocab": {"source": layout.vocab("src_unigram").size,
                   "target": layout.vocab("tgt_unigram").size},
         "stages": [{"stage": n, "name": name, "seconds": m.get("seconds", 0.0),

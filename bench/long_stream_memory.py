@@ -1,27 +1,29 @@
 #!/usr/bin/env python
-"""Memory and per-chunk cost of one long (default 10-minute) stream through the speech->speech
-pipeline: does anything grow without bound?
+"""Per-chunk cost, memory and sentences of one long (default 60-minute) stream through the
+speech->speech pipeline: does anything grow without bound?
 
 The input is test utterances of the corpus joined with 0.3 s of silence
-(:func:`streaming_cost.long_input`), pushed in chunks of ``--chunk-ms`` (320 ms) into one
-:class:`~echostream_fairseq.streaming.StreamingS2STPipeline` utterance (speech output on: text,
-units and vocoder), then ``finish``. After 1, 2, 5 and 10 minutes of stream it records:
+(:func:`streaming_cost.joined_test_sentences`), pushed in chunks of ``--chunk-ms`` (320 ms)
+into one :class:`~echostream_fairseq.streaming.StreamingS2STPipeline` stream (speech output on:
+text, units and vocoder; sentence after sentence, unless ``--single-sentence``), then
+``finish``. Every chunk's CPU time is kept (one torch thread; CPU time, so other jobs on a
+shared machine do not inflate it). Per window of ``--window-minutes`` (5) it reports:
 
-* the process RSS (``VmRSS`` of ``/proc/self/status``) and the peak RSS since the previous mark
-  (``VmHWM``, reset at every mark through ``/proc/self/clear_refs`` where the kernel allows it);
-* the median CPU seconds per chunk over the last minute (one torch thread; CPU time, so other
-  jobs on a shared machine do not inflate it);
-* the pipeline's own state, in MB of tensor data: the Emformer encoder state
-  (:func:`~echostream_fairseq.models.streaming.state_numel`: constant), the encoder frames kept
-  for the MT decoder and its cross-attention key/value cache (both linear in the source), the MT
-  self-attention cache and decoder states (linear in the written subwords), the T2U and unit
-  decoder caches (linear in the written subwords / unit steps), the fbank and vocoder buffers.
+* p50 / p95 / max CPU ms per chunk, over all chunks and over the chunks that wrote text;
+* the process RSS at the window's end (``VmRSS``) and the peak within it (``VmHWM``, reset at
+  every window end through ``/proc/self/clear_refs`` where the kernel allows it);
+* the pipeline's own state at the window's end, in MB of tensor data, by part: the Emformer
+  state (constant), the MT cross-attention store and self-attention cache and decoder states,
+  the T2U and unit-decoder caches (all of the current sentence only), fbank and vocoder buffers;
+* the sentences the pipeline ended and the target words it wrote.
 
-It then prints the RSS growth from minute 1 to the end (MB and ratio), the per-chunk cost at the
-start vs the end, the ``finish`` cost and the output lengths.
+It then prints the last window's p95 and max against the first's (the target: within 1.3x), the
+RSS growth from minute 1 to the end (target: under 50 MB), the sentences ended against the
+sentences joined, and the joined text BLEU of the whole translation against the joined
+references.
 
 Usage: python bench/long_stream_memory.py [--checkpoint CKPT --data-dir DATA] [--chunk-ms 320]
-       [--marks 1,2,5,10] [--no-speech] [--json out.json]
+       [--minutes 60] [--window-minutes 5] [--no-speech] [--randomise 0.5] [--output out.json]
 """
 
 from __future__ import annotations
@@ -31,20 +33,22 @@ import ctypes
 import dataclasses
 import gc
 import json
-import statistics
+import math
 import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
+import sacrebleu
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from streaming_cost import SAMPLE_RATE, long_input  # noqa: E402
+from common import add_output_arguments, add_randomise_argument, bench_command  # noqa: E402
+from streaming_cost import SAMPLE_RATE, joined_test_sentences  # noqa: E402
 from echostream_fairseq.models.state import state_numel  # noqa: E402
 from echostream_fairseq.cli.common import (add_log_level_argument,  # noqa: E402
                                            add_num_threads_argument, provenance,
@@ -55,10 +59,9 @@ from echostream_fairseq.streaming.config import (add_pipeline_arguments,  # noqa
 from echostream_fairseq.checkpoints import load_model_and_task as load_checkpoint  # noqa: E402
 
 MB = 1024.0 * 1024.0
-EDGE_STEPS = 10  # chunks whose median is the cost "at the start" / "at the end"
 #: (checkpoint, corpus) tried in order when --checkpoint is not given
 DEFAULTS = (("exp/bench/mini_500.pt", "data"),
-            ("exp/demo_mini/checkpoints/checkpoint_best.pt", "data/demo"))
+            ("exp/demo/checkpoints/checkpoint_best.pt", "data/demo"))  # make demo's
 
 
 # ------------------------------------------------------------------------------------ process
@@ -107,52 +110,83 @@ def _nbytes(obj: Any) -> int:
 
 
 def state_sizes(pipe: StreamingS2STPipeline) -> Dict[str, float]:
-    """MB of the pipeline's per-utterance state, by part (reads private attributes: a bench)."""
-    encoder_state = state_numel(pipe._state) * 4  # float32
-    cross = sum(_nbytes(buf) for _, buf in pipe._attention_buffers("encoder_attn"))
-    self_attn = sum(_nbytes(buf) for _, buf in pipe._attention_buffers("self_attn"))
-    units = pipe._units
-    features = pipe.features
+    """MB of the stream's state, by part (reads private attributes: a bench)."""
+    state = pipe.state
+    units = state.sentence.units
+    features = state.features
     resampler = features._resampler
     sizes = {
-        "encoder_state": encoder_state,
-        "encoder_frames": _nbytes(pipe._encoder_chunks),
-        "mt_cross_attn_cache": cross,
-        "mt_self_attn_cache": self_attn,
-        "mt_decoder_states": _nbytes(pipe._mt_states),
+        "encoder_state": state_numel(state.encoder) * 4,  # float32
+        **state.sentence.mt.state_bytes(),
         # IncrementalUnits: T2U outputs and caches; FullRecomputeUnits: the MT states it keeps
         "t2u": sum(_nbytes(getattr(units, name, None))
                    for name in ("_t2u_out", "_t2u_state", "_states")),
-        "unit_decoder_cache": _nbytes(getattr(units, "_decoder_state", None)),
+        "unit_decoder_cache": _nbytes(getattr(units, "_decoder_state", None))
+        + _nbytes(getattr(units, "_positions", None)),
         "fbank_buffers": _nbytes(features._pending)
         + (_nbytes(resampler._buffer) if resampler is not None else 0),
-        "vocoder_state": _nbytes(pipe._vocoder_state),
+        "vocoder_state": _nbytes(state.vocoder),
     }
     return {name: value / MB for name, value in sizes.items()}
 
 
 # ---------------------------------------------------------------------------------- stream
-@dataclasses.dataclass
-class Totals:
-    """Output lengths so far (only counts are kept, so the output itself costs no memory)."""
+def percentile(values: List[float], q: float) -> float:
+    """The ``q`` quantile (nearest rank) of ``values``."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
-    asr_words: int = 0
+
+def _cost_summary(costs: List[float]) -> Dict[str, Optional[float]]:
+    if not costs:
+        return {"chunks": 0, "p50_ms": None, "p95_ms": None, "max_ms": None}
+    return {"chunks": len(costs), "p50_ms": 1000 * percentile(costs, 0.5),
+            "p95_ms": 1000 * percentile(costs, 0.95), "max_ms": 1000 * max(costs)}
+
+
+@dataclasses.dataclass
+class Window:
+    """The chunks of one window: CPU seconds of each, whether it wrote text, what it made."""
+
+    costs: List[float] = dataclasses.field(default_factory=list)
+    write_costs: List[float] = dataclasses.field(default_factory=list)
+    sentence_end_costs: List[float] = dataclasses.field(default_factory=list)
+    sentences: int = 0
     target_words: int = 0
     units: int = 0
     speech_samples: int = 0
+    worst: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def add(self, cost: float, out) -> None:
+        if not self.costs or cost > max(self.costs):  # what the slowest chunk did
+            self.worst = {"cpu_ms": 1000 * cost, "sentences_ended": len(out.sentences),
+                          "target_words": len(out.target_text.split()), "units": len(out.units),
+                          "ended_sentence_s": [(s.end_ms - s.start_ms) / 1000
+                                               for s in out.sentences]}
+        self.costs.append(cost)
+        words = len(out.target_text.split())
+        if words:
+            self.write_costs.append(cost)
+        if out.sentences:
+            self.sentence_end_costs.append(cost)
+        self.sentences += len(out.sentences)
+        self.target_words += words
+        self.units += len(out.units)
+        self.speech_samples += int(out.speech.size)
 
 
-def _mark_row(pipe: StreamingS2STPipeline, minute: float, costs: List[float],
-              totals: Totals, peak_ok: bool, trim: bool) -> Dict[str, Any]:
+def _window_row(pipe: StreamingS2STPipeline, end_minute: float, window: Window, peak_ok: bool,
+                trim: bool) -> Dict[str, Any]:
     gc.collect()
-    rss = proc_status_mb("VmRSS")
-    row = {"minute": minute, "rss_mb": rss,
+    row = {"end_minute": end_minute, "all": _cost_summary(window.costs),
+           "writing": _cost_summary(window.write_costs),
+           "sentence_ends": _cost_summary(window.sentence_end_costs),
+           "rss_mb": proc_status_mb("VmRSS"),
            "rss_trimmed_mb": proc_status_mb("VmRSS") if trim and malloc_trim() else None,
            "peak_rss_mb": proc_status_mb("VmHWM") if peak_ok else None,
-           "chunk_cpu_s_median": statistics.median(costs) if costs else None,
-           "chunk_cpu_s_max": max(costs) if costs else None,
-           "encoder_frames": pipe.encoder_frames, "asr_subwords": len(pipe.asr_tokens),
-           "target_subwords": len(pipe.target_tokens), **dataclasses.asdict(totals),
+           "sentences": window.sentences, "target_words": window.target_words,
+           "units": window.units, "speech_samples": window.speech_samples,
+           "slowest_chunk": window.worst,
            "state_mb": state_sizes(pipe)}
     if peak_ok:
         reset_peak_rss()
@@ -160,113 +194,165 @@ def _mark_row(pipe: StreamingS2STPipeline, minute: float, costs: List[float],
 
 
 def run_stream(pipe: StreamingS2STPipeline, samples: np.ndarray, chunk: int,
-               marks_s: List[float], trim: bool = False) -> Dict[str, Any]:
-    """Push ``samples`` in chunks, record a row at every mark, then ``finish``."""
+               window_s: float, trim: bool = False) -> Dict[str, Any]:
+    """Push ``samples`` in chunks, one row per window, then ``finish``."""
     pipe.reset()
     peak_ok = reset_peak_rss()
-    totals = Totals()
-
-    def count(out) -> None:
-        totals.asr_words += len(out.asr_text.split())
-        totals.target_words += len(out.target_text.split())
-        totals.units += len(out.units)
-        totals.speech_samples += int(out.speech.size)
-
-    rows, costs, all_costs = [], [], []
+    rows: List[Dict[str, Any]] = []
+    window = Window()
+    translation: List[str] = []
+    sentences = 0
+    rss_at_minute = None
     start_rss = proc_status_mb("VmRSS")
-    pending = sorted(marks_s)
     wall = time.perf_counter()
+    next_end = window_s
+    total_cpu = 0.0
     for begin in range(0, len(samples), chunk):
         cpu = time.process_time()
         out = pipe.push(samples[begin:begin + chunk], SAMPLE_RATE)
         cost = time.process_time() - cpu
-        costs.append(cost)
-        all_costs.append(cost)
-        count(out)
+        total_cpu += cost
+        window.add(cost, out)
+        translation.append(out.target_text)
+        sentences += len(out.sentences)
         consumed_s = min(begin + chunk, len(samples)) / SAMPLE_RATE
-        while pending and consumed_s >= pending[0] - 1e-9:
-            rows.append(_mark_row(pipe, pending.pop(0) / 60.0, costs, totals, peak_ok, trim))
-            costs = []
+        if rss_at_minute is None and consumed_s >= 60.0:
+            rss_at_minute = proc_status_mb("VmRSS")
+        if consumed_s >= next_end - 1e-9 or begin + chunk >= len(samples):
+            rows.append(_window_row(pipe, consumed_s / 60.0, window, peak_ok, trim))
+            window = Window()
+            next_end += window_s
             row = rows[-1]
-            print(f"  {row['minute']:g} min: RSS {row['rss_mb']:.1f} MB, "
-                  f"{row['target_subwords']} subwords, {row['encoder_frames']} encoder frames, "
-                  f"median chunk {1000 * row['chunk_cpu_s_median']:.1f} ms CPU "
+            print(f"  {row['end_minute']:g} min: RSS {row['rss_mb']:.1f} MB, chunk p50/p95/max "
+                  f"{row['all']['p50_ms']:.1f}/{row['all']['p95_ms']:.1f}/"
+                  f"{row['all']['max_ms']:.1f} ms CPU, {sentences} sentences "
                   f"({time.perf_counter() - wall:.0f} s wall)", file=sys.stderr, flush=True)
     cpu = time.process_time()
     out = pipe.finish()
     finish_s = time.process_time() - cpu
-    count(out)
+    translation.append(out.target_text)
+    sentences += len(out.sentences)
     gc.collect()
-    edge = min(EDGE_STEPS, max(1, len(all_costs) // 4))
     return {
-        "rss_before_mb": start_rss, "marks": rows, "steps": len(all_costs),
-        "config": dataclasses.asdict(pipe.config),
-        "first_chunk_cpu_s": statistics.median(all_costs[:edge]),
-        "last_chunk_cpu_s": statistics.median(all_costs[-edge:]),
-        "total_cpu_s": sum(all_costs) + finish_s, "finish_cpu_s": finish_s,
+        "rss_before_mb": start_rss, "rss_at_minute_1_mb": rss_at_minute, "windows": rows,
+        "config": dataclasses.asdict(pipe.config), "finish_cpu_s": finish_s,
+        "total_cpu_s": total_cpu + finish_s,
         "wall_s": time.perf_counter() - wall,
         "rss_after_finish_mb": proc_status_mb("VmRSS"),
-        "peak_rss_finish_mb": proc_status_mb("VmHWM") if peak_ok else None,
-        "final": {**dataclasses.asdict(totals), "target_subwords": len(pipe.target_tokens),
-                  "asr_subwords": len(pipe.asr_tokens), "encoder_frames": pipe.encoder_frames,
-                  "max_len": pipe._max_len(), "speech_seconds": (
-                      totals.speech_samples / pipe.vocoder.sample_rate if pipe.vocoder else 0.0)},
+        "sentences_ended": sentences, "translation": " ".join(t for t in translation if t),
         "state_after_finish_mb": state_sizes(pipe),
     }
 
 
 # ----------------------------------------------------------------------------------- report
-def growth(result: Dict[str, Any]) -> Tuple[float, float]:
-    """RSS growth from the first mark to the last: (MB, ratio)."""
-    first, last = result["marks"][0]["rss_mb"], result["marks"][-1]["rss_mb"]
-    return last - first, last / first
+def ratios(result: Dict[str, Any]) -> Dict[str, Optional[float]]:
+    """Last window against the first: p95 and max of all chunks; RSS growth after minute 1."""
+    first, last = result["windows"][0]["all"], result["windows"][-1]["all"]
+    at_minute = result["rss_at_minute_1_mb"]
+    return {"p95_last_over_first": last["p95_ms"] / first["p95_ms"],
+            "max_last_over_first": last["max_ms"] / first["max_ms"],
+            "rss_growth_after_minute_1_mb": (result["windows"][-1]["rss_mb"] - at_minute
+                                             if at_minute is not None else None)}
+
+
+def _cell(value: Optional[float], digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def print_report(result: Dict[str, Any], checkpoint: Path, chunk_ms: int,
                  noise: float = 0.0) -> None:
-    marks = result["marks"]
-    noisy = f" + noise {noise:g}" if noise else ""
     config = result["config"]
+    noisy = f" + noise {noise:g}" if noise else ""
+    mode = "one sentence" if config["single_sentence"] else (
+        f"sentence after sentence (pause {config['sentence_pause_ms']} ms, at most "
+        f"{config['max_sentence_ms'] / 1000:g} s)")
     print(f"checkpoint {checkpoint}{noisy}, {chunk_ms} ms chunks, one torch thread, speech "
-          f"{'on' if config['speech'] else 'off'}, MT cap {config['max_len_a']:g} * frames + "
-          f"{config['max_len_b']}; RSS before the stream {result['rss_before_mb']:.1f} MB "
-          "(model and input loaded)")
-    trimmed = any(row["rss_trimmed_mb"] is not None for row in marks)
-    print("| stream | RSS (MB) | " + ("RSS after malloc_trim (MB) | " if trimmed else "")
-          + "peak since last (MB) | chunk CPU median (ms) | encoder frames | "
-          "target subwords | units | encoder state | encoder frames + MT cross-attn | "
-          "MT self-attn + states | T2U + unit decoder | fbank + vocoder |")
-    print("|---" * (12 + trimmed) + "|")
-    for row in marks:
-        s = row["state_mb"]
-        peak = f"{row['peak_rss_mb']:.1f}" if row["peak_rss_mb"] is not None else "-"
-        trim_cell = f"{row['rss_trimmed_mb']:.1f} | " if trimmed else ""
-        print(f"| {row['minute']:g} min | {row['rss_mb']:.1f} | {trim_cell}{peak} | "
-              f"{1000 * row['chunk_cpu_s_median']:.1f} | {row['encoder_frames']} | "
-              f"{row['target_subwords']} | {row['units']} | {s['encoder_state']:.3f} | "
-              f"{s['encoder_frames'] + s['mt_cross_attn_cache']:.2f} | "
-              f"{s['mt_self_attn_cache'] + s['mt_decoder_states']:.2f} | "
-              f"{s['t2u'] + s['unit_decoder_cache']:.2f} | "
-              f"{s['fbank_buffers'] + s['vocoder_state']:.3f} |")
-    mb, ratio = growth(result)
-    print(f"RSS growth {marks[0]['minute']:g} -> {marks[-1]['minute']:g} min: {mb:+.1f} MB "
-          f"(x{ratio:.3f}); per minute after the first: "
-          f"{mb / max(1e-9, marks[-1]['minute'] - marks[0]['minute']):+.2f} MB")
-    state_first = sum(marks[0]["state_mb"].values())
-    state_last = sum(marks[-1]["state_mb"].values())
-    print(f"pipeline state {state_first:.2f} MB -> {state_last:.2f} MB "
-          f"(encoder state {marks[0]['state_mb']['encoder_state']:.3f} -> "
-          f"{marks[-1]['state_mb']['encoder_state']:.3f} MB)")
-    print(f"per-chunk CPU: start {1000 * result['first_chunk_cpu_s']:.1f} ms, end "
-          f"{1000 * result['last_chunk_cpu_s']:.1f} ms (x"
-          f"{result['last_chunk_cpu_s'] / result['first_chunk_cpu_s']:.2f}); finish "
-          f"{result['finish_cpu_s']:.2f} s; total {result['total_cpu_s']:.1f} s CPU over "
-          f"{result['steps']} chunks ({result['wall_s']:.0f} s wall)")
-    final = result["final"]
-    print(f"output: {final['target_words']} target words ({final['target_subwords']} subwords, "
-          f"cap {final['max_len']}), {final['asr_words']} ASR words, {final['units']} units, "
-          f"{final['speech_seconds']:.1f} s speech; RSS after finish "
-          f"{result['rss_after_finish_mb']:.1f} MB")
+          f"{'on' if config['speech'] else 'off'}, {mode}, MT cap {config['max_len_a']:g} * "
+          f"frames + {config['max_len_b']}; RSS before the stream {result['rss_before_mb']:.1f} "
+          "MB (model and input loaded)")
+    print("| window end (min) | chunk CPU p50 / p95 / max (ms) | writing chunks p50 / p95 / "
+          "max (ms) | sentence-end chunks p50 / p95 / max (ms) | RSS (MB) | peak (MB) | "
+          "state (MB) | of which MT | sentences | target words |")
+    print("|---" * 10 + "|")
+    for row in result["windows"]:
+        every, writing, state = row["all"], row["writing"], row["state_mb"]
+        ends = row["sentence_ends"]
+        mt = sum(state[k] for k in ("mt_cross_attn_cache", "mt_self_attn_cache",
+                                    "mt_decoder_states"))
+        print(f"| {row['end_minute']:g} | {_cell(every['p50_ms'])} / {_cell(every['p95_ms'])} / "
+              f"{_cell(every['max_ms'])} | {_cell(writing['p50_ms'])} / "
+              f"{_cell(writing['p95_ms'])} / {_cell(writing['max_ms'])} | "
+              f"{_cell(ends['p50_ms'])} / {_cell(ends['p95_ms'])} / {_cell(ends['max_ms'])} | "
+              f"{row['rss_mb']:.1f} | "
+              f"{_cell(row['peak_rss_mb'])} | {sum(state.values()):.2f} | {mt:.2f} | "
+              f"{row['sentences']} | {row['target_words']} |")
+    r = ratios(result)
+    print(f"last window / first: p95 x{r['p95_last_over_first']:.2f}, max "
+          f"x{r['max_last_over_first']:.2f} (target <= 1.3); RSS growth after minute 1: "
+          f"{_cell(r['rss_growth_after_minute_1_mb'])} MB (target < 50)")
+    print(f"sentences: {result['sentences_ended']} ended by the pipeline, "
+          f"{result['sentences_joined']} joined in the input; joined text BLEU "
+          f"{result['joined_bleu']:.2f}; finish {result['finish_cpu_s']:.2f} s CPU; "
+          f"{result['wall_s']:.0f} s wall; RSS after finish {result['rss_after_finish_mb']:.1f} MB")
+
+
+WINDOW_COLUMNS = [
+    {"key": "end_minute", "header": "window end (min)", "digits": 0},
+    {"key": "p50_ms", "header": "chunk CPU p50 (ms)", "digits": 1},
+    {"key": "p95_ms", "header": "p95 (ms)", "digits": 1},
+    {"key": "max_ms", "header": "max (ms)", "digits": 1},
+    {"key": "writing_p95_ms", "header": "writing chunks p95 (ms)", "digits": 1},
+    {"key": "sentence_end_p95_ms", "header": "sentence-end chunks p95 (ms)", "digits": 1},
+    {"key": "rss_mb", "header": "RSS (MB)", "digits": 1},
+    {"key": "state_mb", "header": "stream state (MB)", "digits": 2},
+    {"key": "sentences", "header": "sentences ended", "digits": 0},
+    {"key": "slowest", "header": "the slowest chunk did"},
+]
+
+
+def _slowest(worst: Dict[str, Any]) -> str:
+    if not worst.get("sentences_ended"):
+        return f"{worst.get('target_words', 0)} words, {worst.get('units', 0)} units"
+    spans = ", ".join(f"{s:.1f} s" for s in worst["ended_sentence_s"])
+    return f"ended a sentence of {spans}: {worst['target_words']} words, {worst['units']} units"
+
+
+def result_summary(result: Dict[str, Any], label: str, command: str,
+                   argv: Optional[List[str]]) -> Dict[str, Any]:
+    """The run as a RESULTS.md section (``--results-file``)."""
+    from echostream_fairseq.cli.results import measured_summary
+
+    rows = [{"end_minute": round(row["end_minute"]), "p50_ms": row["all"]["p50_ms"],
+             "p95_ms": row["all"]["p95_ms"], "max_ms": row["all"]["max_ms"],
+             "writing_p95_ms": row["writing"]["p95_ms"],
+             "sentence_end_p95_ms": row["sentence_ends"]["p95_ms"], "rss_mb": row["rss_mb"],
+             "state_mb": sum(row["state_mb"].values()), "sentences": row["sentences"],
+             "slowest": _slowest(row["slowest_chunk"])} for row in result["windows"]]
+    r, config = result["ratios"], result["config"]
+    facts = [
+        {"what": "p95 per chunk, last window / first (target <= 1.3)",
+         "value": f"x{r['p95_last_over_first']:.2f}"},
+        {"what": "max per chunk, last window / first (target <= 1.3)",
+         "value": f"x{r['max_last_over_first']:.2f}"},
+        {"what": "RSS growth after minute 1 (target < 50 MB)",
+         "value": f"{r['rss_growth_after_minute_1_mb']:+.1f} MB"},
+        {"what": "sentences ended / whole sentences joined",
+         "value": f"{result['sentences_ended']} / {result['sentences_joined']}"},
+        {"what": "joined text BLEU of the whole translation",
+         "value": f"{result['joined_bleu']:.2f}"},
+    ]
+    minutes = result["windows"][-1]["end_minute"]
+    description = (
+        f"{minutes:.0f} minutes of joined test sentences ({label}) through the speech->speech "
+        "pipeline in 320 ms chunks, one torch thread, speech output on, sentence after sentence "
+        f"(a sentence ends after {config['sentence_pause_ms']} ms of ASR blanks, or after "
+        f"{config['max_sentence_ms'] / 1000:g} s). CPU time per chunk, per "
+        f"{result['windows'][0]['end_minute']:.0f}-minute window; the stream state is the "
+        "Emformer state plus the current sentence's MT, T2U and unit-decoder stores.")
+    return measured_summary("Long streams: an hour, sentence after sentence", description,
+                            [{"kind": "table", "columns": WINDOW_COLUMNS, "rows": rows},
+                             {"kind": "facts", "title": "Against the targets", "rows": facts}],
+                            command, "bench/long_stream_memory.py", argv)
 
 
 def randomise(model: torch.nn.Module, scale: float, seed: int = 0) -> None:
@@ -296,18 +382,15 @@ def build_parser() -> argparse.ArgumentParser:
            f"{DEFAULTS[1][0]} with {DEFAULTS[1][1]})")
     a("--data-dir", type=Path, default=None, help="corpus of the checkpoint")
     a("--chunk-ms", type=int, default=320, help="source chunk per push")
-    a("--marks", default="1,2,5,10",
-      help="minutes of stream at which to measure; the last is the length")
+    a("--minutes", type=float, default=60.0, help="length of the stream")
+    a("--window-minutes", type=float, default=5.0, help="the report's window")
     a("--no-speech", action="store_true", help="text only (no T2U/vocoder)")
-    a("--randomise", type=float, default=0.0, metavar="SCALE",
-      help="add seeded Gaussian noise of this scale to every weight (as the tests' "
-           "randomise_checkpoint), so that an under-trained model writes all along the stream: "
-           "a stress test of the write path")
+    add_randomise_argument(parser)
     a("--trim", action="store_true",
-      help="diagnosis: at every mark also call glibc malloc_trim(0) and report the RSS after it "
-           "(what the allocator held but did not use); this changes the later RSS figures")
+      help="diagnosis: at every window end also call glibc malloc_trim(0) and report the RSS "
+           "after it (what the allocator held but did not use); this changes later RSS figures")
     add_num_threads_argument(parser, "torch threads")
-    a("--output", type=Path, default=None, help="also write the figures to this JSON file")
+    add_output_arguments(parser)
     add_pipeline_arguments(parser.add_argument_group("decoding"))
     add_log_level_argument(parser, default="WARNING")
     return parser
@@ -318,9 +401,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
     torch.set_num_threads(args.num_threads)
-    marks_s = sorted(60.0 * float(x) for x in args.marks.split(",") if x.strip())
-    if not marks_s or marks_s[0] <= 0:
-        parser.error(f"--marks needs positive minutes, got {args.marks!r}")
+    if args.minutes <= 0 or args.window_minutes <= 0:
+        parser.error("--minutes and --window-minutes must be positive")
     checkpoint, data_dir = pick_checkpoint(args.checkpoint, args.data_dir)
     if not checkpoint.is_file():
         parser.error(f"checkpoint not found: {checkpoint}")
@@ -332,12 +414,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     if config.segment_length is None:
         config = config.replace(segment_length=segment_length_for_chunk(model, args.chunk_ms))
     pipe = StreamingS2STPipeline.from_task(model, task, config)
-    samples = long_input(Path(task.args.data), marks_s[-1])
+    samples, references = joined_test_sentences(Path(task.args.data), 60.0 * args.minutes)
     chunk = SAMPLE_RATE * args.chunk_ms // 1000
-    print(f"streaming {marks_s[-1] / 60:g} min ({len(samples)} samples) in {args.chunk_ms} ms "
-          f"chunks ...", file=sys.stderr, flush=True)
-    result = run_stream(pipe, samples, chunk, marks_s, args.trim)
+    print(f"streaming {args.minutes:g} min ({len(samples)} samples, {len(references)} whole "
+          f"sentences) in {args.chunk_ms} ms chunks ...", file=sys.stderr, flush=True)
+    result = run_stream(pipe, samples, chunk, 60.0 * args.window_minutes, args.trim)
+    result["sentences_joined"] = len(references)
+    result["joined_bleu"] = sacrebleu.corpus_bleu([result["translation"]],
+                                                  [[" ".join(references)]]).score
+    result["ratios"] = ratios(result)
     print_report(result, checkpoint, args.chunk_ms, args.randomise)
+    if args.results_file:
+        from echostream_fairseq.cli.results import dump_summary
+
+        command = bench_command("long_stream_memory.py", argv)
+        args.results_file.write_text(dump_summary(result_summary(
+            result, args.label or str(checkpoint), command, argv)), encoding="utf-8")
     if args.output:
         args.output.write_text(json.dumps({"checkpoint": str(checkpoint),
                                            "chunk_ms": args.chunk_ms,

@@ -26,7 +26,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import numpy as np
 import torch
@@ -55,19 +55,30 @@ def default_checkpoint() -> Path:
     return REPO / "exp/train_mini/checkpoints/checkpoint_best.pt"
 
 
-def long_input(data_dir: Path, seconds: float) -> np.ndarray:
-    """Test utterances (16 kHz) joined with short silences, cut to exactly ``seconds``."""
-    wavs = (data_dir / "simuleval" / "test" / "wav_list.txt").read_text().split()
+def joined_test_sentences(data_dir: Path, seconds: float) -> Tuple[np.ndarray, List[str]]:
+    """Test utterances (16 kHz) joined with short silences, cut to exactly ``seconds``, and the
+    references of the utterances that are in it whole."""
+    split = data_dir / "simuleval" / "test"
+    wavs = (split / "wav_list.txt").read_text().split()
+    references = (split / "target.txt").read_text().splitlines()
     gap = np.zeros(int(GAP_SECONDS * SAMPLE_RATE), dtype=np.float32)
-    pieces, total, index = [], 0, 0
-    while total < seconds * SAMPLE_RATE:
+    pieces, whole, total, index = [], [], 0, 0
+    limit = int(seconds * SAMPLE_RATE)
+    while total < limit:
         samples, rate = read_wav(wavs[index % len(wavs)])
         if rate != SAMPLE_RATE:
             raise ValueError(f"{wavs[index % len(wavs)]}: expected {SAMPLE_RATE} Hz, got {rate}")
         pieces += [samples, gap]
         total += len(samples) + len(gap)
+        if total - len(gap) <= limit:
+            whole.append(references[index % len(wavs)])
         index += 1
-    return np.concatenate(pieces)[:int(seconds * SAMPLE_RATE)]
+    return np.concatenate(pieces)[:limit], whole
+
+
+def long_input(data_dir: Path, seconds: float) -> np.ndarray:
+    """Test utterances (16 kHz) joined with short silences, cut to exactly ``seconds``."""
+    return joined_test_sentences(data_dir, seconds)[0]
 
 
 def cpu_seconds(call, *args) -> float:

@@ -3,7 +3,9 @@
 
 Every chunk is pushed into the incremental pipeline (Emformer state carried, nothing re-encoded)
 and whatever became final is printed at once: new German ASR words, new English words and the
-seconds of English speech written so far. The speech is saved as one wav at the end.
+seconds of English speech written so far, and each sentence's whole translation when the
+pipeline ends it (at a pause; ``--single-sentence`` keeps one). The speech is saved as one wav
+at the end.
 
 Example::
 
@@ -77,6 +79,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"{heard:6.2f} s heard | ASR: {step.asr_text!r:28} | "
                   f"EN: {step.target_text!r:28} | "
                   f"+{len(step.units)} units, {written:.2f} s of speech so far")
+        for sentence in step.sentences:  # sentence after sentence: each one whole, once ended
+            print(f"sentence {sentence.index + 1} ({sentence.start_ms / 1000:.2f}-"
+                  f"{sentence.end_ms / 1000:.2f} s): {sentence.target_text!r}")
         if last:
             break
     print(f"done: {len(samples) / rate:.2f} s of source, compute {compute_s:.2f} s "

@@ -140,3 +140,36 @@ def test_agent_options_reach_the_pipeline_config(tiny_corpus, checkpoint):
     assert (config.unit_blank_penalty, config.unit_k2, config.unit_n2) == (3.0, 1, 2)
     assert config.whole_word is True and config.speech is True
     assert config.segment_length == 8  # 320 ms of 40 ms encoder frames
+
+
+def test_single_sentence_flag_keeps_simulevals_per_sentence_output(tiny_corpus, checkpoint,
+                                                                   tmp_path):
+    """With ``--single-sentence`` the agent writes what the one-sentence pipeline writes, even
+    where the default would cut the stream (here at a 640 ms sentence bound)."""
+    from echostream_fairseq.data.audio import read_wav
+    from echostream_fairseq.evaluation.streaming_eval import stream_utterance
+    from echostream_fairseq.streaming import PipelineConfig, StreamingS2STPipeline
+
+    data = corpus_dir(tiny_corpus)
+    predictions = {}
+    for name, flags in (("single", ["--single-sentence"]), ("cut", [])):
+        output = tmp_path / name
+        result = _simuleval([
+            "--agent-class", S2T_AGENT, "--checkpoint", str(checkpoint), "--data-dir", str(data),
+            *_simuleval_lists(data, tmp_path), "--source-segment-size", "320",
+            "--output", str(output), "--max-sentence-ms", "640", *flags,
+        ], tmp_path)
+        assert result.returncode == 0, tail(result.stdout + result.stderr)
+        predictions[name] = [json.loads(line)["prediction"]
+                             for line in (output / "instances.log").read_text().splitlines()]
+    pipe = StreamingS2STPipeline.from_checkpoint(
+        str(checkpoint), str(data), PipelineConfig(speech=False, single_sentence=True,
+                                                   segment_length=8))
+    expected = []
+    for wav in corpus_wavs(data):
+        samples, rate = read_wav(wav)
+        steps = stream_utterance(pipe, samples, rate, 320)
+        expected.append(" ".join(w for step in steps for w in step.target_words))
+    assert all(expected)
+    assert predictions["single"] == expected
+    assert predictions["cut"] != expected  # the flag is what kept the sentence whole

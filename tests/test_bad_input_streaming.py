@@ -235,7 +235,8 @@ def test_whole_utterance_decode_of_the_long_wav_keeps_memory_bounded(tiny_corpus
     samples, rate = read_wav(bad_wavs["long"])
     pipe = StreamingS2STPipeline.from_checkpoint(
         str(talkative_checkpoint), str(corpus_dir(tiny_corpus)),
-        PipelineConfig(segment_length=LONG_SECONDS * 25 + 2, max_len_a=1.0))
+        PipelineConfig(segment_length=LONG_SECONDS * 25 + 2, max_len_a=1.0,
+                       single_sentence=True))  # as evaluate.py's offline condition
     with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
         handle.write("5")
     before = _status_mb("VmRSS")

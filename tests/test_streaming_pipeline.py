@@ -25,6 +25,7 @@ from echostream_fairseq.streaming import (
     complete_words,
     detokenize,
 )
+from echostream_fairseq.streaming.mt import IncrementalMT, RecomputeMT
 from echostream_fairseq.streaming.policy import WRITE_TO_END
 from echostream_fairseq.streaming.units import (
     IncrementalUnits,
@@ -195,24 +196,52 @@ def test_streaming_asr_prefix_is_exactly_the_offline_ctc_of_the_same_segments(pi
     assert pipeline.asr_tokens == [b for a, b in zip([0] + labels, labels) if b != a and b != 0]
 
 
-def test_cross_attention_cache_covers_the_whole_encoder_output_after_streaming(pipeline,
-                                                                               tiny_corpus):
+def test_cross_attention_store_holds_the_keys_of_every_encoder_frame_after_streaming(
+        pipeline, tiny_corpus):
     samples, rate = read_wav(corpus_wavs(corpus_dir(tiny_corpus))[1])
-    pipeline.reset()
-    for start in range(0, len(samples), pipeline.geometry.segment_samples):
-        pipeline.push(samples[start:start + pipeline.geometry.segment_samples], rate)
-    written_while_reading = len(pipeline.target_tokens)
-    pipeline.finish()
-    assert 0 < written_while_reading < len(pipeline.target_tokens)  # the cache grew in between
-    encoder = pipeline._encoder_out()["encoder_out"][0]
-    layers = list(pipeline._attention_buffers("encoder_attn"))
-    assert layers and pipeline.target_tokens
-    for module, buffer in layers:
+    pipe = StreamingS2STPipeline(pipeline.model, pipeline.dicts, pipeline.features.cmvn, None,
+                                 PipelineConfig(speech=False, single_sentence=True))
+    for start in range(0, len(samples), pipe.geometry.segment_samples):
+        pipe.push(samples[start:start + pipe.geometry.segment_samples], rate)
+    written_while_reading = len(pipe.target_tokens)
+    pipe.finish()
+    assert 0 < written_while_reading < len(pipe.target_tokens)  # the store grew in between
+    features = StreamingFbank(16000, *pipe.features.cmvn)
+    fbank = features.push(samples, rate, final=True).unsqueeze(0)
+    with torch.inference_mode():
+        encoder = pipe.model.encoder(fbank, torch.tensor([fbank.size(1)]),
+                                     segment_length=pipe.geometry.segment_frames
+                                     )["encoder_out"][0]
+    mt = pipe.state.sentence.mt
+    assert mt.num_frames == encoder.size(0) == pipe.encoder_frames
+    for layer, store in zip(pipe.mt_decoder.layers, mt.cross_stores):
+        module = layer.encoder_attn
         with torch.inference_mode():
             expected = module.k_proj(encoder).view(encoder.size(0), module.num_heads,
                                                     module.head_dim)
-        torch.testing.assert_close(buffer["prev_key"][0], expected.transpose(0, 1),
-                                   atol=1e-5, rtol=1e-4)
+        keys, _ = store.view()
+        torch.testing.assert_close(keys[0], expected.transpose(0, 1), atol=1e-5, rtol=1e-4)
+        # grown by doubling: never more than twice what it holds (or the first allocation)
+        assert store.length <= store.capacity <= max(64, 2 * store.length)
+
+
+def test_key_value_store_appends_without_copying_what_it_holds():
+    from echostream_fairseq.streaming.mt import KeyValueStore
+
+    store, chunks = KeyValueStore(), []
+    generator = torch.Generator().manual_seed(0)
+    grown = 0
+    for size in (5, 60, 1, 100, 7):
+        keys = torch.randn(1, 2, size, 3, generator=generator)
+        before = store.keys
+        store.append(keys, -keys)
+        grown += store.keys is not before
+        chunks.append(keys)
+    keys, values = store.view()
+    torch.testing.assert_close(keys, torch.cat(chunks, dim=2), rtol=0, atol=0)
+    torch.testing.assert_close(values, -keys, rtol=0, atol=0)
+    assert store.length == 173 and store.capacity == 256 and grown == 3  # 64, 128, 256
+    assert keys.data_ptr() == store.keys.data_ptr()  # a view, not a copy
 
 
 @pytest.mark.parametrize("wait_k2,stride_n2,blank_bonus",
@@ -309,6 +338,10 @@ def test_reencoding_baseline_writes_exactly_what_the_incremental_pipeline_writes
         assert [getattr(o, attr) for o in ours + [ours_last]] == \
             [getattr(o, attr) for o in theirs + [theirs_last]], attr
     assert pipeline.encoder_frames == baseline.encoder_frames
+    # the baseline's MT really is fairseq's decoder over the whole prefix: no store was used
+    mt = baseline.state.sentence.mt
+    assert isinstance(mt, RecomputeMT) and mt.tokens
+    assert all(store.length == 0 for store in mt.self_stores + mt.cross_stores)
 
 
 def _prefers_word_starts(model, mt_dict, factor: float = 1.4):
@@ -336,20 +369,21 @@ def test_whole_word_mode_commits_words_only_when_the_next_one_has_started(pipeli
         samples, rate = read_wav(wav)
         whole.reset()
         committed, rounds = [], []
-        original_drop = functools.partial(StreamingS2STPipeline._drop_trailing_word, whole)
+        mt = whole.state.sentence.mt
+        original_drop = functools.partial(IncrementalMT.drop_trailing_word, mt)
 
         def record(start: int) -> None:  # a write round: decoded subwords, then the cut
             decoded = whole.target_tokens
             original_drop(start)
             rounds.append((start, decoded, len(whole.target_tokens)))
 
-        whole._drop_trailing_word = record
+        mt.drop_trailing_word = record
         chunk = whole.geometry.segment_samples
         for start in range(0, len(samples), chunk):
             whole.push(samples[start:start + chunk], rate)
+            assert whole.state.sentence.mt is mt, "the talkative model never pauses"
             committed.append(whole.target_tokens)
-            cache = next(whole._attention_buffers("self_attn"))[1].get("prev_key")
-            assert (0 if cache is None else cache.size(2)) == len(committed[-1])
+            assert mt.self_stores[0].length == len(committed[-1])
         whole.finish()
         final = whole.target_tokens
         cut_early |= any(0 < len(c) < len(final) for c in committed)

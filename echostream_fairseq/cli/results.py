@@ -371,6 +371,17 @@ def render_readme(text: str, summaries: Mapping[str, Mapping[str, Any]], readme:
 
 
 # ------------------------------------------------------------------------- summarising
+def measured_summary(title: str, description: str, tables: List[Dict[str, Any]], command: str,
+                     measured_by: str, argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """A result summary in the generator's layout, written by the script that measured it
+    (``measured_by``), with this run's provenance and the ``command`` that regenerates it."""
+    made = provenance(argv)
+    commit = (made["git_commit"] or "an unknown commit")[:7]
+    return {"provenance": {"source": f"measured by {measured_by} at {commit}", "command": command,
+                           **made},
+            "title": title, "description": description, "tables": tables}
+
+
 def dump_summary(data: Any) -> str:
     """JSON with one line per object or list of plain values (small, diff-friendly files)."""
     return _dump(data, 0) + "\n"

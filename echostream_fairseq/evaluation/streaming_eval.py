@@ -48,15 +48,15 @@ from simuleval.evaluator.scorers import get_scorer_class
 # imported for its SimulEval fixes too (speech-output summaries keep their compute timestamps)
 from echostream_fairseq.scoring.simuleval_scorers import raw_bleu, transcribe_instances
 from echostream_fairseq.data.audio import read_wav
-from echostream_fairseq.data.text import detokenize
 from echostream_fairseq.evaluation.testset import TestUtterance
 from echostream_fairseq.scoring.asr_bleu import (normalize_text, score_texts, transcribe,
                                                  word_error_rate)
 from echostream_fairseq.streaming.config import segment_length_for_chunk
 from echostream_fairseq.streaming.pipeline import (
-    ST_TASK,
     PipelineConfig,
+    SentenceEnd,
     StepOutput,
+    StreamingS2ST,
     StreamingS2STPipeline,
 )
 from echostream_fairseq.errors import InputError
@@ -66,7 +66,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "SPEECH_LATENCY_METRICS", "TEXT_LATENCY_METRICS", "EvaluationSettings", "StepRecord",
     "UtteranceRun", "character_error_rate", "evaluate", "latency_scores", "speech_instance",
-    "stream_utterance", "text_instance",
+    "stream_utterance", "stream_utterances_batched", "text_instance",
 ]
 
 #: SimulEval latency scorers reported for text output (each also computation-aware, ``*_CA``).
@@ -87,6 +87,7 @@ class StepRecord:
         target_words: new target words.
         asr_words: new source-language ASR words.
         speech: new output samples, (S,) float32.
+        sentences: the sentences the step finished.
     """
 
     source_ms: float
@@ -94,11 +95,13 @@ class StepRecord:
     target_words: List[str] = field(default_factory=list)
     asr_words: List[str] = field(default_factory=list)
     speech: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    sentences: List[SentenceEnd] = field(default_factory=list)
 
     @classmethod
     def from_output(cls, source_ms: float, output: StepOutput) -> "StepRecord":
         return cls(source_ms, output.compute_s, output.target_text.split(),
-                   output.asr_text.split(), np.asarray(output.speech, dtype=np.float32))
+                   output.asr_text.split(), np.asarray(output.speech, dtype=np.float32),
+                   list(output.sentences))
 
 
 @dataclass
@@ -108,7 +111,15 @@ class UtteranceRun:
     utterance: TestUtterance
     steps: List[StepRecord]
     speech_rate: int = 0
-    st_ctc_text: str = ""  # the ST-CTC head's greedy text (what the policy reads), for analysis
+
+    @property
+    def sentences(self) -> List[SentenceEnd]:
+        return [sentence for step in self.steps for sentence in step.sentences]
+
+    @property
+    def st_ctc_text(self) -> str:
+        """The ST-CTC head's greedy text (what the policy reads), for analysis."""
+        return " ".join(s.st_ctc_text for s in self.sentences if s.st_ctc_text)
 
     @property
     def target_text(self) -> str:
@@ -141,6 +152,16 @@ class UtteranceRun:
                 for step, elapsed in zip(self.steps, self.elapsed_ms()) if step.speech.size]
 
 
+def _chunk_bounds(num_samples: int, sample_rate: int, chunk_ms: Optional[float]
+                  ) -> List[Tuple[int, int]]:
+    """SimulEval's chunks ``(start, end)``: ``ceil(chunk_ms / 1000 * rate)`` samples each (one
+    chunk of everything when ``chunk_ms`` is None)."""
+    if chunk_ms is None:
+        return [(0, num_samples)]
+    size = math.ceil(chunk_ms / 1000.0 * sample_rate)
+    return [(start, min(start + size, num_samples)) for start in range(0, num_samples, size)]
+
+
 def stream_utterance(pipeline: StreamingS2STPipeline, samples: np.ndarray, sample_rate: int,
                      chunk_ms: Optional[float]) -> List[StepRecord]:
     """Run one utterance; ``chunk_ms`` None feeds the whole wav in one ``finish`` call.
@@ -150,17 +171,49 @@ def stream_utterance(pipeline: StreamingS2STPipeline, samples: np.ndarray, sampl
     segment), so the last outputs have the whole source as their delay.
     """
     pipeline.reset()
-    total_ms = 1000.0 * len(samples) / sample_rate
-    if chunk_ms is None:
-        return [StepRecord.from_output(total_ms, pipeline.finish(samples, sample_rate))]
-    size = math.ceil(chunk_ms / 1000.0 * sample_rate)
     records = []
-    for start in range(0, len(samples), size):
-        end = min(start + size, len(samples))
+    for start, end in _chunk_bounds(len(samples), sample_rate, chunk_ms):
         step = pipeline.finish if end == len(samples) else pipeline.push
         output = step(samples[start:end], sample_rate)
         records.append(StepRecord.from_output(1000.0 * end / sample_rate, output))
     return records
+
+
+def stream_utterances_batched(engine: StreamingS2ST, audio: Sequence[Tuple[np.ndarray, int]],
+                              chunk_ms: Optional[float], batch_size: int
+                              ) -> List[List[StepRecord]]:
+    """:func:`stream_utterance` for every utterance, ``batch_size`` streams stepped together
+    (:meth:`StreamingS2ST.step_batch`); a stream that finishes makes room for the next one, so
+    streams stand at different positions. Each utterance's texts and units are those of its
+    own run; its steps' compute time is the batch's."""
+    rates = {rate for _, rate in audio}
+    if len(rates) > 1:
+        raise InputError(f"batched streaming needs one sample rate, got {sorted(rates)}")
+    records: List[List[StepRecord]] = [[] for _ in audio]
+    waiting = iter(range(len(audio)))
+    active: List[Tuple[int, Any, List[Tuple[int, int]]]] = []  # (index, state, chunks left)
+    while True:
+        while len(active) < batch_size:
+            index = next(waiting, None)
+            if index is None:
+                break
+            samples, rate = audio[index]
+            bounds = _chunk_bounds(len(samples), rate, chunk_ms)
+            if bounds:
+                active.append((index, engine.init(), bounds))
+        if not active:
+            return records
+        rate = audio[active[0][0]][1]
+        chunks = [audio[index][0][bounds[0][0]:bounds[0][1]] for index, _, bounds in active]
+        finals = [len(bounds) == 1 for _, _, bounds in active]
+        outputs, states = engine.step_batch([state for _, state, _ in active], chunks, rate,
+                                            finals)
+        still = []
+        for (index, _, bounds), output, state in zip(active, outputs, states):
+            records[index].append(StepRecord.from_output(1000.0 * bounds[0][1] / rate, output))
+            if len(bounds) > 1:
+                still.append((index, state, bounds[1:]))
+        active = still
 
 
 # ------------------------------------------------------------------------- SimulEval instances
@@ -299,6 +352,9 @@ class EvaluationSettings:
         joined_speech_asr: also transcribe each streamed output with its pieces joined, without
             the silences SimulEval's layout puts between them (``asr_bleu_joined``): what the
             units say, apart from what the layout costs the recogniser.
+        batch_size: streams stepped together (:func:`stream_utterances_batched`); the texts
+            and units are those of 1, the computation-aware latencies count each batched
+            step's whole time for every stream in it.
     """
 
     chunk_sizes_ms: Tuple[int, ...] = (160, 320, 640, 1280)
@@ -308,6 +364,7 @@ class EvaluationSettings:
     progress: bool = True
     pipeline: PipelineConfig = PipelineConfig()
     joined_speech_asr: bool = False
+    batch_size: int = 1
 
 
 def _condition_name(chunk_ms: Optional[int]) -> str:
@@ -327,7 +384,8 @@ def condition_config(model: Any, utterances: Sequence[TestUtterance], chunk_ms: 
     """The pipeline options of one condition (``chunk_ms`` None: offline)."""
     if chunk_ms is None:
         return settings.pipeline.replace(segment_length=_offline_segment(model, utterances),
-                                         speech=settings.speech, reencode=False)
+                                         speech=settings.speech, reencode=False,
+                                         single_sentence=True)
     segment = settings.pipeline.segment_length or segment_length_for_chunk(model, chunk_ms)
     return settings.pipeline.replace(segment_length=segment, speech=settings.speech)
 
@@ -344,12 +402,15 @@ def _run_condition(model: Any, task: Any, utterances: Sequence[TestUtterance],
         from tqdm import tqdm
 
         iterator = tqdm(utterances, desc=_condition_name(chunk_ms), unit="utt")
+    if settings.batch_size > 1:
+        batched = stream_utterances_batched(
+            pipeline.engine, [audio[u.index] for u in utterances], chunk_ms, settings.batch_size)
+        return [UtteranceRun(u, steps, rate) for u, steps in zip(utterances, batched)], pipeline
     runs = []
     for utterance in iterator:
         samples, sample_rate = audio[utterance.index]
         steps = stream_utterance(pipeline, samples, sample_rate, chunk_ms)
-        st_ctc_text = detokenize(pipeline.st_ctc_tokens, pipeline.dicts[ST_TASK])
-        runs.append(UtteranceRun(utterance, steps, rate, st_ctc_text))
+        runs.append(UtteranceRun(utterance, steps, rate))
     return runs, pipeline
 
 
@@ -375,7 +436,8 @@ def _utterance_record(position: int, run: UtteranceRun, text_ins: LogInstance,
         "index": position, "id": utterance.utt_id, "wav": str(utterance.wav),
         "source_ms": utterance.source_ms, "source_text": utterance.source_text,
         "reference": utterance.reference, "asr_text": run.asr_text,
-        "st_ctc_text": run.st_ctc_text, "target_text": run.target_text, "compute_s": run.compute_s,
+        "st_ctc_text": run.st_ctc_text, "sentences": len(run.sentences),
+        "target_text": run.target_text, "compute_s": run.compute_s,
         "steps": len(run.steps),
         "text": {"delays": text_ins.delays, "elapsed": text_ins.elapsed,
                  "latency": dict(text_ins.metrics)},

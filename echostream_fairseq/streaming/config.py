@@ -49,7 +49,13 @@ class PipelineConfig:
             per write, the trailing possibly-incomplete word dropped and re-decoded later);
             None = on for segments of 640 ms or more, as StreamSpeech's agents.
         reencode: StreamSpeech's method (everything over the whole prefix at every step), the
-            baseline of ``bench/streaming_cost.py``.
+            baseline of ``bench/streaming_cost.py`` (one sentence per stream, as StreamSpeech).
+        single_sentence: one sentence per stream, as the models are trained (SimulEval's
+            per-sentence evaluation); False: sentence after sentence, each ended at a pause.
+        sentence_pause_ms: a sentence ends once the streaming ASR has written a token and then
+            only CTC blanks for this long.
+        max_sentence_ms: a sentence also ends after this much source (bounds the memory of a
+            stream whose ASR never pauses).
     """
 
     segment_length: Optional[int] = None
@@ -63,13 +69,17 @@ class PipelineConfig:
     unit_blank_penalty: float = 0.0
     whole_word: Optional[bool] = None
     reencode: bool = False
+    single_sentence: bool = False
+    sentence_pause_ms: int = 480
+    max_sentence_ms: int = 30000
 
     def __post_init__(self) -> None:
         if self.segment_length is not None and self.segment_length < 1:
             raise DecodeConfigError(
                 f"segment_length must be >= 1 encoder frame, got {self.segment_length}")
         for name, minimum in (("stride_n", 1), ("lagging_k1", 0), ("unit_k2", 0), ("unit_n2", 1),
-                              ("max_len_b", 0)):
+                              ("max_len_b", 0), ("sentence_pause_ms", 1),
+                              ("max_sentence_ms", 1)):
             if getattr(self, name) < minimum:
                 raise DecodeConfigError(f"{name} must be >= {minimum}, got {getattr(self, name)}")
         if self.max_len_a < 0:
@@ -113,7 +123,8 @@ class PipelineConfig:
 
 # fields that add_pipeline_arguments exposes (speech is each command's own choice)
 _CLI_FIELDS = ("segment_length", "stride_n", "lagging_k1", "max_len_a", "max_len_b", "whole_word",
-               "unit_k2", "unit_n2", "unit_blank_penalty", "reencode")
+               "unit_k2", "unit_n2", "unit_blank_penalty", "reencode", "single_sentence",
+               "sentence_pause_ms", "max_sentence_ms")
 _DEFAULTS = PipelineConfig()
 
 
@@ -150,6 +161,14 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser | Any) -> None:
     a("--reencode", action="store_true", default=None,
       help="StreamSpeech's method as a baseline: fbank, encoder and CTC over the whole prefix, "
            "units over the whole text, every step")
+    a("--single-sentence", action="store_true", default=None,
+      help="one sentence per stream (SimulEval's per-sentence evaluation); by default a stream "
+           "is translated sentence after sentence, each ended at a pause")
+    a("--sentence-pause-ms", type=int, default=None,
+      help="a sentence ends after this much source in which the streaming ASR wrote only "
+           f"blanks (default {_DEFAULTS.sentence_pause_ms})")
+    a("--max-sentence-ms", type=int, default=None,
+      help=f"a sentence also ends after this much source (default {_DEFAULTS.max_sentence_ms})")
 
 
 def read_decode_yaml(path: Path) -> Dict[str, Any]:

@@ -1,0 +1,32 @@
+"""What the benches share: their output options and the command line a results file records."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--output`` (the figures as JSON), ``--results-file`` (a RESULTS.md section) and
+    ``--label`` (the model's name there)."""
+    a = parser.add_argument
+    a("--output", type=Path, default=None, help="also write the figures to this JSON file")
+    a("--results-file", type=Path, default=None,
+      help="also write the run as a RESULTS.md section (recipes/deen_mini/results/*.json)")
+    a("--label", default=None, help="what the results file calls the model (default: its path)")
+
+
+def add_randomise_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--randomise", type=float, default=0.0, metavar="SCALE",
+        help="add seeded Gaussian noise of this scale to every weight (as the tests' "
+             "randomise_checkpoint), so that an under-trained model writes all along the "
+             "stream: a stress test of the write path")
+
+
+def bench_command(script: str, argv: Optional[List[str]]) -> str:
+    """The command that reruns ``bench/<script>`` as it was run (one torch thread)."""
+    return f"OMP_NUM_THREADS=1 python bench/{script} " + " ".join(
+        argv if argv is not None else sys.argv[1:])

@@ -113,7 +113,7 @@ def result_summary(rows: List[Dict[str, Any]], best: Dict[str, int], args: argpa
         "calls; the round's CPU time is what each stream waits. Real time: the rounds' p95 "
         f"within {args.chunk_ms} ms. Real-time streams per core: batched {best['batched']}, "
         f"one after another {best['serial']} (largest batch tried).")
-    command = bench_command("batched_streams.py", argv)
+    command = bench_command("batched_streams.py", argv, args.recipe_command)
     return measured_summary(f"Batched streams, speech {speech}", description,
                             [{"kind": "table", "columns": COLUMNS, "rows": table}], command,
                             "bench/batched_streams.py", argv)

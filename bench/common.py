@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -16,6 +17,8 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     a("--results-file", type=Path, default=None,
       help="also write the run as a RESULTS.md section (recipes/deen_mini/results/*.json)")
     a("--label", default=None, help="what the results file calls the model (default: its path)")
+    a("--command", dest="recipe_command", default=None,
+      help="what regenerates the results file, recorded in it (default: this command)")
 
 
 def add_randomise_argument(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +29,11 @@ def add_randomise_argument(parser: argparse.ArgumentParser) -> None:
              "stream: a stress test of the write path")
 
 
-def bench_command(script: str, argv: Optional[List[str]]) -> str:
-    """The command that reruns ``bench/<script>`` as it was run (one torch thread)."""
-    return f"OMP_NUM_THREADS=1 python bench/{script} " + " ".join(
+def bench_command(script: str, argv: Optional[List[str]],
+                  recipe_command: Optional[str] = None) -> str:
+    """What reruns ``bench/<script>``: ``recipe_command`` when given, else this run's command
+    line (one torch thread)."""
+    if recipe_command:
+        return recipe_command
+    return f"OMP_NUM_THREADS=1 python bench/{script} " + shlex.join(
         argv if argv is not None else sys.argv[1:])

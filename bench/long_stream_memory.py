@@ -427,7 +427,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.results_file:
         from echostream_fairseq.cli.results import dump_summary
 
-        command = bench_command("long_stream_memory.py", argv)
+        command = bench_command("long_stream_memory.py", argv, args.recipe_command)
         args.results_file.write_text(dump_summary(result_summary(
             result, args.label or str(checkpoint), command, argv)), encoding="utf-8")
     if args.output:

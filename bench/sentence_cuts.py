@@ -108,7 +108,7 @@ def result_summary(rows: List[Dict[str, Any]], widths: List[float], args: argpar
         f"{statistics.median(widths):.0f} ms), streamed in {CHUNK_MS} ms chunks, text only. A "
         "boundary is found when a cut falls between one utterance's speech and "
         f"{LATE_MS} ms into the next one's; every other cut splits a sentence.")
-    command = bench_command("sentence_cuts.py", argv)
+    command = bench_command("sentence_cuts.py", argv, args.recipe_command)
     return measured_summary("Where a stream is cut into sentences", description,
                             [{"kind": "table", "columns": COLUMNS, "rows": table}], command,
                             "bench/sentence_cuts.py", argv)

@@ -14,11 +14,16 @@ DEMO_MINUTES ?= 15
 # 3-4 of 10 with log-mel units; neither translates); the demo shows the chain running
 DEMO_UNIT_TYPE ?= logmel
 
+# make serve: the websocket server (docs/server.md), by default on make demo's model
+SERVE_CHECKPOINT ?= $(DEMO_RUN)/checkpoints/checkpoint_best.pt
+SERVE_DATA ?= $(DEMO_DIR)
+SERVE_ARGS ?= --decode-config configs/decode/deen_mini.yaml
+
 TRAIN_DIR ?= exp/train_mini
 TRAIN_MINUTES ?= 120
 TRAIN_THREADS ?= 1
 
-.PHONY: demo test test-fast lint corpus train-mini setup system-deps clean-data results
+.PHONY: demo test test-fast lint corpus train-mini setup system-deps clean-data results serve
 
 setup: $(STAMP)
 
@@ -73,6 +78,10 @@ test: $(STAMP)
 # the fast tier: no corpus, no subprocess
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not corpus" tests
+
+serve: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) -m echostream_fairseq.cli.serve --checkpoint $(SERVE_CHECKPOINT) \
+		--data-dir $(SERVE_DATA) $(SERVE_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -18,6 +18,7 @@ CORE_REQUIREMENTS = [
     "tqdm",
     "tensorboardX",
     "editdistance",  # fairseq's CTC validation imports it
+    "websockets>=14",  # echostream-serve (its asyncio API)
 ]
 # What the mini corpus, its report and the offline scorers need (all offline, no downloads).
 CORPUS_REQUIREMENTS = [
@@ -36,6 +37,7 @@ setup(
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["echostream_fairseq", "echostream_fairseq.*"]),
+    package_data={"echostream_fairseq.server": ["static/*"]},  # the browser page
     python_requires=">=3.10",
     install_requires=CORE_REQUIREMENTS + CORPUS_REQUIREMENTS,
     extras_require={"dev": ["pytest", "pytest-timeout", "ruff"]},
@@ -46,7 +48,7 @@ setup(
             ("measure-vocoder", "measure_vocoder"), ("results", "results"),
             ("score-generate", "score_generate"), ("summarize-training", "summarize_training"),
             ("examples", "examples"), ("plot-restarts", "plot_restarts"),
-            ("validate", "validate"), ("text-mt", "text_mt"),
+            ("validate", "validate"), ("text-mt", "text_mt"), ("serve", "serve"),
         )
     ]},
 )

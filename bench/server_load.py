@@ -1,0 +1,202 @@
+#!/usr/bin/env python
+"""How many concurrent real-time streams ``echostream-serve`` sustains: batched steps against
+the same server forced to batch 1, measured in the same run, on loopback.
+
+For each count N (``--streams``) N websocket clients stream joined test sentences at real-time
+pace (a 320 ms chunk every 320 ms, their starts spread over the first chunk), then end and read
+everything back. The figure is the server's chunk latency: from a chunk's arrival (its last
+sample, or the end message) to its outputs handed to the connection, which includes the wait for
+the batch and its compute. The streams are real time when its p95 stays within the chunk
+length. The clients run in the server's process (their cost is small: a send and a few
+receives per chunk); one torch thread.
+
+Usage: python bench/server_load.py --checkpoint CKPT --data-dir DATA [--streams 8,16,32,48,64]
+       [--seconds 20] [--no-speech] [--output out.json] [--results-file FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from batched_streams import stream_inputs  # noqa: E402
+from common import add_output_arguments, bench_command  # noqa: E402
+from long_stream_memory import percentile  # noqa: E402
+from streaming_cost import SAMPLE_RATE  # noqa: E402
+from echostream_fairseq.checkpoints import load_model_and_task  # noqa: E402
+from echostream_fairseq.cli.common import (add_log_level_argument,  # noqa: E402
+                                           add_num_threads_argument, provenance,
+                                           setup_logging)
+from echostream_fairseq.server.app import serve  # noqa: E402
+from echostream_fairseq.server.protocol import ServerLimits, encode_pcm  # noqa: E402
+from echostream_fairseq.streaming import PipelineConfig, StreamingS2ST  # noqa: E402
+from echostream_fairseq.streaming.config import (add_pipeline_arguments,  # noqa: E402
+                                                 segment_length_for_chunk)
+
+
+async def client(url: str, samples: np.ndarray, chunk: int, delay_s: float) -> int:
+    """Stream at real-time pace; returns the messages received."""
+    from websockets.asyncio.client import connect
+
+    received = 0
+    await asyncio.sleep(delay_s)
+    async with connect(url, max_size=None) as ws:
+        await ws.send(json.dumps({"type": "start", "sample_rate": SAMPLE_RATE}))
+        await ws.recv()
+
+        async def read() -> None:
+            nonlocal received
+            async for message in ws:
+                received += 1
+                if isinstance(message, str) and json.loads(message)["type"] == "end":
+                    return
+
+        reader = asyncio.create_task(read())
+        pace = chunk / SAMPLE_RATE
+        start = time.monotonic()
+        for index, begin in enumerate(range(0, len(samples), chunk)):
+            await asyncio.sleep(max(0.0, start + index * pace - time.monotonic()))
+            await ws.send(encode_pcm(samples[begin:begin + chunk]))
+        await ws.send(json.dumps({"type": "end"}))
+        await reader
+    return received
+
+
+async def load_run(engine: StreamingS2ST, inputs: List[np.ndarray], chunk: int,
+                   max_batch: int) -> Dict[str, Any]:
+    limits = ServerLimits(max_connections=len(inputs) + 1)
+    async with serve(engine, port=0, limits=limits, max_batch=max_batch) as (app, server):
+        port = server.sockets[0].getsockname()[1]
+        url = f"ws://127.0.0.1:{port}"
+        spread = chunk / SAMPLE_RATE
+        cpu = time.process_time()
+        await asyncio.gather(*[client(url, samples, chunk, spread * i / len(inputs))
+                               for i, samples in enumerate(inputs)])
+        cpu = time.process_time() - cpu
+        latencies = list(app.scheduler.chunk_latencies)
+        return {"p50_ms": 1000 * percentile(latencies, 0.5),
+                "p95_ms": 1000 * percentile(latencies, 0.95),
+                "max_ms": 1000 * max(latencies), "chunks": len(latencies),
+                "steps": app.scheduler.steps, "largest_batch": app.scheduler.largest_batch,
+                "cpu_s": cpu}
+
+
+COLUMNS = [
+    {"key": "streams", "header": "concurrent streams"},
+    {"key": "batched", "header": "chunk latency batched p50 / p95 / max (ms)"},
+    {"key": "unbatched", "header": "batch 1 p50 / p95 / max (ms)"},
+    {"key": "largest", "header": "largest batch"},
+    {"key": "real_time", "header": "real time, batched / batch 1"},
+]
+
+
+def result_summary(rows: List[Dict[str, Any]], best: Dict[str, int], args: argparse.Namespace,
+                   label: str, argv: Optional[List[str]]) -> Dict[str, Any]:
+    """The run as a RESULTS.md section (``--results-file``)."""
+    from echostream_fairseq.cli.results import measured_summary
+
+    def cell(run: Dict[str, Any]) -> str:
+        return f"{run['p50_ms']:.0f} / {run['p95_ms']:.0f} / {run['max_ms']:.0f}"
+
+    table = [{"streams": row["streams"], "batched": cell(row["batched"]),
+              "unbatched": cell(row["unbatched"]), "largest": row["batched"]["largest_batch"],
+              "real_time": f"{'yes' if row['batched']['p95_ms'] <= args.chunk_ms else 'no'} / "
+                           f"{'yes' if row['unbatched']['p95_ms'] <= args.chunk_ms else 'no'}"}
+             for row in rows]
+    speech = "off" if args.no_speech else "on"
+    description = (
+        f"N websocket clients on loopback ({label}) each stream {args.seconds:g} s of joined "
+        f"test sentences at real-time pace in {args.chunk_ms} ms chunks, speech {speech}, to "
+        "one `echostream-serve` process with one torch thread (the clients run in its event "
+        "loop); the same streams to the same server forced to batch 1. Chunk latency: from a "
+        "chunk's arrival to its outputs handed to the connection. Real-time streams (p95 "
+        f"within {args.chunk_ms} ms): batched {best['batched']}, batch 1 {best['unbatched']} "
+        "(largest count tried).")
+    return measured_summary(f"The server under load, speech {speech}", description,
+                            [{"kind": "table", "columns": COLUMNS, "rows": table}],
+                            bench_command("server_load.py", argv, args.recipe_command),
+                            "bench/server_load.py", argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    a = parser.add_argument
+    a("--checkpoint", type=Path, required=True, help="EchoStream checkpoint")
+    a("--data-dir", type=Path, default=None, help="corpus of the checkpoint")
+    a("--chunk-ms", type=int, default=320, help="source chunk per step")
+    a("--seconds", type=float, default=20.0, help="length of each stream")
+    a("--streams", default="8,16,32,48,64", help="concurrent stream counts, comma-separated")
+    a("--no-speech", action="store_true", help="text only (no T2U/vocoder)")
+    add_num_threads_argument(parser, "torch threads")
+    add_output_arguments(parser)
+    add_pipeline_arguments(parser.add_argument_group("decoding"))
+    add_log_level_argument(parser, default="WARNING")
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    torch.set_num_threads(args.num_threads)
+    try:
+        counts = sorted({int(x) for x in args.streams.split(",") if x.strip()})
+    except ValueError:
+        parser.error(f"--streams needs integers, got {args.streams!r}")
+    if not counts or counts[0] < 1:
+        parser.error("--streams must be >= 1")
+    model, task = load_model_and_task(str(args.checkpoint),
+                                      str(args.data_dir) if args.data_dir else None)
+    config = PipelineConfig.from_args(args, speech=not args.no_speech)
+    if config.segment_length is None:
+        config = config.replace(segment_length=segment_length_for_chunk(model, args.chunk_ms))
+    engine = StreamingS2ST.from_task(model, task, config)
+    chunk = SAMPLE_RATE * args.chunk_ms // 1000
+    inputs = stream_inputs(Path(task.args.data), counts[-1], args.seconds)
+    rows = []
+    for count in counts:
+        row: Dict[str, Any] = {"streams": count}
+        for mode, max_batch in (("batched", count), ("unbatched", 1)):
+            row[mode] = asyncio.run(load_run(engine, inputs[:count], chunk, max_batch))
+            print(f"  {count} streams {mode}: p95 {row[mode]['p95_ms']:.0f} ms",
+                  file=sys.stderr, flush=True)
+        rows.append(row)
+    best = {mode: max([r["streams"] for r in rows if r[mode]["p95_ms"] <= args.chunk_ms],
+                      default=0) for mode in ("batched", "unbatched")}
+    print(f"checkpoint {args.checkpoint}, {args.seconds:g} s streams, {args.chunk_ms} ms chunks, "
+          f"speech {'off' if args.no_speech else 'on'}, {args.num_threads} torch thread(s)")
+    print("| streams | batched p50 / p95 / max (ms) | batch 1 p50 / p95 / max (ms) | "
+          "largest batch |")
+    print("|---|---|---|---|")
+    for row in rows:
+        b, u = row["batched"], row["unbatched"]
+        print(f"| {row['streams']} | {b['p50_ms']:.0f} / {b['p95_ms']:.0f} / {b['max_ms']:.0f} | "
+              f"{u['p50_ms']:.0f} / {u['p95_ms']:.0f} / {u['max_ms']:.0f} | "
+              f"{b['largest_batch']} |")
+    print(f"real-time streams (p95 chunk latency <= {args.chunk_ms} ms): batched "
+          f"{best['batched']}, batch 1 {best['unbatched']}")
+    if args.results_file:
+        from echostream_fairseq.cli.results import dump_summary
+
+        args.results_file.write_text(dump_summary(result_summary(
+            rows, best, args, args.label or str(args.checkpoint), argv)), encoding="utf-8")
+    if args.output:
+        args.output.write_text(json.dumps({"rows": rows, "real_time_streams": best,
+                                           "provenance": provenance(argv)}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -42,7 +42,8 @@ _REPO = Path(__file__).resolve().parents[2]
 #: the order of the RESULTS.md sections; other summaries follow alphabetically
 SECTION_ORDER = ("headline", "timings", "test100", "t2u_sweep", "training", "corpus", "model",
                  "vocoder", "streaming_cost", "long_stream", "sentence_cuts", "batched_streams",
-                 "batched_streams_text", "restarts", "offline_decoding",
+                 "batched_streams_text", "server_load", "server_load_text", "restarts",
+                 "offline_decoding",
                  "demo")
 KINDS = ("evaluations", "ceilings", "t2u", "table", "facts", "timings")
 #: the README blocks and the summary each is rendered from

@@ -2,9 +2,9 @@
 # Debian packages the corpus builder needs: espeak-ng (German source speech) and the FreeDict
 # German<->English dictionaries (their example sentences are the parallel text), and Ding
 # (trans-de-en: the --extra-pairs training sentences and phrases); Chromium, the real browser the
-# server's page is tested in.
+# server's page is tested in, and nginx, the balancer two servers are tested behind.
 set -euo pipefail
-packages=(espeak-ng dict-freedict-deu-eng dict-freedict-eng-deu trans-de-en chromium)
+packages=(espeak-ng dict-freedict-deu-eng dict-freedict-eng-deu trans-de-en chromium nginx-light)
 case "${1:-}" in
   "") ;;
   -h|--help) echo "usage: $0   installs (as root) or names the missing Debian packages: ${packages[*]}"

@@ -111,3 +111,17 @@ def talkative_checkpoint(tiny_checkpoint: Path) -> Path:
     from _fairseq_cli import make_talkative
 
     return make_talkative(tiny_checkpoint)
+
+
+@pytest.fixture(scope="session")
+def talkative_engine(tiny_corpus: Path, talkative_checkpoint: Path):
+    """A :class:`StreamingS2ST` on the talkative checkpoint, speech on, sentences of at most
+    1.2 s (so that short inputs have several): the server's and the page's tests share it."""
+    import torch
+
+    from _fairseq_cli import corpus_dir
+    from echostream_fairseq.streaming import PipelineConfig, StreamingS2ST
+
+    torch.set_num_threads(1)
+    return StreamingS2ST.from_checkpoint(str(talkative_checkpoint), str(corpus_dir(tiny_corpus)),
+                                         PipelineConfig(max_sentence_ms=1200))

@@ -17,13 +17,12 @@ from typing import Any, Dict, Iterator
 
 import numpy as np
 import pytest
-import torch
 from websockets.sync.client import connect as cdp_connect
 
 from _fairseq_cli import corpus_dir
 from echostream_fairseq.data.audio import read_wav
 from echostream_fairseq.server.app import serve
-from echostream_fairseq.streaming import PipelineConfig, StreamingS2ST
+from echostream_fairseq.streaming import StreamingS2ST
 from test_server import _solo
 from test_streaming_pipeline import corpus_wavs
 
@@ -31,10 +30,8 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_corpus, talkative_checkpoint) -> StreamingS2ST:
-    torch.set_num_threads(1)
-    return StreamingS2ST.from_checkpoint(str(talkative_checkpoint), str(corpus_dir(tiny_corpus)),
-                                         PipelineConfig(max_sentence_ms=1200))
+def engine(talkative_engine) -> StreamingS2ST:
+    return talkative_engine
 
 
 @pytest.fixture(scope="module")

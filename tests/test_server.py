@@ -8,13 +8,12 @@ from typing import Any, Dict, List, Tuple
 
 import numpy as np
 import pytest
-import torch
 
 from _fairseq_cli import corpus_dir
 from echostream_fairseq.data.audio import read_wav
 from echostream_fairseq.server.app import serve
 from echostream_fairseq.server.protocol import ServerLimits, decode_pcm, encode_pcm
-from echostream_fairseq.streaming import PipelineConfig, StreamingS2ST
+from echostream_fairseq.streaming import StreamingS2ST
 from test_streaming_pipeline import corpus_wavs
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -23,10 +22,8 @@ RATE = 16000
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_corpus, talkative_checkpoint) -> StreamingS2ST:
-    torch.set_num_threads(1)
-    return StreamingS2ST.from_checkpoint(str(talkative_checkpoint), str(corpus_dir(tiny_corpus)),
-                                         PipelineConfig(max_sentence_ms=1200))
+def engine(talkative_engine) -> StreamingS2ST:
+    return talkative_engine
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from common import add_output_arguments, add_randomise_argument, bench_command  # noqa: E402
+from common import (add_output_arguments, add_randomise_argument, bench_command,  # noqa: E402
+                    positive_ints)
 from long_stream_memory import percentile, pick_checkpoint, randomise  # noqa: E402
 from streaming_cost import SAMPLE_RATE, joined_test_sentences  # noqa: E402
 from echostream_fairseq.checkpoints import load_model_and_task as load_checkpoint  # noqa: E402
@@ -40,8 +41,7 @@ from echostream_fairseq.cli.common import (add_log_level_argument,  # noqa: E402
                                            add_num_threads_argument, provenance,
                                            setup_logging)
 from echostream_fairseq.streaming import PipelineConfig  # noqa: E402
-from echostream_fairseq.streaming.config import (add_pipeline_arguments,  # noqa: E402
-                                                 segment_length_for_chunk)
+from echostream_fairseq.streaming.config import add_pipeline_arguments  # noqa: E402
 from echostream_fairseq.streaming.pipeline import StreamingS2ST  # noqa: E402
 
 
@@ -141,19 +141,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
     torch.set_num_threads(args.num_threads)
-    try:
-        sizes = sorted({int(x) for x in args.batch_sizes.split(",") if x.strip()})
-    except ValueError:
-        parser.error(f"--batch-sizes needs integers, got {args.batch_sizes!r}")
-    if not sizes or sizes[0] < 1 or args.seconds <= 0:
-        parser.error("--batch-sizes must be >= 1 and --seconds positive")
+    sizes = positive_ints(parser, "--batch-sizes", args.batch_sizes)
+    if args.seconds <= 0:
+        parser.error(f"--seconds must be positive, got {args.seconds:g}")
     checkpoint, data_dir = pick_checkpoint(args.checkpoint, args.data_dir)
     model, task = load_checkpoint(str(checkpoint), str(data_dir) if data_dir else None)
     if args.randomise:
         randomise(model, args.randomise)
     config = PipelineConfig.from_args(args, speech=not args.no_speech)
-    if config.segment_length is None:
-        config = config.replace(segment_length=segment_length_for_chunk(model, args.chunk_ms))
+    config = config.for_chunk(model, args.chunk_ms)
     engine = StreamingS2ST.from_task(model, task, config)
     chunk = SAMPLE_RATE * args.chunk_ms // 1000
     inputs = stream_inputs(Path(task.args.data), sizes[-1], args.seconds)

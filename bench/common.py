@@ -6,7 +6,7 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List, NoReturn, Optional
 
 
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,6 +19,22 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     a("--label", default=None, help="what the results file calls the model (default: its path)")
     a("--command", dest="recipe_command", default=None,
       help="what regenerates the results file, recorded in it (default: this command)")
+
+
+def positive_ints(parser: argparse.ArgumentParser, option: str, text: str) -> List[int]:
+    """``--option``'s comma-separated positive integers, sorted and de-duplicated; anything
+    else is a usage error naming the option (exit 2)."""
+    try:
+        values = sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        _refuse(parser, option, text)
+    if not values or values[0] < 1:
+        _refuse(parser, option, text)
+    return values
+
+
+def _refuse(parser: argparse.ArgumentParser, option: str, text: str) -> NoReturn:
+    parser.error(f"{option} needs positive integers, comma-separated, got {text!r}")
 
 
 def add_randomise_argument(parser: argparse.ArgumentParser) -> None:

@@ -54,8 +54,7 @@ from echostream_fairseq.cli.common import (add_log_level_argument,  # noqa: E402
                                            add_num_threads_argument, provenance,
                                            setup_logging)
 from echostream_fairseq.streaming import PipelineConfig, StreamingS2STPipeline  # noqa: E402
-from echostream_fairseq.streaming.config import (add_pipeline_arguments,  # noqa: E402
-                                                 segment_length_for_chunk)
+from echostream_fairseq.streaming.config import add_pipeline_arguments  # noqa: E402
 from echostream_fairseq.checkpoints import load_model_and_task as load_checkpoint  # noqa: E402
 
 MB = 1024.0 * 1024.0
@@ -411,8 +410,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.randomise:
         randomise(model, args.randomise)
     config = PipelineConfig.from_args(args, speech=not args.no_speech)
-    if config.segment_length is None:
-        config = config.replace(segment_length=segment_length_for_chunk(model, args.chunk_ms))
+    config = config.for_chunk(model, args.chunk_ms)
     pipe = StreamingS2STPipeline.from_task(model, task, config)
     samples, references = joined_test_sentences(Path(task.args.data), 60.0 * args.minutes)
     chunk = SAMPLE_RATE * args.chunk_ms // 1000

@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from common import add_output_arguments, bench_command  # noqa: E402
+from common import add_output_arguments, bench_command, positive_ints  # noqa: E402
 from echostream_fairseq.cli.common import (add_log_level_argument,  # noqa: E402
                                            add_num_threads_argument, provenance,
                                            setup_logging)
@@ -128,7 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    pauses = positive_ints(parser, "--pause-ms", args.pause_ms)
     setup_logging(args.log_level)
     torch.set_num_threads(args.num_threads)
     model, task = load_checkpoint(str(args.checkpoint),
@@ -140,7 +142,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     rows: List[Dict[str, Any]] = []
     print("| pause (ms) | boundaries found | extra cuts (inside a sentence) |")
     print("|---|---|---|")
-    for pause in sorted({int(x) for x in args.pause_ms.split(",") if x.strip()}):
+    for pause in pauses:
         config = PipelineConfig(speech=False, sentence_pause_ms=pause,
                                 segment_length=segment_length_for_chunk(model, CHUNK_MS))
         row = {"pause_ms": pause, **score_cuts(

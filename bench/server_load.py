@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from batched_streams import stream_inputs  # noqa: E402
-from common import add_output_arguments, bench_command  # noqa: E402
+from common import add_output_arguments, bench_command, positive_ints  # noqa: E402
 from long_stream_memory import percentile  # noqa: E402
 from streaming_cost import SAMPLE_RATE  # noqa: E402
 from echostream_fairseq.checkpoints import load_model_and_task  # noqa: E402
@@ -42,8 +42,7 @@ from echostream_fairseq.cli.common import (add_log_level_argument,  # noqa: E402
 from echostream_fairseq.server.app import serve  # noqa: E402
 from echostream_fairseq.server.protocol import ServerLimits, encode_pcm  # noqa: E402
 from echostream_fairseq.streaming import PipelineConfig, StreamingS2ST  # noqa: E402
-from echostream_fairseq.streaming.config import (add_pipeline_arguments,  # noqa: E402
-                                                 segment_length_for_chunk)
+from echostream_fairseq.streaming.config import add_pipeline_arguments  # noqa: E402
 
 
 async def client(url: str, samples: np.ndarray, chunk: int, delay_s: float) -> int:
@@ -151,17 +150,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
     torch.set_num_threads(args.num_threads)
-    try:
-        counts = sorted({int(x) for x in args.streams.split(",") if x.strip()})
-    except ValueError:
-        parser.error(f"--streams needs integers, got {args.streams!r}")
-    if not counts or counts[0] < 1:
-        parser.error("--streams must be >= 1")
+    counts = positive_ints(parser, "--streams", args.streams)
+    if args.seconds <= 0:
+        parser.error(f"--seconds must be positive, got {args.seconds:g}")
     model, task = load_model_and_task(str(args.checkpoint),
                                       str(args.data_dir) if args.data_dir else None)
     config = PipelineConfig.from_args(args, speech=not args.no_speech)
-    if config.segment_length is None:
-        config = config.replace(segment_length=segment_length_for_chunk(model, args.chunk_ms))
+    config = config.for_chunk(model, args.chunk_ms)
     engine = StreamingS2ST.from_task(model, task, config)
     chunk = SAMPLE_RATE * args.chunk_ms // 1000
     inputs = stream_inputs(Path(task.args.data), counts[-1], args.seconds)

@@ -39,8 +39,7 @@ from echostream_fairseq.cli.common import (add_log_level_argument,  # noqa: E402
                                            add_num_threads_argument, provenance,
                                            setup_logging)
 from echostream_fairseq.streaming import PipelineConfig, StreamingS2STPipeline  # noqa: E402
-from echostream_fairseq.streaming.config import (add_pipeline_arguments,  # noqa: E402
-                                                 segment_length_for_chunk)
+from echostream_fairseq.streaming.config import add_pipeline_arguments  # noqa: E402
 from echostream_fairseq.checkpoints import load_model_and_task as load_checkpoint  # noqa: E402
 
 GAP_SECONDS = 0.3
@@ -140,8 +139,7 @@ def main() -> None:
     model, task = load_checkpoint(str(checkpoint), str(args.data_dir) if args.data_dir else None)
     data_dir = Path(task.args.data)
     config = PipelineConfig.from_args(args, reencode=False)
-    if config.segment_length is None:
-        config = config.replace(segment_length=segment_length_for_chunk(model, args.chunk_ms))
+    config = config.for_chunk(model, args.chunk_ms)
     ours = StreamingS2STPipeline.from_task(model, task, config)
     baseline = StreamingS2STPipeline(model, ours.dicts, ours.features.cmvn, ours.vocoder,
                                      config.replace(reencode=True))

@@ -29,8 +29,7 @@ from echostream_fairseq.cli.common import (add_log_level_argument, add_num_threa
                                            setup_logging)
 from echostream_fairseq.data.audio import read_wav, write_wav
 from echostream_fairseq.errors import UserError
-from echostream_fairseq.streaming.config import (PipelineConfig, add_pipeline_arguments,
-                                                 segment_length_for_chunk)
+from echostream_fairseq.streaming.config import PipelineConfig, add_pipeline_arguments
 from echostream_fairseq.streaming.pipeline import StreamingS2STPipeline, load_checkpoint
 
 
@@ -58,8 +57,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         samples, rate = read_wav(args.wav, expected_sr=None)
         config = PipelineConfig.from_args(args)
         model, task = load_checkpoint(str(args.checkpoint), str(args.data_dir))
-        if config.segment_length is None:
-            config = config.replace(segment_length=segment_length_for_chunk(model, args.chunk_ms))
+        config = config.for_chunk(model, args.chunk_ms)
         pipeline = StreamingS2STPipeline.from_task(model, task, config)
     except (UserError, OSError) as error:  # bad input: one line naming the file
         print(f"error: {error}", file=sys.stderr)

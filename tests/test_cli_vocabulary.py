@@ -98,3 +98,17 @@ def test_the_seed_spellings_still_parse():
     opts = build_parser().parse_args(["--checkpoint", "c.pt", "--test-manifest", "t.tsv",
                                       "--chunk-sizes", "320,640"])
     assert opts.manifest == Path("t.tsv") and opts.chunk_ms == [320, 640]
+
+
+@pytest.mark.parametrize("bench,option,value", [
+    ("bench/batched_streams.py", "--batch-sizes", "1,x"),
+    ("bench/server_load.py", "--streams", "0,8"),
+    ("bench/sentence_cuts.py", "--pause-ms", ""),
+])
+def test_the_benches_refuse_a_bad_number_list_naming_the_option(bench, option, value, capsys):
+    module = _load_file(bench)
+    with pytest.raises(SystemExit) as exited:
+        module.main(["--checkpoint", "unused.pt", option, value])
+    assert exited.value.code == 2
+    assert f"{option} needs positive integers, comma-separated, got {value!r}" in \
+        capsys.readouterr().err

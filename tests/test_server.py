@@ -58,10 +58,34 @@ def _solo(engine: StreamingS2ST, samples: np.ndarray) -> Dict[str, Any]:
             "speech": _quantised(speech)}
 
 
+async def _read_until_end(ws) -> Dict[str, Any]:
+    """Everything the server sends a stream up to its ``end`` event, by kind."""
+    texts, asr, sentences, speech, errors = [], [], [], [], []
+    async for message in ws:
+        if isinstance(message, bytes):
+            speech.append(decode_pcm(message))
+            continue
+        item = json.loads(message)
+        if item["type"] == "end":
+            break
+        if item["type"] == "text":
+            texts.append(item["text"])
+        elif item["type"] == "asr":
+            asr.append(item["text"])
+        elif item["type"] == "sentence":
+            sentences.append(item["target_text"])
+        elif item["type"] == "error":
+            errors.append(item["message"])
+        else:
+            raise AssertionError(item)
+    return {"text": " ".join(texts), "asr": " ".join(asr), "sentences": sentences,
+            "errors": errors,
+            "speech": np.concatenate(speech) if speech else np.zeros(0, np.float32)}
+
+
 async def _client(url: str, samples: np.ndarray, piece: int = 3000, pause_s: float = 0.0,
                   token: str = "") -> Dict[str, Any]:
     """Send a stream in pieces, then end; collect everything the server sends back."""
-    texts, asr, sentences, speech = [], [], [], []
     async with connect(url) as ws:
         await ws.send(json.dumps({"type": "start", "sample_rate": RATE, "token": token}))
         ready = json.loads(await ws.recv())
@@ -72,23 +96,9 @@ async def _client(url: str, samples: np.ndarray, piece: int = 3000, pause_s: flo
             if pause_s:
                 await asyncio.sleep(pause_s)
         await ws.send(json.dumps({"type": "end"}))
-        async for message in ws:
-            if isinstance(message, bytes):
-                speech.append(decode_pcm(message))
-                continue
-            item = json.loads(message)
-            if item["type"] == "text":
-                texts.append(item["text"])
-            elif item["type"] == "asr":
-                asr.append(item["text"])
-            elif item["type"] == "sentence":
-                sentences.append(item["target_text"])
-            elif item["type"] == "end":
-                break
-            else:
-                raise AssertionError(item)
-    return {"text": " ".join(texts), "asr": " ".join(asr), "sentences": sentences,
-            "speech": np.concatenate(speech) if speech else np.zeros(0, np.float32)}
+        got = await _read_until_end(ws)
+    assert not got["errors"], got["errors"]
+    return got
 
 
 def _url(server) -> str:
@@ -126,7 +136,6 @@ def test_bad_messages_get_error_events_and_the_stream_goes_on(engine, sources):
                 first = json.loads(await ws.recv())
                 with pytest.raises(ConnectionClosed):
                     await ws.recv()
-            errors = []
             async with connect(url) as ws:
                 await ws.send(json.dumps({"type": "start", "sample_rate": RATE}))
                 await ws.recv()
@@ -135,13 +144,7 @@ def test_bad_messages_get_error_events_and_the_stream_goes_on(engine, sources):
                 await ws.send(json.dumps({"type": "start", "sample_rate": RATE}))
                 await ws.send(encode_pcm(sources[0]))
                 await ws.send(json.dumps({"type": "end"}))
-                async for message in ws:
-                    if isinstance(message, str):
-                        item = json.loads(message)
-                        if item["type"] == "error":
-                            errors.append(item["message"])
-                        if item["type"] == "end":
-                            break
+                errors = (await _read_until_end(ws))["errors"]
             return {"first": first, "errors": errors, "left": len(app.scheduler.streams)}
 
     result = asyncio.run(main())
@@ -305,22 +308,13 @@ def test_origins_outside_the_list_are_refused_and_long_streams_are_ended(engine,
                 await connect(url, origin="http://elsewhere.example")
             except InvalidStatus as error:
                 seen["foreign"] = error.response.status_code
-            errors, texts = [], []
             async with connect(url, origin="http://127.0.0.1:8000") as ws:
                 await ws.send(json.dumps({"type": "start", "sample_rate": RATE}))
                 await ws.recv()
                 await ws.send(encode_pcm(sources[2]))  # longer than 0.5 s
                 await ws.send(json.dumps({"type": "end"}))
-                async for message in ws:
-                    if isinstance(message, str):
-                        item = json.loads(message)
-                        if item["type"] == "error":
-                            errors.append(item["message"])
-                        elif item["type"] == "text":
-                            texts.append(item["text"])
-                        elif item["type"] == "end":
-                            break
-            seen["errors"], seen["text"] = errors, " ".join(texts)
+                got = await _read_until_end(ws)
+            seen["errors"], seen["text"] = got["errors"], got["text"]
         return seen
 
     seen = asyncio.run(main())

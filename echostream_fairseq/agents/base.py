@@ -61,9 +61,7 @@ class EchoStreamAgentBase(GenericAgent):
     def build_pipeline(cls, args: Namespace) -> StreamingS2STPipeline:
         model, task = load_checkpoint(args.checkpoint, args.data_dir)
         config = PipelineConfig.from_args(args, speech=cls.needs_speech)
-        if config.segment_length is None:
-            config = config.replace(
-                segment_length=segment_length_for_chunk(model, args.source_segment_size))
+        config = config.for_chunk(model, args.source_segment_size)
         logger.info("streaming with %s", config)
         return StreamingS2STPipeline.from_task(model, task, config, args.vocoder_config)
 

@@ -79,7 +79,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from echostream_fairseq.checkpoints import load_model_and_task
         from echostream_fairseq.server.protocol import ServerLimits
         from echostream_fairseq.streaming import PipelineConfig, StreamingS2ST
-        from echostream_fairseq.streaming.config import segment_length_for_chunk
 
         if opts.host not in LOOPBACK and not opts.token:
             raise UserError(f"--host {opts.host} serves beyond this machine: give --token")
@@ -94,9 +93,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         torch.set_num_threads(opts.num_threads)
         config = PipelineConfig.from_args(opts, speech=not opts.no_speech)
         model, task = load_model_and_task(opts.checkpoint, opts.data_dir)
-        if config.segment_length is None:
-            config = config.replace(segment_length=segment_length_for_chunk(model,
-                                                                            opts.chunk_ms))
+        config = config.for_chunk(model, opts.chunk_ms)
         engine = StreamingS2ST.from_task(model, task, config)
         try:
             asyncio.run(_serve_forever(engine, opts, limits))

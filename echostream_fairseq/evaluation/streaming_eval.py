@@ -386,8 +386,7 @@ def condition_config(model: Any, utterances: Sequence[TestUtterance], chunk_ms: 
         return settings.pipeline.replace(segment_length=_offline_segment(model, utterances),
                                          speech=settings.speech, reencode=False,
                                          single_sentence=True)
-    segment = settings.pipeline.segment_length or segment_length_for_chunk(model, chunk_ms)
-    return settings.pipeline.replace(segment_length=segment, speech=settings.speech)
+    return settings.pipeline.for_chunk(model, chunk_ms).replace(speech=settings.speech)
 
 
 def _run_condition(model: Any, task: Any, utterances: Sequence[TestUtterance],

@@ -108,6 +108,13 @@ class PipelineConfig:
     def replace(self, **changes: Any) -> "PipelineConfig":
         return dataclasses.replace(self, **changes)
 
+    def for_chunk(self, model: Any, chunk_ms: float) -> "PipelineConfig":
+        """This config, its ``segment_length`` (when not set) from source chunks of
+        ``chunk_ms`` (:func:`segment_length_for_chunk`)."""
+        if self.segment_length is not None:
+            return self
+        return self.replace(segment_length=segment_length_for_chunk(model, chunk_ms))
+
     # --------------------------------------------------------------------------- argparse
     @classmethod
     def from_args(cls, args: argparse.Namespace, **overrides: Any) -> "PipelineConfig":

@@ -10,9 +10,10 @@ cross-attention cache at every round and the self-attention cache at every subwo
 pipeline starts a new :class:`IncrementalMT` at every sentence end, so memory is bounded by the
 longest sentence, not by the stream.
 
-:class:`RecomputeMT` is StreamSpeech's MT generator (``use_incremental_states=False``), fairseq's
-own decoder over the whole prefix and the whole encoder output for every subword; the
-re-encoding baseline uses it, and the tests hold both to the same text. Dimension legend: T
+:class:`RecomputeStepper` (with :class:`RecomputeMT` sentences) is StreamSpeech's MT generator
+(``use_incremental_states=False``), fairseq's own decoder over the whole prefix and the whole
+encoder output for every subword; the re-encoding baseline uses it, and the tests hold both to
+the same text. Dimension legend: T
 encoder frames of the sentence, B sentences in a batch, H heads, d head dim, D model dim,
 V vocabulary.
 """
@@ -27,7 +28,7 @@ from torch import Tensor
 from echostream_fairseq.decoding.text import WORD_START
 from echostream_fairseq.streaming.policy import WRITE_TO_END
 
-__all__ = ["IncrementalMT", "KeyValueStore", "MTStepper", "RecomputeMT"]
+__all__ = ["IncrementalMT", "KeyValueStore", "MTStepper", "RecomputeMT", "RecomputeStepper"]
 
 #: first capacity of a key/value store, in encoder frames (a few seconds of source)
 INITIAL_FRAMES = 64
@@ -280,51 +281,41 @@ class IncrementalMT:
                 "mt_decoder_states": states}
 
 
+class RecomputeStepper(MTStepper):
+    """StreamSpeech's MT generator, the baseline's step: fairseq's own decoder without
+    incremental state, the whole prefix over the whole encoder output again for every subword,
+    one sentence after another. The greedy loop is :meth:`MTStepper.write`'s, so it writes what
+    :class:`MTStepper` writes (tested)."""
+
+    def step(self, sentences: Sequence["IncrementalMT"]) -> Tensor:
+        eos, feats = self.dictionary.eos(), []
+        for sentence in sentences:
+            prev = torch.tensor([[eos] + sentence.tokens], dtype=torch.long)
+            out, _ = self.decoder.extract_features(
+                prev, {"encoder_out": [sentence.frames], "encoder_padding_mask": []},
+                incremental_state=None)
+            feats.append(out[0, -1])
+        return torch.stack(feats)
+
+
 class RecomputeMT(IncrementalMT):
-    """StreamSpeech's MT generator, the baseline: fairseq's decoder without incremental state,
-    the whole prefix over the whole encoder output again for every subword. Writes what
-    :class:`IncrementalMT` writes (tested)."""
+    """A sentence of the baseline (with a :class:`RecomputeStepper`): it keeps the sentence's
+    re-encoded frames instead of key/value stores."""
 
     def __init__(self, stepper: MTStepper, whole_word: bool = False) -> None:
         super().__init__(stepper, whole_word)
-        self._frames: Optional[Tensor] = None
+        self.frames: Optional[Tensor] = None
 
     def replace_frames(self, frames: Tensor) -> None:
         """All encoder frames (T, 1, D) of the sentence, re-encoded."""
-        self._frames = frames
+        self.frames = frames
         self.num_frames = frames.size(0)
 
     def add_frames(self, frames: Tensor) -> None:
         raise TypeError("RecomputeMT re-reads the whole source: use replace_frames")
 
-    def write(self, budget: int, limit: int, final: bool) -> int:
-        if self.done or self.num_frames == 0:
-            return 0
-        decoder, eos = self.stepper.decoder, self.dictionary.eos()
-        encoder_out = {"encoder_out": [self._frames], "encoder_padding_mask": []}
-        committed = len(self.tokens)
-        if budget != WRITE_TO_END:
-            limit = min(committed + budget, limit)
-        while len(self.tokens) < limit:
-            prev = torch.tensor([[eos] + self.tokens], dtype=torch.long)
-            feats, _ = decoder.extract_features(prev, encoder_out, incremental_state=None)
-            logits = decoder.output_layer(feats[:, -1:])[0, -1]
-            logits[self.dictionary.pad()] = -float("inf")
-            token = int(logits.argmax())
-            if token == eos:
-                if final:
-                    self.states.append(feats[0, -1])
-                break
-            self.tokens.append(token)
-            self.states.append(feats[0, -1])
-        if final:
-            self.done = True
-        elif self.whole_word:
-            self.drop_trailing_word(committed)
-        return len(self.tokens) - committed
-
     def state_bytes(self) -> Dict[str, int]:
-        frames = 0 if self._frames is None else self._frames.numel() * self._frames.element_size()
+        frames = 0 if self.frames is None else self.frames.numel() * self.frames.element_size()
         states = sum(t.numel() * t.element_size() for t in self.states)
         return {"mt_cross_attn_cache": frames, "mt_self_attn_cache": 0,
                 "mt_decoder_states": states}

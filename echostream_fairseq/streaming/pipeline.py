@@ -55,7 +55,8 @@ from echostream_fairseq.models.echostream import ASR_TASK, ST_TASK
 from echostream_fairseq.models.state import EncoderState, stack_states, unstack_states
 from echostream_fairseq.streaming.config import PipelineConfig
 from echostream_fairseq.streaming.features import StreamingFbank
-from echostream_fairseq.streaming.mt import IncrementalMT, MTStepper, RecomputeMT
+from echostream_fairseq.streaming.mt import (IncrementalMT, MTStepper, RecomputeMT,
+                                             RecomputeStepper)
 from echostream_fairseq.streaming.policy import CtcPolicy, PolicyCounts
 from echostream_fairseq.streaming.units import FullRecomputeUnits, IncrementalUnits
 
@@ -269,7 +270,7 @@ class StreamingS2ST:
         self.mt_decoder = getattr(model, f"{model.mt_task_name}_decoder")
         self.dicts = dictionaries
         self.mt_dict = dictionaries[model.mt_task_name]
-        self.mt_stepper = MTStepper(self.mt_decoder, self.mt_dict)
+        self.mt_stepper = self._stepper_class(self.mt_decoder, self.mt_dict)
         self.unit_dict = dictionaries["units"]
         self.vocoder = vocoder if config.speech else None
         self.whole_word = (config.whole_word if config.whole_word is not None
@@ -294,20 +295,7 @@ class StreamingS2ST:
     def from_task(cls, model: Any, task: Any, config: PipelineConfig = PipelineConfig(),
                   vocoder_config: Optional[str] = None) -> Any:
         """Build from a loaded model and its ``speech_to_speech_ctc`` task."""
-        dicts = {name: sub.target_dictionary for name, sub in task.multitask_tasks.items()}
-        dicts["units"] = task.target_dictionary
-        cmvn = None
-        stats_path = task.data_cfg.global_cmvn_stats_npz
-        if stats_path:
-            stats = np.load(stats_path)
-            cmvn = (stats["mean"], stats["std"])
-        vocoder = None
-        if config.speech:
-            from echostream_fairseq.vocoder import build_vocoder
-
-            data_dir = Path(task.args.data)
-            vocoder = build_vocoder(vocoder_config or data_dir / task.args.config_yaml, data_dir)
-        return cls(model, dicts, cmvn, vocoder, config)
+        return cls(model, *_task_parts(task, config, vocoder_config), config)
 
     # ------------------------------------------------------------------------------ state
     @property
@@ -333,6 +321,9 @@ class StreamingS2ST:
             units=units(self.model, self.unit_dict, self.config.unit_k2, self.config.unit_n2,
                         self.config.unit_blank_penalty),
             asr_words=_WordStream(self.dicts[ASR_TASK]), mt_words=_WordStream(self.mt_dict))
+
+    #: one greedy MT step for many sentences (the baseline's recomputes the whole prefix)
+    _stepper_class = MTStepper
 
     def _new_mt(self) -> IncrementalMT:
         return IncrementalMT(self.mt_stepper, self.whole_word)
@@ -398,9 +389,10 @@ class StreamingS2ST:
                 job.budget = self._decide(job.sentence, job.source_finished)
                 if job.budget is not None:
                     writing.append(job)
-        self._write_mt([job.sentence.mt for job in writing], [job.budget for job in writing],
-                       [self._max_len(job.sentence) for job in writing],
-                       [job.source_finished for job in writing])
+        self.mt_stepper.write([job.sentence.mt for job in writing],
+                              [job.budget for job in writing],
+                              [self._max_len(job.sentence) for job in writing],
+                              [job.source_finished for job in writing])
         outs = [StepOutput() for _ in states]
         for job in jobs:
             if not job.silent:
@@ -409,11 +401,6 @@ class StreamingS2ST:
         for out, state, final in zip(outs, states, finals):
             out.finished = state.finished = final
         return outs
-
-    def _write_mt(self, mts: List[IncrementalMT], budgets: List[int], limits: List[int],
-                  finals: List[bool]) -> None:
-        """Every writing sentence's MT round, one batched decoder step per position."""
-        self.mt_stepper.write(mts, budgets, limits, finals)
 
     def _encode_batch(self, states: List[UtteranceState], chunks: List[np.ndarray],
                       sample_rate: int, finals: List[bool]) -> List[Tensor]:
@@ -570,6 +557,25 @@ class StreamingS2ST:
         return speech
 
 
+def _task_parts(task: Any, config: PipelineConfig, vocoder_config: Optional[str]
+                ) -> Tuple[Dict[str, Dictionary], Optional[tuple], Any]:
+    """A task's dictionaries, CMVN stats and (when ``config.speech``) vocoder."""
+    dicts = {name: sub.target_dictionary for name, sub in task.multitask_tasks.items()}
+    dicts["units"] = task.target_dictionary
+    cmvn = None
+    stats_path = task.data_cfg.global_cmvn_stats_npz
+    if stats_path:
+        stats = np.load(stats_path)
+        cmvn = (stats["mean"], stats["std"])
+    vocoder = None
+    if config.speech:
+        from echostream_fairseq.vocoder import build_vocoder
+
+        data_dir = Path(task.args.data)
+        vocoder = build_vocoder(vocoder_config or data_dir / task.args.config_yaml, data_dir)
+    return dicts, cmvn, vocoder
+
+
 @dataclass
 class _WriteJob:
     """One sentence that may write in a step (see :meth:`StreamingS2ST._run_batch`)."""
@@ -593,13 +599,10 @@ class ReencodingS2ST(StreamingS2ST):
     def single_sentence(self) -> bool:
         return True
 
+    _stepper_class = RecomputeStepper
+
     def _new_mt(self) -> IncrementalMT:
         return RecomputeMT(self.mt_stepper, self.whole_word)
-
-    def _write_mt(self, mts: List[IncrementalMT], budgets: List[int], limits: List[int],
-                  finals: List[bool]) -> None:
-        for mt, budget, limit, final in zip(mts, budgets, limits, finals):
-            mt.write(budget, limit, final)  # RecomputeMT: fairseq's decoder, whole prefix
 
     def _encode_batch(self, states: List[UtteranceState], chunks: List[np.ndarray],
                       sample_rate: int, finals: List[bool]) -> List[Tensor]:
@@ -670,8 +673,7 @@ class StreamingS2STPipeline:
     @classmethod
     def from_task(cls, model: Any, task: Any, config: PipelineConfig = PipelineConfig(),
                   vocoder_config: Optional[str] = None) -> "StreamingS2STPipeline":
-        engine = StreamingS2ST.from_task(model, task, config, vocoder_config)
-        return cls(engine.model, engine.dicts, engine.cmvn, engine.vocoder, config)
+        return cls(model, *_task_parts(task, config, vocoder_config), config)
 
     def __getattr__(self, name: str) -> Any:
         # model, config, geometry, dicts, mt_dict, vocoder, whole_word ... are the engine's

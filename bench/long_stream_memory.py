@@ -60,7 +60,7 @@ from echostream_fairseq.checkpoints import load_model_and_task as load_checkpoin
 MB = 1024.0 * 1024.0
 #: (checkpoint, corpus) tried in order when --checkpoint is not given
 DEFAULTS = (("exp/bench/mini_500.pt", "data"),
-            ("exp/demo/checkpoints/checkpoint_best.pt", "data/demo"))  # make demo's
+            ("exp/demo-train/checkpoints/checkpoint_best.pt", "data/demo"))  # make demo-train's
 
 
 # ------------------------------------------------------------------------------------ process

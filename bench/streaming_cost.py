@@ -134,7 +134,8 @@ def main() -> None:
     torch.set_num_threads(args.num_threads)
     checkpoint = args.checkpoint or default_checkpoint()
     if not checkpoint.is_file():
-        parser.error(f"checkpoint not found: {checkpoint} (train one: make demo / make train-mini)")
+        parser.error(f"checkpoint not found: {checkpoint} "
+                     "(train one: make demo-train / make train-mini)")
 
     model, task = load_checkpoint(str(checkpoint), str(args.data_dir) if args.data_dir else None)
     data_dir = Path(task.args.data)

@@ -498,14 +498,24 @@ def load_model_and_task(checkpoint: Union[str, Path], data_dir: Optional[Union[s
     """``(model, task)`` of an EchoStream checkpoint, through fairseq's own loader.
 
     Args:
-        checkpoint: a fairseq checkpoint of an ``echostream`` model.
-        data_dir: overrides the data folder saved in the checkpoint (dictionaries, YAMLs).
+        checkpoint: a fairseq checkpoint of an ``echostream`` model, or a shipped model (its
+            name, e.g. ``echostream-mini-de-en``, or its folder; :mod:`echostream_fairseq.shipped`).
+        data_dir: overrides the data folder saved in the checkpoint (dictionaries, YAMLs); a
+            shipped model always uses its own, which its weights were trained with.
     """
     import echostream_fairseq  # noqa: F401  (registers the model and task with fairseq)
     from fairseq import checkpoint_utils
 
-    from echostream_fairseq.checkpoint_safety import check_checkpoint_file
+    from echostream_fairseq.checkpoint_safety import CheckpointLoadError, check_checkpoint_file
+    from echostream_fairseq.shipped import describe_missing, find_shipped_model
 
+    shipped = find_shipped_model(checkpoint)
+    if shipped is not None:
+        shipped.verify()
+        logger.info("shipped model %s (%s)", shipped.name, shipped.folder)
+        checkpoint, data_dir = shipped.checkpoint, shipped.data_dir()
+    elif not Path(checkpoint).exists():
+        raise CheckpointLoadError(checkpoint, describe_missing(checkpoint).split(": ", 1)[1])
     check_checkpoint_file(checkpoint)  # fairseq's own check raises a bare OSError
     overrides = {"data": str(data_dir)} if data_dir else {}
     models, _cfg, task = checkpoint_utils.load_model_ensemble_and_task(

@@ -12,6 +12,8 @@ Example::
     python examples/stream_a_wav.py --checkpoint exp/train_mini/checkpoints/checkpoint_best.pt \\
         --data-dir data --decode-config configs/decode/deen_mini.yaml \\
         --wav data/wav/source/deen_52735c148bb9.wav --chunk-ms 320 --output /tmp/translated.wav
+    python examples/stream_a_wav.py --checkpoint echostream-mini-de-en \\
+        --wav data/demo-test/wav/source/deen_52735c148bb9.wav --output /tmp/translated.wav
 
 Any sample rate is accepted (the pipeline resamples incrementally); multi-channel audio is
 averaged to mono.
@@ -37,8 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     a = parser.add_argument
     a("--checkpoint", type=Path, required=True, help="EchoStream checkpoint")
-    a("--data-dir", type=Path, required=True,
-      help="the corpus folder (dictionaries, CMVN stats, vocoder)")
+    a("--data-dir", type=Path,
+      help="the corpus folder (dictionaries, CMVN stats, vocoder; default: the one the "
+           "checkpoint names; a shipped model always uses its own)")
     a("--wav", type=Path, required=True, help="source speech")
     a("--chunk-ms", type=int, default=320,
       help="audio per push (and the Emformer segment unless --segment-length)")
@@ -56,7 +59,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         samples, rate = read_wav(args.wav, expected_sr=None)
         config = PipelineConfig.from_args(args)
-        model, task = load_checkpoint(str(args.checkpoint), str(args.data_dir))
+        model, task = load_checkpoint(str(args.checkpoint),
+                                      str(args.data_dir) if args.data_dir else None)
         config = config.for_chunk(model, args.chunk_ms)
         pipeline = StreamingS2STPipeline.from_task(model, task, config)
     except (UserError, OSError) as error:  # bad input: one line naming the file

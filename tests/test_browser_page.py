@@ -31,7 +31,14 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 @pytest.fixture(scope="module")
 def engine(talkative_engine) -> StreamingS2ST:
-    return talkative_engine
+    """The tests' talkative engine, or the model ``ECHOSTREAM_PAGE_MODEL`` names (the README's
+    screenshot is the shipped model's: docs/server.md)."""
+    model = os.environ.get("ECHOSTREAM_PAGE_MODEL")
+    if not model:
+        return talkative_engine
+    from echostream_fairseq.streaming import PipelineConfig
+
+    return StreamingS2ST.from_checkpoint(model, None, PipelineConfig())
 
 
 @pytest.fixture(scope="module")

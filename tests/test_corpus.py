@@ -178,6 +178,24 @@ def test_tiny_corpus_unit_model_holds_vocoder_statistics(tiny_corpus: Path,
     assert "--target-code-size " + str(k) in (tiny_corpus / "units" / "README").read_text()
 
 
+def test_split_summary_counts_target_hours_only_of_pairs_with_target_speech() -> None:
+    from echostream_fairseq.corpus.report import render_markdown, split_summary
+
+    # a phoneme corpus: training pairs have no target speech (None), dev has
+    summary = split_summary({"train": [(3.0, None, 30), (6.0, None, 60)],
+                             "dev": [(4.0, 2.0, 40)]})
+    assert summary["train"] == {"pairs": 2, "source_hours": 9.0 / 3600, "target_hours": None,
+                                "units": 90, "units_per_second": None}
+    assert summary["dev"]["units_per_second"] == 20.0
+    assert summary["all"]["target_hours"] == 2.0 / 3600
+    assert summary["all"]["units_per_second"] == 20.0  # the units of spoken pairs only
+    page = render_markdown({"splits": summary, "data_dir": "d", "seed": 1, "max_pairs": None,
+                            "split_names": {}, "units": {"unit_type": "piper-phonemes",
+                                                         "num_units": 151},
+                            "vocab": {"source": 10, "target": 10}, "stages": []})
+    assert "| train |  | 2 | 0.003 | not synthesised | not synthesised |" in page
+
+
 def test_unit_learnability_counts_entropy_units_per_subword_and_ctc_alignability() -> None:
     from echostream_fairseq.corpus.report import unit_learnability
 

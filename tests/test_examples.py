@@ -8,6 +8,7 @@ import numpy as np
 import soundfile as sf
 
 from _fairseq_cli import REPO, corpus_dir
+from echostream_fairseq.cli.examples import written_timeline
 from echostream_fairseq.data.audio import read_wav, resample, write_wav
 
 SCRIPT = REPO / "examples" / "stream_a_wav.py"
@@ -47,3 +48,10 @@ def test_stream_a_wav_refuses_a_bad_wav_in_one_line(tiny_corpus, talkative_check
     assert result.returncode == 2
     errors = result.stderr.strip().splitlines()
     assert len(errors) == 1 and errors[0].startswith("error: ") and str(empty) in errors[0]
+
+
+def test_the_examples_page_shows_when_each_word_was_written():
+    record = {"target_text": "the car is red", "text": {"delays": [640.0, 960.0, 960.0, 2110.0]}}
+    assert written_timeline(record) == "0.64 s: the | 0.96 s: car is | 2.11 s: red"
+    assert written_timeline({"target_text": "", "text": {"delays": []}}) is None
+    assert written_timeline({"target_text": "a b", "text": {"delays": [1.0]}}) is None

@@ -17,7 +17,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / "echostream_fairseq"
 LOWER_PACKAGES = ("models", "data", "corpus", "decoding", "optim", "compat", "vocoder", "scoring",
                   "tasks", "criterions")
 LOWER_MODULES = ("checkpoints.py", "checkpoint_safety.py", "errors.py", "provenance.py",
-                 "training.py", "training_logs.py", "generation.py")
+                 "training.py", "training_logs.py", "generation.py", "shipped.py")
 UPPER = ("streaming", "evaluation", "agents", "server", "cli")
 _IMPORTERS = ("import_module", "__import__")
 

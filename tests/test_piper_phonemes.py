@@ -3,6 +3,7 @@ corpus built with ``--unit-type piper-phonemes`` trains on them and speaks them 
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -83,7 +84,13 @@ def phoneme_corpus(tiny_corpus, prepare_mini, tmp_path_factory) -> tuple[Path, s
 def test_a_phoneme_corpus_trains_on_the_texts_phonemes_and_speaks_its_target_wavs(phoneme_corpus,
                                                                                  voice):
     data, log = phoneme_corpus
-    assert "Stage 3: target speech: done already, skipped" in log  # the speech is the same
+    # only dev and test need target speech now; theirs is reused, nothing is synthesised
+    assert "piper (en): 0 to synthesize, 2 reused" in log
+    report = json.loads((data / "report.json").read_text(encoding="utf-8"))
+    assert report["splits"]["train"]["target_hours"] is None
+    assert report["splits"]["test"]["target_hours"] > 0
+    assert "| train | train_sampled.units | 18 |" in (data / "REPORT.md").read_text()
+    assert "not synthesised" in (data / "REPORT.md").read_text()
     config = yaml.safe_load((data / "config_gcmvn.yaml").read_text(encoding="utf-8"))
     assert config["vocoder"] == {"type": "piper_phonemes"}
     assert describe_vocoder(data / "config_gcmvn.yaml") == (

@@ -43,5 +43,5 @@ def test_the_seed_commands_and_the_streaming_example_are_on_the_front_page():
 
 def test_no_figure_is_typed_outside_the_generated_blocks():
     outside = _outside_generated_blocks(README)
-    assert "<!-- headline:begin -->" in README and "<!-- timings:begin -->" in README
+    assert "<!-- shipped:begin -->" in README and "<!-- timings:begin -->" in README
     assert FIGURE.findall(outside) == []

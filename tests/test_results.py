@@ -100,7 +100,7 @@ def test_a_readme_without_the_markers_is_refused(tmp_path, capsys):
     readme = tmp_path / "README.md"
     readme.write_text("# no generated blocks\n", encoding="utf-8")
     assert results.main(["--results-dir", str(RESULTS_DIR), "--readme", str(readme)]) == 2
-    assert "headline:begin" in capsys.readouterr().err
+    assert "shipped:begin" in capsys.readouterr().err
     assert readme.read_text(encoding="utf-8") == "# no generated blocks\n"
 
 
@@ -167,8 +167,59 @@ def test_fresh_reports_become_a_summary_that_keeps_the_text(tmp_path, monkeypatc
     assert (folder / "headline.json").read_bytes() == before
 
 
+def test_a_corpus_report_among_the_ceilings_also_gives_its_splits(tmp_path):
+    corpus = tmp_path / "report.json"
+    corpus.write_text(json.dumps({
+        "splits": {"train": {"pairs": 17764, "source_hours": 15.2049, "target_hours": None,
+                             "units": 1, "units_per_second": None},
+                   "test": {"pairs": 504, "source_hours": 0.44, "target_hours": 0.3342,
+                            "units": 1, "units_per_second": 19.43}},
+        "origins": {"train": {"ding": 8690, "deu-eng": 9074}, "test": {"deu-eng": 504}},
+        "vocab": {"source": 2000, "target": 2000},
+        "units": {"unit_type": "piper-phonemes", "num_units": 151},
+        "asr": {"bleu": 90.59, "wer": 5.12, "num_sentences": 504}}), "utf-8")
+    summary = results.summarize([], [corpus], None, "shipped_model", "run.sh")
+    [table] = [t for t in summary["tables"] if t["kind"] == "table"]
+    assert [row["split"] for row in table["rows"]] == ["train", "test"]
+    assert table["rows"][0]["origins"] == "ding 8,690, deu-eng 9,074"
+    assert table["rows"][0]["target_hours"] is None and table["rows"][1]["target_hours"] == 0.33
+    assert "piper-phonemes, K = 151" in table["note"]
+    text = results.RENDERERS["table"](table)
+    assert "| train | 17,764 | ding 8,690, deu-eng 9,074 | 15.20 | - | - |" in text
+
+
 def test_a_missing_report_is_one_error_line(tmp_path, capsys):
     assert results.main([str(tmp_path / "missing.json"), "--results-dir", str(tmp_path),
                          "--summary", "headline"]) == 2
     assert "missing.json" in capsys.readouterr().err
     assert not (tmp_path / "headline.json").exists()
+
+
+def test_the_targets_are_read_against_the_text_mt_and_cascade_ceilings(tmp_path):
+    report = _report("shipped", 14.0)
+    report["results"]["offline"]["speech"]["asr_bleu"] = 20.0  # 320 ms is 0.70 of offline
+    (tmp_path / "report.json").write_text(json.dumps(report), "utf-8")
+    (tmp_path / "text_mt.json").write_text(json.dumps(
+        {"updates": 4000, "text": {"bleu": 1.2, "wer": 80.0, "num_sentences": 504},
+         "cascade": {"bleu": 30.0, "wer": 60.0, "num_sentences": 504}}), "utf-8")
+    (tmp_path / "t2u.json").write_text(json.dumps(
+        {"label": "shipped", "manifest": "data/test_sampled.tsv", "decode": {},
+         "t2u_reference_text": {"bleu": 61.0, "wer": 20.0, "num_sentences": 504}}), "utf-8")
+    summary = results.summarize([tmp_path / "report.json"],
+                                [tmp_path / "text_mt.json", tmp_path / "t2u.json"], None,
+                                "shipped_model", "run.sh")
+    [ceilings] = [t for t in summary["tables"] if t["kind"] == "ceilings"]
+    assert [(row["name"].split(" ->")[0], row["asr_bleu"]) for row in ceilings["rows"]] == [
+        ("gold German text", 30.0)]
+    [targets] = [t for t in summary["tables"] if t["kind"] == "targets"]
+    met = {row["what"]: (row["measured"], row["met"]) for row in targets["rows"]}
+    # ASR-BLEU 14 >= 10 but < 60 % of the cascade's 30 (18); text BLEU 1.02 >= 0.7 * 1.2
+    assert met["ASR-BLEU at 320 ms"] == (14.0, False)
+    assert "18.00" in targets["rows"][0]["needed"]
+    assert met["text BLEU at 320 ms"] == (1.02, True)
+    assert met["streaming German ASR WER % at 320 ms"] == (57.3, False)
+    assert met["reference text -> T2U -> vocoder, ASR-BLEU"] == (61.0, True)
+    assert met["ASR-BLEU at 320 ms / offline"] == (0.7, False)
+    text = results.RENDERERS["targets"](targets)
+    assert "| ASR-BLEU at 320 ms | 14.00 | >= 10 and >= 60 % of the cascade: >= 18.00 | " \
+           "cascade ceiling 30.00 | no |" in text

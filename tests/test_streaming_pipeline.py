@@ -278,6 +278,38 @@ def test_incremental_units_equal_the_unit_decoder_over_the_whole_text(pipeline, 
     assert streamed == offline
 
 
+def _streamed_and_forward_units(pipe, samples: np.ndarray, rate: int) -> Tuple[list, list]:
+    """The units one whole-utterance segment streams, and those of the training forward
+    teacher-forced on the text it wrote (plain greedy unit CTC, the same k2=0 n2=1 mask)."""
+    config = PipelineConfig(segment_length=WHOLE_UTTERANCE_SEGMENT)
+    whole = StreamingS2STPipeline(pipe.model, pipe.dicts, pipe.features.cmvn, pipe.vocoder,
+                                  config)
+    steps, last = stream(whole, samples, rate, pipe.geometry.segment_samples)
+    streamed = [u for o in steps + [last] for u in o.units]
+    fbank = StreamingFbank(16000, *pipe.features.cmvn).push(samples, rate, final=True)
+    prev = torch.tensor([[pipe.mt_dict.eos()] + whole.target_tokens])
+    with torch.inference_mode():
+        logits, _ = pipe.model(fbank.unsqueeze(0), torch.tensor([fbank.size(0)]), None, prev,
+                               streaming_config={"segment_length": WHOLE_UTTERANCE_SEGMENT,
+                                                 "k2": 0, "n2": 1})
+    labels = best_unit_labels(logits[0], pipe.unit_dict, 0.0).tolist()
+    return streamed, collapse_unit_labels(labels, pipe.unit_dict)
+
+
+def test_t2u_token_embeddings_feed_the_written_subwords_as_training_feeds_the_reference(
+        pipeline, tiny_corpus):
+    samples, rate = read_wav(corpus_wavs(corpus_dir(tiny_corpus))[0])
+    model = pipeline.model
+    plain = _streamed_and_forward_units(pipeline, samples, rate)
+    try:
+        model.t2u_token_embeddings = True
+        with_tokens = _streamed_and_forward_units(pipeline, samples, rate)
+    finally:
+        model.t2u_token_embeddings = False
+    assert plain[0] == plain[1] and with_tokens[0] == with_tokens[1]
+    assert with_tokens[0] != plain[0], "the token embeddings should change what T2U hears"
+
+
 def test_unit_labels_follow_streamspeechs_rule_and_the_blank_penalty():
     """<pad>/<unk> never win, </s> may and then separates repeats like a blank; the penalty
     turns exactly the steps whose blank leads by less into units; offline decoding

@@ -89,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _default_label(checkpoint: Path) -> str:
+    from echostream_fairseq.shipped import find_shipped_model
+
+    shipped = find_shipped_model(checkpoint)
+    if shipped is not None:
+        return shipped.name
     resolved = checkpoint.resolve()
     run = resolved.parent.parent if resolved.parent.name == "checkpoints" else resolved.parent
     return f"{run.name}/{resolved.name}"
@@ -116,6 +121,7 @@ def run(opts: argparse.Namespace,
     from echostream_fairseq.evaluation.testset import load_test_set
     from echostream_fairseq.scoring.asr_bleu import load_whisper_tiny_en
     from echostream_fairseq.checkpoints import load_model_and_task as load_checkpoint
+    from echostream_fairseq.shipped import checkpoint_file
 
     start = time.perf_counter()
     torch.set_num_threads(opts.num_threads)  # more threads are slower on shared CPUs
@@ -139,7 +145,8 @@ def run(opts: argparse.Namespace,
     report = {
         "label": opts.label or _default_label(opts.checkpoint),
         "settings": {
-            "checkpoint": str(opts.checkpoint.resolve()), "config": recipe, "corpus": str(corpus),
+            "checkpoint": str(checkpoint_file(opts.checkpoint)), "config": recipe,
+            "corpus": str(corpus),
             "test_manifest": str(opts.manifest.resolve()),
             "wav_list": str(test_set.wav_list.resolve()) if test_set.wav_list else None,
             "chunk_sizes_ms": list(settings.chunk_sizes_ms), "offline": settings.offline,

@@ -48,6 +48,22 @@ def _cell(text: Optional[str]) -> str:
     return text.replace("|", "\\|").strip() or "*(empty)*"
 
 
+def written_timeline(record: Dict) -> Optional[str]:
+    """The streamed MT words grouped by the step that wrote them, each group after the seconds
+    of source heard then: ``0.64 s: he was | 2.45 s: we ...`` (None: no delays recorded)."""
+    words = (record.get("target_text") or "").split()
+    delays = (record.get("text") or {}).get("delays")
+    if not words or not delays or len(delays) != len(words):
+        return None
+    groups: List[tuple] = []
+    for word, delay in zip(words, delays):
+        if groups and groups[-1][0] == delay:
+            groups[-1][1].append(word)
+        else:
+            groups.append((delay, [word]))
+    return " | ".join(f"{delay / 1000:.2f} s: {' '.join(group)}" for delay, group in groups)
+
+
 def render(records: List[Dict], condition: str, report: Optional[Dict], eval_dir: Path) -> str:
     lines = [f"# Examples: `{condition}`", ""]
     if report:
@@ -60,6 +76,8 @@ def render(records: List[Dict], condition: str, report: Optional[Dict], eval_dir
                   f"({record['source_ms'] / 1000:.1f} s of source)", "",
                   "| field | text |", "|---|---|"]
         lines += [f"| {title} | {_cell(record.get(key))} |" for key, title in FIELDS]
+        lines.append(f"| MT text as it was written (s of source heard) | "
+                     f"{_cell(written_timeline(record))} |")
         lines.append(f"| ASR of the output speech | {_cell(speech.get('transcript'))} |")
         wav = speech.get("wav")
         if wav and Path(wav).is_absolute() and Path(wav).is_relative_to(Path.cwd()):

@@ -108,6 +108,7 @@ def run(opts: argparse.Namespace,
     from echostream_fairseq.scoring.asr_bleu import (load_whisper_tiny_en, normalize_text,
                                                      score_texts, transcribe)
     from echostream_fairseq.checkpoints import load_model_and_task as load_checkpoint
+    from echostream_fairseq.shipped import checkpoint_file
     from echostream_fairseq.vocoder import build_vocoder
 
     start = time.perf_counter()
@@ -139,7 +140,7 @@ def run(opts: argparse.Namespace,
     reference_units = sum(len(item["reference_units"]) for item in decoded)
     result = {
         "label": opts.label or str(opts.checkpoint),
-        "checkpoint": str(opts.checkpoint.resolve()),
+        "checkpoint": str(checkpoint_file(opts.checkpoint)),
         "manifest": str(manifest),
         "ctc_upsample_rate": int(model.decoder.ctc_upsample_rate),
         "decode": {"config": str(opts.decode_config) if opts.decode_config else None,

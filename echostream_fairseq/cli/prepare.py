@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--kmeans-utts", type=positive_int, default=500,
       help="train utterances sampled to fit k-means")
     a("--skip-asr", action="store_true", help="do not measure the ASR-BLEU ceiling in the report")
+    a("--test-only", type=positive_int, metavar="N",
+      help="build only the first N test sentences of the full corpus (German speech and a "
+           "manifest, no training data): what a shipped model is streamed on (make demo)")
     a("--stage", type=int, default=1, choices=STAGE_NUMBERS, metavar="N",
       help="first stage to run (1-8)")
     a("--stop-stage", type=int, default=8, choices=STAGE_NUMBERS, metavar="N",
@@ -78,7 +81,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # faster-whisper logs every segment at DEBUG/INFO; the progress bar says enough
     logging.getLogger("faster_whisper").setLevel(logging.WARNING)
     from echostream_fairseq.corpus.build import (DEFAULT_UNIT_TYPE, BuildConfig, build_corpus,
-                                                 built_unit_type)
+                                                 build_test_only, built_unit_type)
+
+    if args.test_only is not None:
+        return run_main(lambda: print(build_test_only(args.data_dir, args.test_only, args.seed,
+                                                      args.num_workers)), (OSError,))
 
     built = built_unit_type(args.data_dir)
     unit_type = args.unit_type or built or DEFAULT_UNIT_TYPE

@@ -6,7 +6,7 @@ Render (``make results``; ``--check``: write nothing, exit 1 when a file is stal
     echostream-results --results-dir recipes/deen_mini/results --output RESULTS.md \\
         --readme README.md
 
-Every table of RESULTS.md and of the README blocks ``headline`` and ``timings`` (between
+Every table of RESULTS.md and of the README blocks ``shipped`` and ``timings`` (between
 ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->``) comes from ``RESULTS_DIR/*.json``, so no
 figure is typed by hand; a rerun on the same JSON writes the same bytes.
 
@@ -40,14 +40,13 @@ logger = logging.getLogger("echostream.results")
 EXIT_STALE = 1
 _REPO = Path(__file__).resolve().parents[2]
 #: the order of the RESULTS.md sections; other summaries follow alphabetically
-SECTION_ORDER = ("headline", "timings", "test100", "t2u_sweep", "training", "corpus", "model",
-                 "vocoder", "streaming_cost", "long_stream", "sentence_cuts", "batched_streams",
-                 "batched_streams_text", "server_load", "server_load_text", "restarts",
-                 "offline_decoding",
-                 "demo")
-KINDS = ("evaluations", "ceilings", "t2u", "table", "facts", "timings")
+SECTION_ORDER = ("shipped_model", "headline", "timings", "test100", "t2u_sweep", "training",
+                 "t2u_token_embeddings", "corpus", "model", "vocoder", "streaming_cost", "long_stream", "sentence_cuts",
+                 "batched_streams", "batched_streams_text", "server_load", "server_load_text",
+                 "restarts", "offline_decoding", "demo")
+KINDS = ("evaluations", "ceilings", "t2u", "table", "facts", "timings", "targets")
 #: the README blocks and the summary each is rendered from
-README_BLOCKS = {"headline": "headline", "timings": "timings"}
+README_BLOCKS = {"shipped": "shipped_model", "timings": "timings"}
 #: columns of the README's headline table (headers of evaluation.report's columns)
 HEADLINE_COLUMNS = ("ASR-BLEU", "text BLEU", "source ASR WER %", "speech AL", "speech AL_CA",
                     "RTF")
@@ -189,15 +188,25 @@ def _render_timings(table: Mapping[str, Any]) -> str:
     return _markdown_table(["command", "what it does", "measured"], rows)
 
 
+def _render_targets(table: Mapping[str, Any]) -> str:
+    return _markdown_table(["target", "measured", "needed", "read against", "met"], [
+        [row["what"], _number(row["measured"], row.get("digits", 2)), row["needed"],
+         row.get("against") or "-", "-" if row["met"] is None else ("yes" if row["met"] else "no")]
+        for row in table["rows"]])
+
+
 RENDERERS: Dict[str, Callable[[Mapping[str, Any]], str]] = {
     "evaluations": _render_evaluations, "ceilings": _render_ceilings, "t2u": _render_t2u,
-    "table": _render_table, "facts": _render_facts, "timings": _render_timings}
+    "table": _render_table, "facts": _render_facts, "timings": _render_timings,
+    "targets": _render_targets}
 
 
 # ---------------------------------------------------------------------------- validation
 _REQUIRED = {"evaluations": ("evaluations",), "ceilings": ("rows",), "t2u": ("rows",),
-             "table": ("columns", "rows"), "facts": ("rows",), "timings": ("rows",)}
+             "table": ("columns", "rows"), "facts": ("rows",), "timings": ("rows",),
+             "targets": ("rows",)}
 _ROW_KEYS = {"ceilings": ("name", "sentences", "asr_bleu"),
+             "targets": ("what", "measured", "needed", "met"),
              "t2u": ("split", "decode", "sentences", "asr_bleu"),
              "facts": ("what", "value"), "timings": ("command", "what", "seconds")}
 
@@ -318,8 +327,9 @@ def _table_of(summary: Mapping[str, Any], kind: str) -> Optional[Mapping[str, An
     return next((t for t in summary["tables"] if t["kind"] == kind), None)
 
 
-def render_headline_block(summary: Mapping[str, Any]) -> str:
-    """The README's status table: the best system and the reference, then the ceilings."""
+def render_headline_block(summary: Mapping[str, Any], name: str = "headline") -> str:
+    """A README status table: the best system and the reference, then the ceilings (``name``:
+    the summary's, for the line saying where it comes from)."""
     parts = []
     evaluations = _table_of(summary, "evaluations")
     best = max(((c.get("speech_asr_bleu") or 0.0, c["chunk_ms"], e)  # of the first system
@@ -338,13 +348,16 @@ def render_headline_block(summary: Mapping[str, Any]) -> str:
         columns = [c for c in _evaluation_columns() if c.header in HEADLINE_COLUMNS]
         header, rows = _evaluation_rows(evaluations, columns, units=True)
         parts.append(_markdown_table(header, rows))
+    targets = _table_of(summary, "targets")
+    if targets:
+        parts.append(_render_targets(targets))
     ceilings = _table_of(summary, "ceilings")
     if ceilings:
         parts.append(_markdown_table(
             ["ceiling (speech that is not the model's)", "sentences", "ASR-BLEU", "WER %"],
             [[row["name"], _number(row["sentences"])] + _scores(row)[:2]
              for row in ceilings["rows"]]))
-    parts.append("Generated from `headline.json` by `make results`; every table is in "
+    parts.append(f"Generated from `{name}.json` by `make results`; every table is in "
                  "[RESULTS.md](RESULTS.md).\n")
     return "\n".join(parts)
 
@@ -355,9 +368,6 @@ def render_timings_block(summary: Mapping[str, Any]) -> str:
     return (_render_timings(table) if table else "") + (f"\n{note}\n" if note else "")
 
 
-BLOCK_RENDERERS = {"headline": render_headline_block, "timings": render_timings_block}
-
-
 def render_readme(text: str, summaries: Mapping[str, Mapping[str, Any]], readme: Path) -> str:
     """``text`` with each README block rewritten from its summary."""
     from echostream_fairseq.evaluation.report import replace_between_markers
@@ -366,7 +376,9 @@ def render_readme(text: str, summaries: Mapping[str, Mapping[str, Any]], readme:
         if name not in summaries:
             raise UserError(f"no {name}.json for the README's '{block}' block")
         try:
-            text = replace_between_markers(text, BLOCK_RENDERERS[block](summaries[name]), block)
+            rendered = (render_timings_block(summaries[name]) if block == "timings"
+                        else render_headline_block(summaries[name], name))
+            text = replace_between_markers(text, rendered, block)
         except ValueError as error:
             raise UserError(f"{readme}: {error}") from error
     return text
@@ -449,6 +461,80 @@ def _t2u_row(data: Mapping[str, Any], path: Path) -> Dict[str, Any]:
             "model": data.get("label"), "source": str(path)}
 
 
+_CORPUS_COLUMNS = [
+    {"key": "split", "header": "split"}, {"key": "pairs", "header": "pairs", "thousands": True},
+    {"key": "origins", "header": "of which"},
+    {"key": "source_hours", "header": "German speech (h)", "digits": 2},
+    {"key": "target_hours", "header": "English speech (h)", "digits": 2},
+    {"key": "units_per_second", "header": "units/s", "digits": 1}]
+
+
+def _corpus_table(report: Mapping[str, Any], path: Path) -> Dict[str, Any]:
+    """A corpus report's splits (pairs by origin, hours, units per second) as a ``table``."""
+    rows = []
+    for split, info in report["splits"].items():
+        origins = (report.get("origins") or {}).get(split) or {}
+        rows.append({"split": split, "pairs": info["pairs"],
+                     "origins": ", ".join(f"{origin} {count:,}" for origin, count
+                                          in origins.items()) or None,
+                     "source_hours": _round(info["source_hours"], 2),
+                     "target_hours": _round(info["target_hours"], 2),
+                     "units_per_second": _round(info["units_per_second"], 1)})
+    vocab = report.get("vocab") or {}
+    return {"kind": "table", "title": "The corpus",
+            "note": f"From `{path}`; sentencepiece: {vocab.get('source')} source and "
+                    f"{vocab.get('target')} target pieces; units: "
+                    f"{(report.get('units') or {}).get('unit_type', 'logmel')}, K = "
+                    f"{(report.get('units') or {}).get('num_units')}.",
+            "columns": _CORPUS_COLUMNS, "rows": rows}
+
+
+def _condition(evaluation: Mapping[str, Any], chunk_ms: Optional[int]) -> Mapping[str, Any]:
+    return next((c for c in evaluation["conditions"] if c["chunk_ms"] == chunk_ms), {})
+
+
+def _at_least(value: Optional[float], needed: float) -> Optional[bool]:
+    return None if value is None else value >= needed
+
+
+def targets_table(evaluation: Mapping[str, Any], text_mt: Optional[Mapping[str, Any]],
+                  t2u_bleu: Optional[float]) -> Dict[str, Any]:
+    """The quality targets of a shipped model (issue #14), each read against the ceiling of the
+    same data: ``evaluation`` is :func:`summarize_report` of the test set at 320 ms and offline,
+    ``text_mt`` an ``echostream-text-mt`` result (text-MT BLEU, cascade ASR-BLEU), ``t2u_bleu``
+    the reference text through the model's T2U."""
+    streamed, offline = _condition(evaluation, 320), _condition(evaluation, None)
+    asr_bleu, text_bleu = streamed.get("speech_asr_bleu"), streamed.get("text_bleu")
+    cascade = ((text_mt or {}).get("cascade") or {}).get("bleu")
+    mt_bleu = ((text_mt or {}).get("text") or {}).get("bleu")
+    rows: List[Dict[str, Any]] = []
+    needed_bleu = max(10.0, 0.6 * cascade) if cascade is not None else 10.0
+    rows.append({"what": "ASR-BLEU at 320 ms", "measured": asr_bleu,
+                 "needed": f">= 10 and >= 60 % of the cascade: >= {needed_bleu:.2f}",
+                 "against": None if cascade is None else f"cascade ceiling {cascade:.2f}",
+                 "met": _at_least(asr_bleu, needed_bleu)})
+    if mt_bleu is not None:
+        rows.append({"what": "text BLEU at 320 ms", "measured": text_bleu,
+                     "needed": f">= 70 % of the text-MT ceiling: >= {0.7 * mt_bleu:.2f}",
+                     "against": f"text MT (beam 5) on gold German text {mt_bleu:.2f}",
+                     "met": _at_least(text_bleu, 0.7 * mt_bleu)})
+    wer = streamed.get("asr_wer")
+    rows.append({"what": "streaming German ASR WER % at 320 ms", "measured": wer, "digits": 1,
+                 "needed": "<= 15", "against": None,
+                 "met": None if wer is None else wer <= 15.0})
+    rows.append({"what": "reference text -> T2U -> vocoder, ASR-BLEU", "measured": t2u_bleu,
+                 "needed": ">= 60", "against": "piper target speech (corpus report)",
+                 "met": _at_least(t2u_bleu, 60.0)})
+    ratio = (asr_bleu / offline["speech_asr_bleu"]
+             if asr_bleu is not None and offline.get("speech_asr_bleu") else None)
+    rows.append({"what": "ASR-BLEU at 320 ms / offline", "measured": ratio,
+                 "needed": ">= 0.75 (within 25 % of offline)",
+                 "against": None if not offline.get("speech_asr_bleu")
+                 else f"offline {offline['speech_asr_bleu']:.2f}",
+                 "met": _at_least(ratio, 0.75)})
+    return {"kind": "targets", "title": "Against the targets", "rows": rows}
+
+
 def _code_versions(inputs: Sequence[Path]) -> str:
     """The commits that wrote ``inputs``, from their own provenance (this tree's for a file
     that records none)."""
@@ -473,6 +559,8 @@ def summarize(reports: Sequence[Path], ceilings: Sequence[Path],
     from echostream_fairseq.evaluation.report import load_ceilings, load_report
 
     fresh: Dict[str, Dict[str, Any]] = {}
+    text_mt: Optional[Mapping[str, Any]] = None  # an echostream-text-mt result among the ceilings
+    t2u_bleu: Optional[float] = None
     try:
         if reports:
             fresh["evaluations"] = {"kind": "evaluations", "evaluations": [
@@ -482,7 +570,12 @@ def summarize(reports: Sequence[Path], ceilings: Sequence[Path],
             if isinstance(data, dict) and isinstance(data.get("t2u_reference_text"), dict):
                 fresh.setdefault("t2u", {"kind": "t2u", "rows": []})["rows"].append(
                     _t2u_row(data, path))
+                t2u_bleu = t2u_bleu if t2u_bleu is not None else _t2u_row(data, path)["asr_bleu"]
                 continue
+            if isinstance(data, dict) and isinstance(data.get("cascade"), dict):
+                text_mt = data
+            if isinstance(data, dict) and isinstance(data.get("splits"), dict) and data["splits"]:
+                fresh["table"] = _corpus_table(data, path)  # a corpus report: its splits too
             for row in load_ceilings(path):
                 fresh.setdefault("ceilings", {"kind": "ceilings", "rows": []})["rows"].append(
                     {"name": row["name"], "sentences": row["sentences"],
@@ -490,6 +583,9 @@ def summarize(reports: Sequence[Path], ceilings: Sequence[Path],
                      "source": row["source"]})
     except (OSError, ValueError) as error:  # json.JSONDecodeError is a ValueError
         raise UserError(str(error)) from error
+    if text_mt is not None and "evaluations" in fresh:  # the targets read against the ceilings
+        fresh["targets"] = targets_table(fresh["evaluations"]["evaluations"][0], text_mt,
+                                         t2u_bleu)
     base = dict(previous or {"title": name, "tables": []})
     tables: List[Dict[str, Any]] = []
     for table in base["tables"]:
@@ -528,7 +624,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--output", type=Path,
       help="with --results-dir: the RESULTS.md to write; else also write the tables here")
     a("--readme", type=Path,
-      help="with --results-dir: rewrite this README's generated blocks (headline, timings); "
+      help="with --results-dir: rewrite this README's generated blocks (shipped, timings); "
            "else write the tables between its --block markers")
     a("--block", default="results",
       help="without --results-dir: marker name of the --readme block (default: results)")

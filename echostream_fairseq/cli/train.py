@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
            "--no-resume refuses to start in a folder that already holds one")
     a("--init-from", type=Path,
       help="start a fresh run from parts of this checkpoint (EchoStream, StreamSpeech, plain "
-           "or bare state dict); ignored when resuming")
+           "or bare state dict, or a shipped model's name); ignored when resuming")
     a("--load-encoder", action=argparse.BooleanOptionalAction, default=False,
       help="with --init-from: load the speech encoder (never from a StreamSpeech Conformer)")
     a("--load-decoders", action=argparse.BooleanOptionalAction, default=True,
@@ -151,9 +151,16 @@ def fairseq_command(opts: argparse.Namespace,
             logger.info("resuming from %s: --init-from %s is ignored (it only seeds a fresh run)",
                         last, opts.init_from)
         return argv, None
-    if opts.init_from is not None:
-        check_checkpoint_file(opts.init_from)
-    return argv, opts.init_from
+    if opts.init_from is None:
+        return argv, None
+    from echostream_fairseq.shipped import find_shipped_model
+
+    shipped = find_shipped_model(opts.init_from)  # a shipped model's name or folder seeds too
+    if shipped is not None:
+        shipped.verify()
+    source = shipped.checkpoint if shipped is not None else opts.init_from
+    check_checkpoint_file(source)
+    return argv, source
 
 
 def _model_repr_only_when_debugging(record: logging.LogRecord) -> bool:

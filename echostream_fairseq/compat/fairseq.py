@@ -63,6 +63,9 @@ def _checking_paths_first(load_ensemble: Callable[..., Any]) -> Callable[..., An
         # before the guarded loader runs; unsharded local files get the loader's own check
         from fairseq.file_io import PathManager
 
+        from echostream_fairseq.shipped import resolve_checkpoint_path
+
+        filenames = [resolve_checkpoint_path(str(f)) for f in filenames]  # a shipped model's name
         if kwargs.get("num_shards", 1) == 1:
             for filename in filenames:
                 if not PathManager.path_requires_pathmanager(str(filename)):
@@ -77,6 +80,10 @@ def _checking_start_paths(load_checkpoint: Callable[..., Any]) -> Callable[..., 
     def checked_load_checkpoint(cfg: Any, trainer: Any, **passthrough: Any) -> Any:
         from fairseq.file_io import PathManager
 
+        from echostream_fairseq.shipped import resolve_checkpoint_path
+
+        if cfg.finetune_from_model is not None:  # a shipped model's name seeds a run too
+            cfg.finetune_from_model = resolve_checkpoint_path(cfg.finetune_from_model)
         last = os.path.join(cfg.save_dir, f"checkpoint_last{trainer.checkpoint_suffix}.pt")
         if cfg.restore_file != "checkpoint_last.pt":
             # fairseq trains from scratch, saying only "No existing checkpoint found", when an

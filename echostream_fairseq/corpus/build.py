@@ -51,7 +51,8 @@ from echostream_fairseq.data.validate import (ManifestError, find_multitask_prob
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BuildConfig", "build_corpus", "single_threaded_math", "split_pairs"]
+__all__ = ["BuildConfig", "build_corpus", "build_test_only", "single_threaded_math",
+           "split_pairs"]
 
 SPLITS = ("train", "dev", "test")
 PAIR_COLUMNS = ("id", "split", "de", "en", "origin")
@@ -183,10 +184,18 @@ def _stage_speech(cfg: BuildConfig, layout: _Layout, side: str) -> dict[str, Any
         jobs = [SynthesisJob(p["id"], p["de"], layout.src_wav(p["id"])) for p in pairs]
         stats = synthesize_all(jobs, "espeak", cfg.jobs, desc="espeak-ng (de)")
     else:
-        jobs = [SynthesisJob(p["id"], p["en"], layout.tgt_wav(p["id"])) for p in pairs]
+        jobs = [SynthesisJob(p["id"], p["en"], layout.tgt_wav(p["id"])) for p in pairs
+                if p["split"] in _target_speech_splits(cfg)]
         _discard_wavs_of_other_settings(layout.tgt_wav("x").parent, PIPER_SETTINGS)
         stats = synthesize_all(jobs, "piper", cfg.jobs, desc="piper (en)")
     return asdict(stats)
+
+
+def _target_speech_splits(cfg: BuildConfig) -> tuple[str, ...]:
+    """Splits whose English speech is synthesised: phoneme units come from the English text, so
+    their training pairs need none (piper is 90 % of a build's CPU time); dev and test keep theirs
+    for the ceilings and the vocoder studies. K-means units are made from every pair's speech."""
+    return ("dev", "test") if cfg.unit_type == "piper-phonemes" else SPLITS
 
 
 def _discard_wavs_of_other_settings(wav_dir: Path, settings: dict[str, Any]) -> None:
@@ -342,7 +351,8 @@ def _stage_manifests(cfg: BuildConfig, layout: _Layout) -> dict[str, Any]:
 def _stage_report(cfg: BuildConfig, layout: _Layout) -> dict[str, Any]:
     pairs = _read_pairs(layout)
     units = {r["id"]: parse_units(r["units"]) for r in mf.read_tsv(layout.units_tsv)}
-    durations = {s: [(wav_duration(layout.src_wav(i)), wav_duration(layout.tgt_wav(i)),
+    durations = {s: [(wav_duration(layout.src_wav(i)),
+                      wav_duration(layout.tgt_wav(i)) if s in _target_speech_splits(cfg) else None,
                       len(units[i])) for i in _ids(pairs, s)] for s in SPLITS}
     markers = {n: _read_marker(layout, n, name) or {} for n, name, _ in STAGES if n < 8}
     train = _ids(pairs, "train")
@@ -408,6 +418,8 @@ def _fingerprint(cfg: BuildConfig, layout: _Layout, stage: int) -> str:
         relevant["pairs"] = hashlib.sha1(layout.pairs.read_bytes()).hexdigest()
     if stage == 3:
         relevant.update(synthesis=PIPER_SETTINGS)
+        if _target_speech_splits(cfg) != SPLITS:  # absent otherwise: earlier builds stay valid
+            relevant.update(target_splits=list(_target_speech_splits(cfg)))
     if stage == 5:
         relevant.update(num_units=cfg.num_units, kmeans_utts=cfg.kmeans_utts, seed=cfg.seed)
         if cfg.unit_type != "logmel":  # absent otherwise, so that earlier builds stay valid
@@ -504,3 +516,35 @@ def _build_stages(cfg: BuildConfig) -> dict[int, dict[str, Any]]:
                     {k: v for k, v in stats.items() if k != "asr"})
         results[number] = {"ran": True, **record}
     return results
+
+
+def build_test_only(data_dir: Path, count: int, seed: int = 1, jobs: int = 2) -> Path:
+    """Only the first ``count`` test sentences of the full corpus (``seed``'s split, as
+    :func:`build_corpus` makes it), as a folder an evaluation streams: their German speech (the
+    builder's espeak-ng voices, so the wavs equal the full build's), ``test_sampled.tsv`` naming
+    the wavs, with the piper phoneme units of the English text as ground truth, and a
+    ``config_gcmvn.yaml`` naming only the phoneme vocoder. What ``make demo`` streams a shipped
+    model on (it carries its own dictionaries and CMVN); returns the manifest's path.
+    """
+    from echostream_fairseq.data.audio import wav_num_samples
+    from echostream_fairseq.vocoder.piper_phonemes import phoneme_units
+
+    layout = _Layout(data_dir)
+    freedict = {p.id: p for p in load_freedict_pairs()}
+    test = [freedict[i] for i in split_pairs(list(freedict), seed)["test"][:count]]
+    synthesize_all([SynthesisJob(p.id, p.de, layout.src_wav(p.id)) for p in test], "espeak",
+                   jobs, desc="espeak-ng (de)")
+    rows = []
+    for pair in test:
+        units = phoneme_units(pair.en)
+        rows.append((pair.id, str(layout.src_wav(pair.id)),
+                     wav_num_samples(layout.src_wav(pair.id), SAMPLE_RATE)[0], pair.de, pair.en,
+                     format_units(units), len(units)))
+    mf.write_yaml(layout.root / mf.GCMVN_YAML, {"vocoder": {"type": PIPER_PHONEMES}})
+    manifest = layout.root / f"{mf.SPLIT_NAMES['test']}.tsv"
+    mf.write_tsv(manifest, mf.MANIFEST_COLUMNS, rows)
+    problems = find_problems(manifest)
+    if problems:
+        raise ManifestError(problems)
+    logger.info("%d test sentences of seed %d in %s", len(rows), seed, manifest)
+    return manifest

@@ -22,32 +22,35 @@ __all__ = ["UPSAMPLE_RATES", "render_markdown", "split_summary", "unit_learnabil
            "write_report"]
 
 
-def split_summary(durations: Mapping[str, Sequence[tuple[float, float, int]]]
-                  ) -> dict[str, dict[str, float]]:
+def split_summary(durations: Mapping[str, Sequence[tuple[float, Optional[float], int]]]
+                  ) -> dict[str, dict[str, Any]]:
     """Per-split counts and hours.
 
     Args:
-        durations: split -> one ``(source seconds, target seconds, target units)`` per pair.
+        durations: split -> one ``(source seconds, target seconds, target units)`` per pair; the
+            target seconds are None where no target speech was synthesised (phoneme units).
 
     Returns:
-        split -> ``{pairs, source_hours, target_hours, units, units_per_second}``, plus ``all``.
+        split -> ``{pairs, source_hours, target_hours, units, units_per_second}``, plus ``all``;
+        target hours and units per second count only the pairs with target speech (None: none).
     """
-    out: dict[str, dict[str, float]] = {}
-    every: list[tuple[float, float, int]] = []
+    out: dict[str, dict[str, Any]] = {}
+    every: list[tuple[float, Optional[float], int]] = []
     for split, items in list(durations.items()) + [("all", every)]:
-        src = sum(i[0] for i in items)
-        tgt = sum(i[1] for i in items)
-        units = sum(i[2] for i in items)
-        out[split] = {"pairs": len(items), "source_hours": src / 3600.0,
-                      "target_hours": tgt / 3600.0, "units": units,
-                      "units_per_second": units / tgt if tgt > 0 else 0.0}
+        spoken = [i for i in items if i[1] is not None]
+        tgt = sum(i[1] for i in spoken)
+        spoken_units = sum(i[2] for i in spoken)
+        out[split] = {"pairs": len(items), "source_hours": sum(i[0] for i in items) / 3600.0,
+                      "target_hours": tgt / 3600.0 if spoken else None,
+                      "units": sum(i[2] for i in items),
+                      "units_per_second": spoken_units / tgt if tgt > 0 else None}
         if split != "all":
             every.extend(items)
     return out
 
 
 # --ctc-upsample-rate values whose CTC alignability the report gives (echostream_mini: 10)
-UPSAMPLE_RATES = (5, 10, 15, 20, 25)
+UPSAMPLE_RATES = (5, 6, 7, 8, 10, 15, 20, 25)
 
 
 def _entropy_nats(counts: Counter) -> float:
@@ -119,6 +122,11 @@ def _stage_rows(stages: Sequence[Mapping[str, Any]]) -> list[str]:
     return rows
 
 
+def _optional(value: Optional[float], spec: str) -> str:
+    """A figure, or "not synthesised" where the split has no target speech (phoneme units)."""
+    return "not synthesised" if value is None else format(value, spec)
+
+
 def render_markdown(report: Mapping[str, Any]) -> str:
     """The report as Markdown."""
     splits = report["splits"]
@@ -130,13 +138,16 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     for split, info in splits.items():
         name = report["split_names"].get(split, "")
         lines.append(f"| {split} | {name} | {info['pairs']} | {info['source_hours']:.3f} | "
-                     f"{info['target_hours']:.3f} | {info['units_per_second']:.1f} |")
+                     f"{_optional(info['target_hours'], '.3f')} | "
+                     f"{_optional(info['units_per_second'], '.1f')} |")
     units = report["units"]
     if units.get("unit_type") == "piper-phonemes":
         made_of = (f"Units: K = {units['num_units']} (pass `--target-code-size "
                    f"{units['num_units']}`): the piper voice's phoneme ids of the English text "
-                   f"(spoken by piper itself); {splits['all']['units_per_second']:.1f} units per "
-                   "second of target speech.")
+                   "(spoken by piper itself); "
+                   f"{_optional(splits['all']['units_per_second'], '.1f')} "
+                   "units per second of target speech (training pairs have none: piper speaks "
+                   "their units).")
     else:
         made_of = (f"Units: K = {units['num_units']} (pass `--target-code-size "
                    f"{units['num_units']}`; requested {units['requested']}), "

@@ -46,6 +46,7 @@ __all__ = [
     "write_multitask_yaml",
     "write_simuleval_lists",
     "write_tsv",
+    "write_yaml",
 ]
 
 MANIFEST_COLUMNS = ("id", "src_audio", "src_n_frames", "src_text", "tgt_text", "tgt_audio",
@@ -224,7 +225,7 @@ def write_multitask_split(vocab: SpmVocab, split_name: str,
     return path
 
 
-def _write_yaml(path: Path, content: Mapping[str, object]) -> None:
+def write_yaml(path: Path, content: Mapping[str, object]) -> None:
     tmp = Path(path).with_name(Path(path).name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as handle:
         yaml.safe_dump(dict(content), handle, sort_keys=False, default_flow_style=False)
@@ -256,7 +257,7 @@ def write_config_gcmvn(path: Path, gcmvn_npz: Path, vocoder: Optional[dict] = No
     }
     if vocoder is not None:
         content["vocoder"] = dict(vocoder)
-    _write_yaml(path, content)
+    write_yaml(path, content)
 
 
 def _multitask_entry(decoder_type: str, vocab: SpmVocab, loss_weight: float,
@@ -275,7 +276,7 @@ def _multitask_entry(decoder_type: str, vocab: SpmVocab, loss_weight: float,
 def write_multitask_yaml(path: Path, source: SpmVocab, target: SpmVocab) -> None:
     """Write the multitask YAML: ``target_unigram`` (MT, transformer, x8), ``source_unigram``
     (ASR CTC, x4), ``ctc_target_unigram`` (ST CTC, x4), in StreamSpeech's order and values."""
-    _write_yaml(path, {
+    write_yaml(path, {
         "target_unigram": _multitask_entry("transformer", target, 8.0, 4),
         "source_unigram": _multitask_entry("ctc", source, 4.0, 0),
         "ctc_target_unigram": _multitask_entry("ctc", target, 4.0, 0),

@@ -205,6 +205,7 @@ CEILING_NAMES = {
     "ceiling_piper": "piper target speech",
     "default": "ground-truth units -> embedded vocoder",
     "default_stream8": "ground-truth units -> embedded vocoder, streamed 8 units a chunk",
+    "cascade": "gold German text -> text MT (beam 5) -> piper target voice (echostream-text-mt)",
 }
 
 
@@ -213,7 +214,9 @@ def load_ceilings(path: Path) -> List[Dict[str, Any]]:
     (``echostream-prepare``: its piper speech), an ``echostream-measure-vocoder --output``
     JSON (piper speech and ground-truth units through the vocoder, on its own sentences) or an
     ``echostream-measure-t2u --output`` JSON (the reference text through a model's T2U: what its
-    speech would score with a perfect translation).
+    speech would score with a perfect translation) or an ``echostream-text-mt`` JSON (the gold
+    German text through a text MT model trained on the same pairs, spoken by the target voice:
+    what this data allows a translation to reach).
 
     Returns rows ``{"name", "sentences", "asr_bleu", "wer", "unit_ratio", "source"}`` (the ratio
     of written to reference units for a T2U row, else None); raises ValueError naming the file
@@ -231,6 +234,8 @@ def load_ceilings(path: Path) -> List[Dict[str, Any]]:
             found.append(("ceiling_piper", data["ceiling_piper"]))
         found += list(data["variants"].items())
     names = dict(CEILING_NAMES)
+    if isinstance(data, dict) and isinstance(data.get("cascade"), dict) and "updates" in data:
+        found.append(("cascade", data["cascade"]))  # echostream-text-mt: the translation ceiling
     if isinstance(data, dict) and isinstance(data.get("t2u_reference_text"), dict):
         # measure_t2u's "decode"; older files had unit_blank_penalty and unit_mask {k2, n2}
         decode = data.get("decode") or {"unit_blank_penalty": data.get("unit_blank_penalty"),
@@ -251,8 +256,9 @@ def load_ceilings(path: Path) -> List[Dict[str, Any]]:
             for key, score in found]
     if not rows:
         raise InputError(f"{path}: neither a corpus report.json with 'asr', an "
-                         "echostream-measure-vocoder --output file with 'variants', nor an "
-                         "echostream-measure-t2u --output file")
+                         "echostream-measure-vocoder --output file with 'variants', an "
+                         "echostream-measure-t2u --output file nor an echostream-text-mt "
+                         "file with 'cascade'")
     return rows
 
 

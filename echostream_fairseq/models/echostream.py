@@ -22,7 +22,7 @@ Dimension legend: B batch, S encoder frames, T MT steps, U upsampled unit steps,
 
 import copy
 import logging
-from argparse import ArgumentParser, Namespace
+from argparse import ArgumentParser, BooleanOptionalAction, Namespace
 from typing import Any, Dict, List, Optional, Set, Tuple
 
 import torch
@@ -123,6 +123,15 @@ def mt_cross_attention_mask(
     return torch.arange(src_len, device=st_not_blank.device).view(1, 1, -1) >= visible
 
 
+def _predicted_tokens(prev_output_tokens: Tensor, pad: int, eos: int) -> Tensor:
+    """(B, T) the subword each teacher-forced MT position predicts: the next input, and ``</s>``
+    after the last one (``prev_output_tokens`` is ``</s> y1 .. yn`` then padding)."""
+    following = torch.cat([prev_output_tokens[:, 1:],
+                           prev_output_tokens.new_full((prev_output_tokens.size(0), 1), pad)], 1)
+    last = prev_output_tokens.ne(pad) & following.eq(pad)
+    return following.masked_fill(last, eos)
+
+
 @register_model("echostream")
 class EchoStreamModel(S2STransformerMultitaskModelBase):
     """Emformer encoder + ASR/ST CTC heads + MT decoder + T2U encoder + unit CTC decoder."""
@@ -173,6 +182,10 @@ class EchoStreamModel(S2STransformerMultitaskModelBase):
           help="repeats of each T2U state before the unit CTC decoder")
         a("--unit-decoder-positions", type=str, choices=["time", "streamspeech"],
           help="unit decoder positions: along time, or StreamSpeech's batch-indexed quirk")
+        a("--t2u-token-embeddings", action=BooleanOptionalAction,
+          help="add to each T2U input state the MT embedding of the subword it predicts (the "
+               "reference one in training, the written one when decoding), so the units say "
+               "the text even where the MT decoder's prediction is weak (no new parameters)")
         # accepted for StreamSpeech compatibility: ignored (logged) or refused with a reason
         a("--conv-out-channels", type=int, help="ignored (convtransformer front end only)")
         a("--conv-version", type=str,
@@ -293,6 +306,7 @@ class EchoStreamModel(S2STransformerMultitaskModelBase):
             raise ValueError("the multitask YAML needs a first-pass text decoder: a 'transformer' "
                              "entry whose key starts with 'target' (e.g. target_unigram)")
         model.synthesizer_encoder = cls.build_t2u_encoder(args)
+        model.t2u_token_embeddings = bool(args.t2u_token_embeddings)
         tag_parameter_groups(model)  # per-group learning rates and freezing read these tags
         return model
 
@@ -342,6 +356,8 @@ class EchoStreamModel(S2STransformerMultitaskModelBase):
         x = mt_decoder_out[1]["inner_states"][-1]
         if mt_decoder.layer_norm is not None:
             x = mt_decoder.layer_norm(x)
+        x = self.t2u_input(x, _predicted_tokens(prev_output_tokens_mt, mt_decoder.padding_idx,
+                                                mt_decoder.dictionary.eos()).transpose(0, 1))
         mt_pad = prev_output_tokens_mt.eq(mt_decoder.padding_idx)
         mt_pad_or_none = mt_pad if mt_pad.any() else None
         if self.synthesizer_encoder is not None:
@@ -365,6 +381,19 @@ class EchoStreamModel(S2STransformerMultitaskModelBase):
         extra["encoder_padding_mask"] = encoder_out["encoder_padding_mask"]
         extra["encoder_out"] = encoder_out
         return decoder_out
+
+    def t2u_input(self, states: Tensor, predicted: Tensor) -> Tensor:
+        """The T2U encoder's input: the MT decoder's final (normed) states, plus with
+        ``--t2u-token-embeddings`` the scaled MT embedding of the subword each state predicts.
+
+        Args:
+            states: (..., D) MT decoder states; predicted: (...) the subword ids they predict
+                (teacher forcing: the reference; decoding: the written subword or ``</s>``).
+        """
+        if not self.t2u_token_embeddings:
+            return states
+        mt_decoder = getattr(self, f"{self.mt_task_name}_decoder")
+        return states + mt_decoder.embed_scale * mt_decoder.embed_tokens(predicted)
 
     def encoder_segment_length(self) -> int:
         """The Emformer segment (encoder frames) the model was configured with."""
@@ -438,6 +467,7 @@ def echostream(args: Namespace) -> None:
     args.uni_encoder = getattr(args, "uni_encoder", False)
     args.ctc_upsample_rate = getattr(args, "ctc_upsample_rate", 25)
     args.unit_decoder_positions = getattr(args, "unit_decoder_positions", "time")
+    args.t2u_token_embeddings = getattr(args, "t2u_token_embeddings", False)
     # fairseq TransformerDecoder fields the unit decoder reads (s2ut_architecture_base's values)
     args.decoder_learned_pos = getattr(args, "decoder_learned_pos", False)
     args.no_token_positional_embeddings = getattr(args, "no_token_positional_embeddings", False)

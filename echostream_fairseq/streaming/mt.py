@@ -20,7 +20,7 @@ V vocabulary.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -82,12 +82,15 @@ class MTStepper:
     A sentence's step gives the same result alone or in a batch, up to float rounding.
     """
 
-    def __init__(self, decoder: Any, dictionary: Any) -> None:
+    def __init__(self, decoder: Any, dictionary: Any,
+                 t2u_input: Optional[Callable[[Tensor, Tensor], Tensor]] = None) -> None:
         for layer in decoder.layers:
             if layer.c_attn is not None:
                 raise ValueError("MT decoder layers with scaled heads (NormFormer's "
                                  "--scale-heads) are not supported by the streaming decoder")
         self.decoder, self.dictionary = decoder, dictionary
+        # the model's rule from a decoder state and the subword it predicted to T2U's input
+        self.t2u_input = t2u_input or (lambda states, predicted: states)
         self._positions: Optional[Tensor] = None
 
     def _position_table(self, length: int) -> Tensor:
@@ -188,17 +191,18 @@ class MTStepper:
             still = []
             for row, i in enumerate(running):
                 sentence, token = sentences[i], int(logits[row].argmax())
+                state = self.t2u_input(feats[row], torch.tensor(token))
                 if token == eos:
                     if finals[i]:
                         # training feeds T2U the states of [</s>, t1..tn]: the last one is the
                         # state that predicted </s>, so it belongs to the units too
-                        sentence.states.append(feats[row])
+                        sentence.states.append(state)
                     else:
                         # too early to end: forget this position, recomputed with more source
                         sentence.truncate(len(sentence.tokens))
                     continue
                 sentence.tokens.append(token)
-                sentence.states.append(feats[row])
+                sentence.states.append(state)
                 if len(sentence.tokens) < caps[i]:
                     still.append(i)
             running = still
@@ -222,8 +226,9 @@ class IncrementalMT:
 
     Attributes:
         tokens: written subword ids.
-        states: the decoder state (D,) that predicted each written subword (plus, once the
-            sentence is done, the state that predicted ``</s>``): T2U's input.
+        states: T2U's input (D,) of each written subword (plus, once the sentence is done, of
+            ``</s>``): the decoder state that predicted it, as
+            :meth:`~echostream_fairseq.models.echostream.EchoStreamModel.t2u_input` makes it.
         done: the source of the sentence ended and it was written to ``</s>`` (or the cap).
         num_frames: encoder frames of the sentence received so far.
         self_stores, cross_stores: per decoder layer, the self-attention keys/values of the fed

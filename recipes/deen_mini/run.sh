@@ -57,9 +57,6 @@ UNTRAINED=$EXP_DIR/untrained/checkpoints/checkpoint_last.pt
 TRAIN_MANIFESTS=(--train-manifest "$DATA_DIR/train_sampled.units.tsv"
                  --dev-manifest "$DATA_DIR/dev_sampled.units.tsv")
 export OMP_NUM_THREADS=$NUM_THREADS
-# threads sleep at OpenMP barriers instead of spinning: with another job on the machine, two
-# spinning threads trained at half the speed of one thread (measured: docs/training.md)
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 
 log() { echo "$(date '+%F %T') $*"; }
 run_stage() {  # run_stage N: true when stage N is selected and not done yet

@@ -219,4 +219,4 @@ def describe_missing(spec: Union[str, Path]) -> str:
     names = shipped_model_names()
     known = (f"shipped models: {', '.join(names)}" if names
              else f"no shipped models in {models_dir()}")
-    return f"{spec}: no such checkpoint file or shipped model ({known})"
+    return f"{spec}: no such file or shipped model ({known})"

@@ -111,7 +111,7 @@ def test_a_damaged_or_unknown_model_is_one_line_and_exit_2(exported: Path, tiny_
     monkeypatch.setenv("ECHOSTREAM_MODELS_DIR", str(exported.parent))
     assert evaluate_cli.main(["--checkpoint", "no-such-model", *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "no such checkpoint file or shipped model" in err[0], err
+    assert len(err) == 1 and "no such file or shipped model" in err[0], err
     assert "shipped models: tiny-de-en" in err[0]
 
 
@@ -226,5 +226,7 @@ def test_fairseq_generate_and_finetune_from_model_take_a_shipped_models_name(
     assert str(exported / "model.pt") in result.stdout + result.stderr  # fairseq says it loaded it
     tuned, _ = read_model_state(save / "checkpoint_last.pt")
     shipped, _ = read_model_state(exported / "model.pt")
-    name = "encoder.subsample.conv_layers.0.weight"  # lr 1e-12: still the shipped weights
-    assert torch.equal(tuned[name], shipped[name].float())
+    name = "encoder.subsample.conv_layers.0.weight"
+    # lr 1e-12: Adam moves each weight by about 1e-12, which float32 shows only on weights near
+    # zero; far below float16's resolution, far above what a fresh initialisation would match
+    assert torch.allclose(tuned[name], shipped[name].float(), rtol=0, atol=1e-9)

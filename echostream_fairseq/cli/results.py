@@ -481,11 +481,14 @@ def _corpus_table(report: Mapping[str, Any], path: Path) -> Dict[str, Any]:
                      "target_hours": _round(info["target_hours"], 2),
                      "units_per_second": _round(info["units_per_second"], 1)})
     vocab = report.get("vocab") or {}
+    stages = report.get("stages") or []
+    built = (f"; built in {_duration(sum(st['seconds'] for st in stages))} of stages "
+             f"({_duration(sum(st['cpu_seconds'] for st in stages))} of CPU)" if stages else "")
     return {"kind": "table", "title": "The corpus",
             "note": f"From `{path}`; sentencepiece: {vocab.get('source')} source and "
                     f"{vocab.get('target')} target pieces; units: "
                     f"{(report.get('units') or {}).get('unit_type', 'logmel')}, K = "
-                    f"{(report.get('units') or {}).get('num_units')}.",
+                    f"{(report.get('units') or {}).get('num_units')}{built}.",
             "columns": _CORPUS_COLUMNS, "rows": rows}
 
 

@@ -51,7 +51,7 @@ demo: $(STAMP)
 	$(PY) scripts/prepare_mini.py --data-dir $(DEMO_TEST_DIR) --test-only $(DEMO_SENTENCES)
 	OMP_NUM_THREADS=1 $(PY) scripts/evaluate.py --checkpoint $(SHIPPED_MODEL) \
 		--manifest $(DEMO_TEST_DIR)/test_sampled.tsv --output-dir $(DEMO_EVAL) \
-		--chunk-ms 320 --no-offline --save-wavs $(DEMO_SENTENCES) --no-progress
+		--chunk-ms 320 --single-sentence --no-offline --save-wavs $(DEMO_SENTENCES) --no-progress
 	$(PY) -m echostream_fairseq.cli.examples $(DEMO_EVAL) --condition chunk_320ms \
 		--max-utterances $(DEMO_SENTENCES)
 	cat $(DEMO_EVAL)/report.md

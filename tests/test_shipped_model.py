@@ -25,7 +25,7 @@ from echostream_fairseq.data.text import parse_units
 from echostream_fairseq.evaluation.streaming_eval import UtteranceRun, stream_utterance
 from echostream_fairseq.evaluation.testset import load_test_set
 from echostream_fairseq.shipped import CARD_JSON, find_shipped_model
-from echostream_fairseq.streaming import PipelineConfig, StreamingS2STPipeline
+from echostream_fairseq.streaming import StreamingS2STPipeline
 from echostream_fairseq.vocoder.piper_phonemes import phoneme_units
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,11 +47,11 @@ def exported(tiny_corpus: Path, talkative_checkpoint: Path, tmp_path_factory) ->
 
 
 def _streamed(model, task, manifest: Path) -> dict:
-    pipeline = StreamingS2STPipeline.from_task(model, task,
-                                               PipelineConfig().for_chunk(model, 320))
+    pipeline = StreamingS2STPipeline.from_task(model, task, export_model.record_config(model))
     utterance = load_test_set(manifest, max_utterances=1).utterances[0]
     samples, rate = read_wav(utterance.wav)
-    run = UtteranceRun(utterance, stream_utterance(pipeline, samples, rate, 320))
+    run = UtteranceRun(utterance, stream_utterance(pipeline, samples, rate,
+                                                   export_model.RECORD_CHUNK_MS))
     seconds = sum(step.speech.size for step in run.steps) / pipeline.vocoder.sample_rate
     return {"asr_text": run.asr_text, "target_text": run.target_text, "speech_s": seconds}
 

@@ -101,10 +101,12 @@ if run_stage 2; then
     --tensorboard-logdir "$EXP_DIR/tensorboard" --log-file "$EXP_DIR/train.log"
   $PY -m echostream_fairseq.cli.summarize_training --valid-subset dev_sampled.units \
     --markdown "$EXP_DIR/train_summary.md" "$EXP_DIR/train.log"
-  log "Stage 2: the untrained reference (one update at lr 1e-12)"
-  $PY -m echostream_fairseq.cli.train --config "$TRAIN_CONFIG" "${TRAIN_MANIFESTS[@]}" \
-    --save-dir "$EXP_DIR/untrained/checkpoints" --num-workers 0 --batch-size 8 \
-    --max-update 1 --lr 1e-12 --disable-validation --no-epoch-checkpoints
+  if [ ! -f "$UNTRAINED" ]; then  # a second run would resume it for a second update
+    log "Stage 2: the untrained reference (one update at lr 1e-12)"
+    $PY -m echostream_fairseq.cli.train --config "$TRAIN_CONFIG" "${TRAIN_MANIFESTS[@]}" \
+      --save-dir "$EXP_DIR/untrained/checkpoints" --num-workers 0 --batch-size 8 \
+      --max-update 1 --lr 1e-12 --disable-validation --no-epoch-checkpoints
+  fi
   done_stage 2
 fi
 

@@ -270,7 +270,7 @@ def render_card(card: Mapping[str, Any]) -> str:
     for evaluation in card.get("evaluations", []):
         lines += [f"## Results: {evaluation['label']} ({evaluation['num_utterances']} test "
                   f"sentences, commit `{(evaluation.get('commit') or '')[:10]}`)", "",
-                  "| condition | ASR-BLEU | BLEU | source WER % | AL ms | AL_CA ms | "
+                  "| condition | ASR-BLEU | BLEU | source WER % | text AL ms | text AL_CA ms | "
                   "Whisper hears nothing |", "|---|---|---|---|---|---|---|"]
         for row in evaluation["conditions"]:
             lines.append(f"| {row['condition']} | {_fmt(row['asr_bleu'])} | {_fmt(row['bleu'])} "

@@ -56,6 +56,7 @@ from echostream_fairseq.cli.common import (add_log_level_argument,  # noqa: E402
 from echostream_fairseq.streaming import PipelineConfig, StreamingS2STPipeline  # noqa: E402
 from echostream_fairseq.streaming.config import add_pipeline_arguments  # noqa: E402
 from echostream_fairseq.checkpoints import load_model_and_task as load_checkpoint  # noqa: E402
+from echostream_fairseq.shipped import find_shipped_model  # noqa: E402
 
 MB = 1024.0 * 1024.0
 #: (checkpoint, corpus) tried in order when --checkpoint is not given
@@ -403,7 +404,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.minutes <= 0 or args.window_minutes <= 0:
         parser.error("--minutes and --window-minutes must be positive")
     checkpoint, data_dir = pick_checkpoint(args.checkpoint, args.data_dir)
-    if not checkpoint.is_file():
+    if not checkpoint.is_file() and find_shipped_model(checkpoint) is None:
         parser.error(f"checkpoint not found: {checkpoint}")
 
     model, task = load_checkpoint(str(checkpoint), str(data_dir) if data_dir else None)
@@ -412,7 +413,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     config = PipelineConfig.from_args(args, speech=not args.no_speech)
     config = config.for_chunk(model, args.chunk_ms)
     pipe = StreamingS2STPipeline.from_task(model, task, config)
-    samples, references = joined_test_sentences(Path(task.args.data), 60.0 * args.minutes)
+    test_corpus = data_dir or Path(task.args.data)  # a shipped model holds no test set
+    samples, references = joined_test_sentences(test_corpus, 60.0 * args.minutes)
     chunk = SAMPLE_RATE * args.chunk_ms // 1000
     print(f"streaming {args.minutes:g} min ({len(samples)} samples, {len(references)} whole "
           f"sentences) in {args.chunk_ms} ms chunks ...", file=sys.stderr, flush=True)

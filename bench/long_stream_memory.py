@@ -56,7 +56,6 @@ from echostream_fairseq.cli.common import (add_log_level_argument,  # noqa: E402
 from echostream_fairseq.streaming import PipelineConfig, StreamingS2STPipeline  # noqa: E402
 from echostream_fairseq.streaming.config import add_pipeline_arguments  # noqa: E402
 from echostream_fairseq.checkpoints import load_model_and_task as load_checkpoint  # noqa: E402
-from echostream_fairseq.shipped import find_shipped_model  # noqa: E402
 
 MB = 1024.0 * 1024.0
 #: (checkpoint, corpus) tried in order when --checkpoint is not given
@@ -404,9 +403,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.minutes <= 0 or args.window_minutes <= 0:
         parser.error("--minutes and --window-minutes must be positive")
     checkpoint, data_dir = pick_checkpoint(args.checkpoint, args.data_dir)
-    if not checkpoint.is_file() and find_shipped_model(checkpoint) is None:
-        parser.error(f"checkpoint not found: {checkpoint}")
-
     model, task = load_checkpoint(str(checkpoint), str(data_dir) if data_dir else None)
     if args.randomise:
         randomise(model, args.randomise)

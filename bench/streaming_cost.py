@@ -41,7 +41,6 @@ from echostream_fairseq.cli.common import (add_log_level_argument,  # noqa: E402
 from echostream_fairseq.streaming import PipelineConfig, StreamingS2STPipeline  # noqa: E402
 from echostream_fairseq.streaming.config import add_pipeline_arguments  # noqa: E402
 from echostream_fairseq.checkpoints import load_model_and_task as load_checkpoint  # noqa: E402
-from echostream_fairseq.shipped import find_shipped_model  # noqa: E402
 
 GAP_SECONDS = 0.3
 EDGE_STEPS = 10  # steps averaged (median) for the first- and last-chunk cost
@@ -134,10 +133,6 @@ def main() -> None:
     setup_logging(args.log_level)
     torch.set_num_threads(args.num_threads)
     checkpoint = args.checkpoint or default_checkpoint()
-    if not checkpoint.is_file() and find_shipped_model(checkpoint) is None:
-        parser.error(f"checkpoint not found: {checkpoint} "
-                     "(train one: make demo-train / make train-mini)")
-
     model, task = load_checkpoint(str(checkpoint), str(args.data_dir) if args.data_dir else None)
     data_dir = Path(args.data_dir or task.args.data)  # a shipped model holds no test set
     config = PipelineConfig.from_args(args, reencode=False)

@@ -49,7 +49,7 @@ setup(
             ("score-generate", "score_generate"), ("summarize-training", "summarize_training"),
             ("examples", "examples"), ("plot-restarts", "plot_restarts"),
             ("validate", "validate"), ("text-mt", "text_mt"), ("serve", "serve"),
-            ("export-model", "export_model"),
+            ("export-model", "export_model"), ("compare-streamspeech", "compare_streamspeech"),
         )
     ]},
 )

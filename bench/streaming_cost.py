@@ -26,7 +26,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List
 
 import numpy as np
 import torch
@@ -34,15 +34,15 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from echostream_fairseq.data.audio import SAMPLE_RATE, read_wav  # noqa: E402
+from echostream_fairseq.data.audio import SAMPLE_RATE  # noqa: E402
 from echostream_fairseq.cli.common import (add_log_level_argument,  # noqa: E402
                                            add_num_threads_argument, provenance,
                                            setup_logging)
 from echostream_fairseq.streaming import PipelineConfig, StreamingS2STPipeline  # noqa: E402
 from echostream_fairseq.streaming.config import add_pipeline_arguments  # noqa: E402
 from echostream_fairseq.checkpoints import load_model_and_task as load_checkpoint  # noqa: E402
+from echostream_fairseq.evaluation.testset import joined_test_sentences  # noqa: E402,F401
 
-GAP_SECONDS = 0.3
 EDGE_STEPS = 10  # steps averaged (median) for the first- and last-chunk cost
 
 
@@ -52,27 +52,6 @@ def default_checkpoint() -> Path:
         if (REPO / candidate).is_file():
             return REPO / candidate
     return REPO / "exp/train_mini/checkpoints/checkpoint_best.pt"
-
-
-def joined_test_sentences(data_dir: Path, seconds: float) -> Tuple[np.ndarray, List[str]]:
-    """Test utterances (16 kHz) joined with short silences, cut to exactly ``seconds``, and the
-    references of the utterances that are in it whole."""
-    split = data_dir / "simuleval" / "test"
-    wavs = (split / "wav_list.txt").read_text().split()
-    references = (split / "target.txt").read_text().splitlines()
-    gap = np.zeros(int(GAP_SECONDS * SAMPLE_RATE), dtype=np.float32)
-    pieces, whole, total, index = [], [], 0, 0
-    limit = int(seconds * SAMPLE_RATE)
-    while total < limit:
-        samples, rate = read_wav(wavs[index % len(wavs)])
-        if rate != SAMPLE_RATE:
-            raise ValueError(f"{wavs[index % len(wavs)]}: expected {SAMPLE_RATE} Hz, got {rate}")
-        pieces += [samples, gap]
-        total += len(samples) + len(gap)
-        if total - len(gap) <= limit:
-            whole.append(references[index % len(wavs)])
-        index += 1
-    return np.concatenate(pieces)[:limit], whole
 
 
 def long_input(data_dir: Path, seconds: float) -> np.ndarray:

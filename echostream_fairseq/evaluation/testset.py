@@ -16,14 +16,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
-from echostream_fairseq.data.audio import SAMPLE_RATE, AudioError, wav_num_samples
+import numpy as np
+
+from echostream_fairseq.data.audio import SAMPLE_RATE, AudioError, read_wav, wav_num_samples
 from echostream_fairseq.data.manifests import SPLIT_NAMES, read_tsv
 from echostream_fairseq.data.validate import ManifestError, Problem, find_problems
 from echostream_fairseq.errors import InputError
 
-__all__ = ["TestSet", "TestUtterance", "default_wav_list", "load_test_set"]
+__all__ = ["JOIN_GAP_SECONDS", "TestSet", "TestUtterance", "default_wav_list",
+           "joined_test_sentences", "load_test_set"]
+
+#: silence between joined test sentences: a long stream made of single-sentence recordings
+JOIN_GAP_SECONDS = 0.3
 
 _AUDIO_SUFFIXES = (".wav", ".flac")
 _WAV_COLUMN = "wav"  # what a wav-list problem names as its column
@@ -150,3 +156,25 @@ def load_test_set(manifest: Path, wav_list: Optional[Path] = None,
         raise ManifestError(problems)
     return TestSet(utterances[:max_utterances] if max_utterances is not None else utterances,
                    wav_list)
+
+
+def joined_test_sentences(data_dir: Path, seconds: float) -> Tuple[np.ndarray, List[str]]:
+    """A corpus's SimulEval test utterances (16 kHz) joined with :data:`JOIN_GAP_SECONDS` of
+    silence, repeated as needed and cut to exactly ``seconds``, and the references of the
+    utterances that are in it whole: the long streams of the benchmarks."""
+    split = data_dir / "simuleval" / "test"
+    wavs = (split / "wav_list.txt").read_text().split()
+    references = (split / "target.txt").read_text().splitlines()
+    gap = np.zeros(int(JOIN_GAP_SECONDS * SAMPLE_RATE), dtype=np.float32)
+    pieces, whole, total, index = [], [], 0, 0
+    limit = int(seconds * SAMPLE_RATE)
+    while total < limit:
+        samples, rate = read_wav(wavs[index % len(wavs)])
+        if rate != SAMPLE_RATE:
+            raise ValueError(f"{wavs[index % len(wavs)]}: expected {SAMPLE_RATE} Hz, got {rate}")
+        pieces += [samples, gap]
+        total += len(samples) + len(gap)
+        if total - len(gap) <= limit:
+            whole.append(references[index % len(wavs)])
+        index += 1
+    return np.concatenate(pieces)[:limit], whole

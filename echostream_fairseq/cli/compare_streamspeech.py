@@ -1,0 +1,685 @@
+"""``echostream-compare-streamspeech``: EchoStream against StreamSpeech's own Conformer model.
+
+StreamSpeech (ictnlp/StreamSpeech at commit 375a73a) comes in at run time from ``--streamspeech-src``;
+nothing of it is in this repository. Its model is trained by its own user-dir
+(``researches/ctc_unity``) with fairseq's own ``fairseq-train``, in a separate process: StreamSpeech's
+user-dir and EchoStream's plugin register the same criterion name, so they never share one.
+
+Subcommands (recipes/streamspeech_compare/run.sh runs them in order):
+
+* ``train``: StreamSpeech's ``streamspeech`` arch on an EchoStream corpus, matched to an EchoStream
+  checkpoint: the same decoders (layers, dims, heads, unit upsampling), data, batches, optimiser,
+  schedule, seed and update count; only the encoder differs (a chunked Conformer of about the
+  Emformer's parameter count). Resumes from its ``checkpoint_last.pt``.
+* ``evaluate``: both systems under the real ``simuleval``, each with its own agent (StreamSpeech's
+  through the shims of recipes/streamspeech_compare/), on the same test sentences at each source
+  segment size, then scored alike by ``simuleval --score-only`` with EchoStream's offline ASR-BLEU
+  scorer and SimulEval's latency scorers (plain and computation-aware).
+* ``compute``: each agent's CPU time per source chunk along one long stream
+  (recipes/streamspeech_compare/agent_chunk_cost.py).
+* ``table``: the comparison table, dev losses at equal updates and the plot, from those runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from echostream_fairseq.cli.common import (
+    UserError, add_log_level_argument, positive_int, run_main, setup_logging,
+)
+
+logger = logging.getLogger(__name__)
+
+#: the StreamSpeech commit whose interface EchoStream keeps (../shared/streamspeech-reference.md)
+STREAMSPEECH_COMMIT = "375a73a"
+USER_DIR = Path("researches") / "ctc_unity"
+HARNESS = Path(__file__).resolve().parents[2] / "recipes" / "streamspeech_compare"
+SYSTEMS = ("streamspeech", "echostream")
+OFFLINE = "offline"
+OFFLINE_SEGMENT_MS = 100_000  # one segment holds a whole test sentence: both agents decode offline
+LATENCY_METRICS = ("AL", "LAAL", "StartOffset", "EndOffset", "ATD", "RTF")
+ECHOSTREAM_AGENT = "echostream_fairseq.agents.speech_to_speech.EchoStreamSpeechToSpeechAgent"
+
+
+def check_streamspeech_src(src: Path) -> Path:
+    """The StreamSpeech checkout given by ``--streamspeech-src``: it must hold the ctc_unity user-dir
+    and the agent; a git checkout must be at :data:`STREAMSPEECH_COMMIT`."""
+    src = src.resolve()
+    for needed in (USER_DIR / "models" / "streamspeech_model.py",
+                   Path("agent") / "speech_to_speech.streamspeech.agent.py"):
+        if not (src / needed).is_file():
+            raise UserError(f"{src}: not a StreamSpeech checkout ({needed} missing; "
+                            f"--streamspeech-src)")
+    if (src / ".git").exists():
+        head = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True,
+                              text=True).stdout.strip()
+        if head and not head.startswith(STREAMSPEECH_COMMIT):
+            raise UserError(f"{src}: at commit {head[:12]}, the comparison is defined at "
+                            f"{STREAMSPEECH_COMMIT} (git -C {src} checkout {STREAMSPEECH_COMMIT})")
+    return src
+
+
+def _echostream_cfg(checkpoint: Path) -> dict:
+    """The fairseq config of the EchoStream run to match (a training checkpoint)."""
+    from echostream_fairseq.checkpoint_safety import safe_torch_load
+    state = safe_torch_load(checkpoint)
+    cfg = state.get("cfg")
+    if not cfg or "model" not in cfg:
+        raise UserError(f"{checkpoint}: has no fairseq config to match (--match-checkpoint)")
+    updates = (state.get("optimizer_history") or [{}])[-1].get("num_updates")
+    return {"cfg": cfg, "num_updates": updates}
+
+
+def _scheduler_options(scheduler: Any) -> List[str]:
+    """The learning-rate scheduler's own fields as fairseq flags (``warmup_updates`` ->
+    ``--warmup-updates``), whatever the scheduler."""
+    options = []
+    for key, value in dict(scheduler).items():
+        if key in ("_name", "lr") or value is None:
+            continue
+        if isinstance(value, bool):
+            options += [f"--{key.replace('_', '-')}"] if value else []
+        else:
+            options += [f"--{key.replace('_', '-')}", str(value)]
+    return options
+
+
+def streamspeech_train_args(cfg: Any, data: Path, save_dir: Path, max_update: int,
+                            conformer_layers: int) -> List[str]:
+    """``fairseq-train`` arguments for StreamSpeech's model matched to an EchoStream run's config.
+
+    Everything but the encoder comes from the EchoStream run. The Conformer keeps the Emformer's
+    width, FFN and heads and StreamSpeech's own encoder options (espnet rel-pos attention, causal
+    chunks of the Emformer's segment length, multichunk training); its depth is the parameter
+    match: a Conformer layer (two FFNs, a convolution module) holds about 2.2 Emformer layers.
+    """
+    model, dataset, optim = cfg["model"], cfg["dataset"], cfg["optimization"]
+    task, criterion, scheduler = cfg["task"], cfg["criterion"], cfg["lr_scheduler"]
+    m = (lambda name: getattr(model, name)) if not isinstance(model, dict) else model.__getitem__
+    t = (lambda name: getattr(task, name)) if not isinstance(task, dict) else task.__getitem__
+    segment = m("segment_length")
+    args = [
+        str(data), "--user-dir", "<user-dir>",
+        "--config-yaml", t("config_yaml"), "--multitask-config-yaml", t("multitask_config_yaml"),
+        "--task", "speech_to_speech_ctc", "--target-is-code",
+        "--target-code-size", str(t("target_code_size")), "--vocoder", "code_hifigan",
+        "--criterion", "speech_to_unit_2pass_ctc_asr_st",
+        "--label-smoothing", str(criterion["label_smoothing"]),
+        "--rdrop-alpha", str(criterion["rdrop_alpha"]),
+        "--k1", str(criterion["k1"]), "--k2", str(criterion["k2"]),
+        "--n1", str(criterion["n1"]), "--n2", str(criterion["n2"]),
+        "--arch", "streamspeech",
+        "--encoder-layers", str(conformer_layers),
+        "--encoder-embed-dim", str(m("encoder_embed_dim")),
+        "--encoder-ffn-embed-dim", str(m("encoder_ffn_embed_dim")),
+        "--encoder-attention-heads", str(m("encoder_attention_heads")),
+        "--conv-channels", str(m("conv_channels")),
+        "--conv-kernel-sizes", str(m("conv_kernel_sizes")),
+        "--attn-type", "espnet", "--pos-enc-type", "rel_pos",
+        "--chunk-size", str(segment),
+        "--translation-decoder-layers", str(m("translation_decoder_layers")),
+        "--synthesizer-encoder-layers", str(m("synthesizer_encoder_layers")),
+        "--decoder-layers", str(m("decoder_layers")),
+        "--decoder-embed-dim", str(m("decoder_embed_dim")),
+        "--decoder-ffn-embed-dim", str(m("decoder_ffn_embed_dim")),
+        "--decoder-attention-heads", str(m("decoder_attention_heads")),
+        "--ctc-upsample-rate", str(m("ctc_upsample_rate")),
+        "--dropout", str(m("dropout")), "--attention-dropout", str(m("attention_dropout")),
+        "--relu-dropout", str(m("activation_dropout")),
+        "--train-subset", dataset["train_subset"], "--valid-subset", dataset["valid_subset"],
+        "--max-tokens", str(dataset["max_tokens"]),
+        "--required-batch-size-multiple", str(dataset["required_batch_size_multiple"]),
+        "--max-source-positions", str(t("max_source_positions")),
+        "--max-target-positions", str(t("max_target_positions")),
+        "--validate-interval", "1",
+        "--validate-interval-updates", str(dataset["validate_interval_updates"]),
+        "--save-dir", str(save_dir), "--save-interval", "1", "--save-interval-updates", "1000",
+        "--keep-interval-updates", "2", "--keep-last-epochs", "1",
+        "--no-progress-bar", "--log-format", "json", "--log-interval", "50",
+        "--optimizer", "adam", "--adam-betas", str(cfg["optimizer"]["adam_betas"]),
+        "--lr", str(optim["lr"][0]), "--clip-norm", str(optim["clip_norm"]),
+        "--lr-scheduler", scheduler["_name"], *_scheduler_options(scheduler),
+        "--update-freq", str(optim["update_freq"][0]),
+        "--max-update", str(max_update), "--seed", str(cfg["common"]["seed"]),
+    ]
+    if dataset.get("batch_size"):
+        args += ["--batch-size", str(dataset["batch_size"])]
+    if criterion.get("multichunk"):
+        args.append("--multichunk")
+    if m("uni_encoder"):
+        args.append("--uni-encoder")
+    if m("share_decoder_input_output_embed"):
+        args.append("--share-decoder-input-output-embed")
+    return args
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    src = check_streamspeech_src(args.streamspeech_src)
+    matched = _echostream_cfg(args.match_checkpoint)
+    max_update = args.max_update or matched["num_updates"]
+    if not max_update:
+        raise UserError(f"{args.match_checkpoint}: records no update count; give --max-update")
+    data = args.data_dir.resolve()
+    if not (data / f"{matched['cfg']['dataset']['train_subset']}.tsv").is_file():
+        raise UserError(f"{data}: has no {matched['cfg']['dataset']['train_subset']}.tsv "
+                        "(--data-dir: the corpus the EchoStream run was trained on)")
+    save_dir = (args.exp_dir / "streamspeech" / "checkpoints").resolve()
+    save_dir.mkdir(parents=True, exist_ok=True)
+    train_args = streamspeech_train_args(matched["cfg"], data, save_dir, max_update,
+                                         args.conformer_layers)
+    train_args[train_args.index("<user-dir>")] = str(src / USER_DIR)
+    train_args += ["--cpu", "--num-workers", "0"] if args.device == "cpu" else ["--num-workers", "3"]
+    train_args += ["--log-file", str((args.exp_dir / "streamspeech" / "train.log").resolve())]
+    train_args += args.fairseq_args
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.num_threads),
+               MKL_NUM_THREADS=str(args.num_threads))
+    command = [sys.executable, str(HARNESS / "streamspeech_train.py"), *train_args]
+    logger.info("StreamSpeech training, %d updates to match %s: %s", max_update,
+                args.match_checkpoint, " ".join(command))
+    return subprocess.run(command, cwd=src, env=env).returncode
+
+
+def segment_ms(chunk: str) -> int:
+    return OFFLINE_SEGMENT_MS if chunk == OFFLINE else int(chunk)
+
+
+def parse_chunk(text: str) -> str:
+    """argparse type: a source segment size in ms, or ``offline``."""
+    if text == OFFLINE or (text.isdigit() and int(text) > 0):
+        return text
+    raise argparse.ArgumentTypeError(f"expected a segment size in ms or {OFFLINE!r}, got {text!r}")
+
+
+def simuleval_test_lists(data_dir: Path, out_dir: Path, max_utterances: Optional[int]) -> tuple:
+    """The SimulEval source and target lists of the test set's first ``max_utterances``."""
+    split = data_dir / "simuleval" / "test"
+    lists = []
+    for name in ("wav_list.txt", "target.txt"):
+        path = split / name
+        if not path.is_file():
+            raise UserError(f"{path}: missing (--data-dir: a corpus built by echostream-prepare)")
+        lines = path.read_text().splitlines()
+        lists.append(lines[:max_utterances] if max_utterances else lines)
+    if len(lists[0]) != len(lists[1]):
+        raise UserError(f"{split}: wav_list.txt and target.txt differ in length")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, lines in zip(("wav_list.txt", "target.txt"), lists):
+        (out_dir / name).write_text("\n".join(lines) + "\n")
+        paths.append(out_dir / name)
+    return paths[0], paths[1], len(lists[0])
+
+
+def streamspeech_agent_options(src: Path, checkpoint: Path, data_dir: Path,
+                               vocoder_json: Path) -> List[str]:
+    """StreamSpeech's agent options as its simuleval.simul-s2st.sh passes them, with 16 kHz input
+    and the piper unit vocoder (shim 4) named by a placeholder vocoder file."""
+    return ["--agent", str(HARNESS / "streamspeech_agent.py"), "--model-path", str(checkpoint),
+            "--data-bin", str(data_dir), "--config-yaml", "config_gcmvn.yaml",
+            "--multitask-config-yaml", "config_mtl_asr_st_ctcst.yaml",
+            "--user-dir", str(src / USER_DIR), "--agent-dir", str(src / "agent"),
+            "--vocoder", str(vocoder_json), "--vocoder-cfg", str(vocoder_json),
+            "--dur-prediction", "--sample-rate", "16000", "--device", "cpu"]
+
+
+def echostream_agent_options(checkpoint: str, decode_config: Path, num_threads: int,
+                             single_sentence: bool = True) -> List[str]:
+    options = ["--agent-class", ECHOSTREAM_AGENT, "--checkpoint", checkpoint,
+               "--decode-config", str(decode_config), "--num-threads", str(num_threads)]
+    return options + (["--single-sentence"] if single_sentence else [])
+
+
+def _environment(src: Optional[Path], num_threads: int) -> Dict[str, str]:
+    env = dict(os.environ, OMP_NUM_THREADS=str(num_threads), MKL_NUM_THREADS=str(num_threads))
+    if src is not None:
+        env["STREAMSPEECH_SRC"] = str(src)
+    return env
+
+
+def _simuleval() -> str:
+    return str(Path(sys.executable).with_name("simuleval"))
+
+
+def _run(command: List[str], cwd: Path, env: Dict[str, str], log: Path) -> None:
+    logger.info("running: %s (log %s)", " ".join(command), log)
+    with open(log, "w") as handle:
+        status = subprocess.run(command, cwd=cwd, env=env, stdout=handle,
+                                stderr=subprocess.STDOUT).returncode
+    if status != 0:
+        tail = log.read_text(errors="replace").strip().splitlines()[-5:]
+        raise RuntimeError(f"exit status {status}: {' '.join(command[:4])} ...; "
+                           f"{log}:\n" + "\n".join(tail))
+
+
+def score_run(out: Path) -> Dict[str, float]:
+    """Score a finished SimulEval run as ``simuleval --score-only`` does (which only prints), in this
+    process: EchoStream's offline ASR-BLEU (Whisper tiny.en from a registry package) and SimulEval's
+    latency scorers, plain and computation-aware; written to ``scores.tsv``."""
+    from simuleval import options
+    from simuleval.evaluator import SentenceLevelEvaluator
+
+    from echostream_fairseq.scoring import simuleval_scorers
+
+    logger.debug("scorers of %s registered", simuleval_scorers.__name__)
+    instances = [json.loads(line) for line in (out / "instances.log").read_text().splitlines()]
+    if not any(instance.get("prediction_length", 0) > 0 for instance in instances):
+        # SimulEval's latency scorers divide by zero when no sentence has any speech
+        logger.warning("%s: no sentence has any output speech: ASR-BLEU 0, latency undefined", out)
+        return {"ECHOSTREAM_ASR_BLEU": 0.0}
+    argv = ["--score-only", "--output", str(out), "--quality-metrics", "ECHOSTREAM_ASR_BLEU",
+            "--latency-metrics", *LATENCY_METRICS, "--computation-aware"]
+    parser = options.general_parser()
+    options.add_evaluator_args(parser)
+    options.add_scorer_args(parser, argv)
+    options.add_dataloader_args(parser, argv)
+    results = SentenceLevelEvaluator.from_args(parser.parse_args(argv)).results
+    results.to_csv(out / "scores.tsv", sep="\t", index=False)
+    return {key: float(value) for key, value in results.iloc[0].to_dict().items()}
+
+
+def evaluate_one(system: str, chunk: str, agent_options: List[str], lists: tuple,
+                 out: Path, env: Dict[str, str], cwd: Path, label: Dict[str, Any]) -> dict:
+    """One system at one segment size: SimulEval run, then scoring; a summary of the same
+    checkpoint (path and update count) and decoding is kept instead."""
+    summary_path = out / "summary.json"
+    if summary_path.is_file():
+        summary = json.loads(summary_path.read_text())
+        if all(summary.get(key) == value for key, value in label.items()):
+            return summary
+        logger.info("%s: made with another checkpoint or decoding, run again", out)
+    if out.exists():
+        shutil.rmtree(out)  # SimulEval appends to instances.log: an interrupted run starts over
+    out.mkdir(parents=True)
+    if "--extra-output-dir" in agent_options:  # StreamSpeech's agent appends to files in it
+        Path(agent_options[agent_options.index("--extra-output-dir") + 1]).mkdir()
+    source, target, count = lists
+    _run([_simuleval(), *agent_options, "--source", str(source), "--target", str(target),
+          "--source-segment-size", str(segment_ms(chunk)), "--output", str(out), "--no-scoring",
+          "--computation-aware"], cwd, env, out / "run.log")
+    scores = score_run(out)
+    summary = {"system": system, "chunk": chunk, "utterances": count, **label,
+               "scores": scores}
+    tmp = summary_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(summary, indent=1) + "\n")
+    tmp.replace(summary_path)
+    return summary
+
+
+def _updates(checkpoint: Path) -> Optional[int]:
+    from echostream_fairseq.checkpoints import read_model_state
+    return read_model_state(checkpoint)[1]["num_updates"]
+
+
+def _streamspeech_src(args: argparse.Namespace) -> Optional[Path]:
+    """The checked StreamSpeech checkout, required only when its system runs."""
+    if "streamspeech" not in args.systems:
+        return args.streamspeech_src.resolve() if args.streamspeech_src else None
+    if args.streamspeech_src is None:
+        raise UserError("--streamspeech-src: needed to run StreamSpeech's agent")
+    return check_streamspeech_src(args.streamspeech_src)
+
+
+def _agents_setup(args: argparse.Namespace) -> tuple:
+    """What running either agent needs, checked before any work: ``(streamspeech_src,
+    streamspeech_checkpoint, placeholder_vocoder_json, echostream_checkpoint_file)``."""
+    from echostream_fairseq.shipped import checkpoint_file
+
+    src = _streamspeech_src(args)
+    exp = args.exp_dir.resolve()
+    ss_checkpoint = (args.streamspeech_checkpoint
+                     or exp / "streamspeech" / "checkpoints" / "checkpoint_last.pt").resolve()
+    if "streamspeech" in args.systems and not ss_checkpoint.is_file():
+        raise UserError(f"{ss_checkpoint}: no StreamSpeech checkpoint (run the train "
+                        "subcommand first, or give --streamspeech-checkpoint)")
+    echo_checkpoint = checkpoint_file(args.echostream_checkpoint)
+    if not args.decode_config.is_file():
+        raise UserError(f"{args.decode_config}: no such decode config (--decode-config)")
+    # StreamSpeech's agent requires --vocoder and --vocoder-cfg (a JSON file); shim 4 ignores them
+    vocoder_json = exp / "eval" / "piper_vocoder.json"
+    vocoder_json.parent.mkdir(parents=True, exist_ok=True)
+    vocoder_json.write_text(json.dumps({"type": "piper_phonemes", "note": "replaced by "
+                                        "streamspeech_shims.PiperUnitsForStreamSpeech"}) + "\n")
+    return src, ss_checkpoint, vocoder_json, echo_checkpoint
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    src, ss_checkpoint, vocoder_json, echo_checkpoint = _agents_setup(args)
+    exp, data = args.exp_dir.resolve(), args.data_dir.resolve()
+    tag = f"test{args.max_utterances}" if args.max_utterances else "test"
+    lists = simuleval_test_lists(data, exp / "eval" / tag, args.max_utterances)
+    env = _environment(src, args.num_threads)
+    repo = Path(__file__).resolve().parents[2]
+    for system in args.systems:
+        if system == "streamspeech":
+            options = streamspeech_agent_options(src, ss_checkpoint, data, vocoder_json)
+            label = {"checkpoint": str(ss_checkpoint), "updates": _updates(ss_checkpoint)}
+        else:
+            options = echostream_agent_options(str(args.echostream_checkpoint),
+                                               args.decode_config.resolve(), args.num_threads)
+            label = {"checkpoint": str(args.echostream_checkpoint),
+                     "updates": _updates(echo_checkpoint),
+                     "decode_config": str(args.decode_config)}
+        for chunk in args.chunks:
+            out = exp / "eval" / tag / system / chunk
+            if system == "streamspeech":
+                options_here = options + ["--extra-output-dir", str(out / "extra")]
+            else:
+                options_here = options
+            summary = evaluate_one(system, chunk, options_here, lists, out, env,
+                                   src if system == "streamspeech" else repo, label)
+            scores = summary["scores"]
+            logger.info("%s %s: ASR-BLEU %.2f, AL %.0f, AL_CA %.0f", system, chunk,
+                        scores.get("ECHOSTREAM_ASR_BLEU", float("nan")),
+                        scores.get("AL", float("nan")), scores.get("AL_CA", float("nan")))
+    return 0
+
+
+def cmd_compute(args: argparse.Namespace) -> int:
+    from echostream_fairseq.data.audio import write_wav
+    from echostream_fairseq.evaluation.testset import joined_test_sentences
+
+    src, ss_checkpoint, vocoder_json, _ = _agents_setup(args)
+    exp = args.exp_dir.resolve()
+    env = _environment(src, 1)
+    repo = Path(__file__).resolve().parents[2]
+    out_dir = exp / "compute"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stream = out_dir / f"stream_{args.seconds:g}s.wav"
+    write_wav(stream, joined_test_sentences(args.data_dir, args.seconds)[0])
+    for system in args.systems:
+        if system == "streamspeech":
+            options = streamspeech_agent_options(src, ss_checkpoint, args.data_dir.resolve(),
+                                                 vocoder_json)
+        else:  # sentence after sentence: the mode that keeps decoding the whole stream
+            options = echostream_agent_options(str(args.echostream_checkpoint),
+                                               args.decode_config.resolve(), 1,
+                                               single_sentence=False)
+        result = out_dir / f"{system}_{args.seconds:g}s_{args.chunk_ms}ms.json"
+        _run([sys.executable, str(HARNESS / "agent_chunk_cost.py"), "--wav", str(stream),
+              "--chunk-ms", str(args.chunk_ms), "--output-json", str(result), "--", *options],
+             src if system == "streamspeech" else repo, env, result.with_suffix(".log"))
+        logger.info("%s: %s", system, result)
+    return 0
+
+
+DEV_HEADS = {"ASR CTC": "multitask_source_unigram_loss",
+             "ST CTC": "multitask_ctc_target_unigram_loss",
+             "MT CE": "multitask_target_unigram_loss",
+             "total": "loss"}
+COMPUTE_POINTS_S = (20.0, 60.0, 180.0)
+DOC_BLOCK = "streamspeech_comparison"  # <!-- streamspeech_comparison:begin/end --> in --doc
+EDGE_CHUNKS = 10  # chunks before a point whose cost is reported as that point's per-chunk cost
+
+
+def dev_losses_at_equal_updates(logs: Dict[str, Path], valid_subset: str) -> List[dict]:
+    """Per-head dev losses of both runs at every update count that both logged a validation at.
+
+    StreamSpeech's criterion logs its unit CTC loss only inside ``loss``/``nll_loss`` (its
+    ``nll_loss`` tensor is the total, added to in place), so the unit head is compared through the
+    total only."""
+    from echostream_fairseq.training_logs import log_records
+
+    by_system = {}
+    for system, log in logs.items():
+        if not log.is_file():
+            raise UserError(f"{log}: no training log (run the train subcommand)")
+        records = log_records(log.read_text(errors="replace"), valid_subset, source=str(log))
+        by_system[system] = {int(r["num_updates"]): r for r in records if "num_updates" in r}
+    common = sorted(set.intersection(*(set(v) for v in by_system.values())))
+    rows = []
+    for updates in common:
+        row = {"updates": updates}
+        for head, key in DEV_HEADS.items():
+            for system in logs:
+                row[f"{system} {head}"] = by_system[system][updates].get(key)
+        rows.append(row)
+    return rows
+
+
+def chunk_cost_summary(result: dict) -> List[dict]:
+    """Per-chunk CPU cost (median, p95, max of the ``EDGE_CHUNKS`` chunks ending at or before each
+    point) and compute RTF (all chunks up to the point / the point) at 20, 60 and 180 s."""
+    import numpy as np
+
+    positions = np.asarray(result["positions_s"])
+    costs = np.asarray(result["chunk_cpu_s"])
+    rows = []
+    for point in COMPUTE_POINTS_S:
+        upto = positions <= point + 1e-6
+        if not upto.any() or positions[upto][-1] < point - result["chunk_ms"] / 1000:
+            continue
+        edge = costs[upto][-EDGE_CHUNKS:] * 1000
+        rows.append({"seconds": point, "chunk_ms_p50": float(np.median(edge)),
+                     "chunk_ms_p95": float(np.percentile(edge, 95)),
+                     "chunk_ms_max": float(edge.max()),
+                     "compute_rtf": float(costs[upto].sum() / point)})
+    return rows
+
+
+def _parameters(checkpoint: Path) -> Dict[str, int]:
+    from echostream_fairseq.checkpoints import read_model_state
+
+    weights, _ = read_model_state(checkpoint)
+    encoder = sum(v.numel() for k, v in weights.items() if k.startswith("encoder."))
+    return {"encoder": encoder, "total": sum(v.numel() for v in weights.values())}
+
+
+def _fmt(value: Optional[float], digits: int) -> str:
+    return "" if value is None or value != value else f"{value:.{digits}f}"
+
+
+QUALITY_COLUMNS = (("ASR-BLEU", "ECHOSTREAM_ASR_BLEU", 2), ("AL", "AL", 0), ("AL_CA", "AL_CA", 0),
+                   ("LAAL", "LAAL", 0), ("LAAL_CA", "LAAL_CA", 0),
+                   ("StartOffset", "StartOffset", 0), ("StartOffset_CA", "StartOffset_CA", 0),
+                   ("EndOffset", "EndOffset", 0), ("ATD", "ATD", 0))
+
+
+def render_markdown(results: dict) -> str:
+    lines = ["| system | updates | segment | " + " | ".join(c[0] for c in QUALITY_COLUMNS) + " |",
+             "|---|---|---|" + "---|" * len(QUALITY_COLUMNS)]
+    for run in results["quality_latency"]:
+        segment = run["chunk"] + ("" if run["chunk"] == OFFLINE else " ms")
+        cells = [_fmt(run["scores"].get(key), digits) for _, key, digits in QUALITY_COLUMNS]
+        lines.append(f"| {run['system']} | {run.get('updates', '')} | {segment} | "
+                     + " | ".join(cells) + " |")
+    out = ["### Quality and latency (speech output, ms)", "", *lines, ""]
+    if results.get("compute"):
+        out += ["### Compute per 320 ms chunk against stream length (CPU ms, one thread)", "",
+                "| system | stream | chunk p50 | chunk p95 | chunk max | compute RTF |",
+                "|---|---|---|---|---|---|"]
+        for system, rows in results["compute"].items():
+            for row in rows:
+                out.append(f"| {system} | {row['seconds']:g} s | {row['chunk_ms_p50']:.1f} | "
+                           f"{row['chunk_ms_p95']:.1f} | {row['chunk_ms_max']:.1f} | "
+                           f"{row['compute_rtf']:.3f} |")
+        out.append("")
+    if results.get("dev_losses"):
+        systems = list(SYSTEMS)
+        heads = list(DEV_HEADS)
+        header = "| updates | " + " | ".join(f"{h} ({s})" for h in heads for s in systems) + " |"
+        out += ["### Dev losses at equal updates", "", header,
+                "|---|" + "---|" * (len(heads) * len(systems))]
+        for row in results["dev_losses"]:
+            out.append(f"| {row['updates']} | " + " | ".join(
+                _fmt(row.get(f"{s} {h}"), 2) for h in heads for s in systems) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    markers = {"streamspeech": "s-", "echostream": "o-"}
+    for axis, latency in zip(axes[:2], ("AL", "AL_CA")):
+        for system in markers:
+            runs = [r for r in results["quality_latency"] if r["system"] == system
+                    and r["chunk"] != OFFLINE]
+            runs.sort(key=lambda r: int(r["chunk"]))
+            runs = [r for r in runs if latency in r["scores"]]
+            if runs:
+                xs = [r["scores"][latency] for r in runs]
+                ys = [r["scores"]["ECHOSTREAM_ASR_BLEU"] for r in runs]
+                axis.plot(xs, ys, markers[system], alpha=0.8,
+                          label=f"{system} ({runs[0].get('updates')} updates)")
+                for x, y, run in zip(xs, ys, runs):  # the segment size at each point
+                    axis.annotate(run["chunk"], (x, y), textcoords="offset points",
+                                  xytext=(4, 4), fontsize=8)
+        axis.set_xlabel(f"{latency} (ms)")
+        axis.set_ylabel("ASR-BLEU")
+        axis.set_title(f"quality vs {latency}")
+        axis.legend()
+    for system, result in results.get("compute_raw", {}).items():
+        axes[2].plot(result["positions_s"], [c * 1000 for c in result["chunk_cpu_s"]],
+                     markers[system][0], markersize=2, label=system)
+    axes[2].set_xlabel("stream position (s)")
+    axes[2].set_ylabel("CPU ms per 320 ms chunk")
+    axes[2].set_yscale("log")
+    axes[2].set_title("compute per chunk along one stream")
+    axes[2].legend()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=90)
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    exp = args.exp_dir.resolve()
+    summaries = sorted((exp / "eval").glob("*/*/*/summary.json"))
+    if args.eval_tag:
+        summaries = [p for p in summaries if p.parts[-4] == args.eval_tag]
+    if not summaries:
+        raise UserError(f"{exp / 'eval'}: no finished evaluation (run the evaluate subcommand)")
+    order = {c: i for i, c in enumerate(["160", "320", "640", "1280", OFFLINE])}
+    runs = [json.loads(p.read_text()) for p in summaries]
+    runs.sort(key=lambda r: (SYSTEMS.index(r["system"]), order.get(r["chunk"], 99)))
+    checkpoints = {r["system"]: r["checkpoint"] for r in runs}
+    results = {"eval_tag": summaries[0].parts[-4], "utterances": runs[0]["utterances"],
+               "quality_latency": runs,
+               "parameters": {s: _parameters(Path(c)) if Path(c).is_file()
+                              else _parameters(_shipped(c)) for s, c in checkpoints.items()},
+               "compute": {}, "compute_raw": {}}
+    for system in SYSTEMS:
+        found = sorted((exp / "compute").glob(f"{system}_*s_*ms.json"))
+        if found:
+            raw = json.loads(found[-1].read_text())
+            results["compute"][system] = chunk_cost_summary(raw)
+            results["compute_raw"][system] = raw
+    if args.echostream_log and (exp / "streamspeech" / "train.log").is_file():
+        results["dev_losses"] = dev_losses_at_equal_updates(
+            {"streamspeech": exp / "streamspeech" / "train.log",
+             "echostream": args.echostream_log}, args.valid_subset)
+    markdown = render_markdown(results)
+    if args.plot:
+        plot(results, args.plot)
+    saved = {k: v for k, v in results.items() if k != "compute_raw"}
+    if args.output_json:
+        args.output_json.parent.mkdir(parents=True, exist_ok=True)
+        args.output_json.write_text(json.dumps(saved, indent=1) + "\n")
+    if args.doc:
+        from echostream_fairseq.evaluation.report import replace_between_markers
+
+        try:
+            text = replace_between_markers(args.doc.read_text(), markdown, DOC_BLOCK)
+        except (OSError, ValueError) as error:
+            raise UserError(f"{args.doc}: {error} (--doc)") from error
+        args.doc.write_text(text)
+    print(markdown)
+    return 0
+
+
+def _shipped(spec: str) -> Path:
+    from echostream_fairseq.shipped import checkpoint_file
+    return checkpoint_file(spec)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="echostream-compare-streamspeech",
+                                     description=__doc__.split("\n\n")[0])
+    add_log_level_argument(parser)
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train StreamSpeech's model matched to an EchoStream run",
+                           description="Arguments after -- go to fairseq-train as they are.")
+    train.add_argument("--streamspeech-src", type=Path, required=True,
+                       help=f"a StreamSpeech checkout at commit {STREAMSPEECH_COMMIT}")
+    train.add_argument("--match-checkpoint", type=Path, required=True,
+                       help="the EchoStream training checkpoint whose config and update count "
+                            "are matched")
+    train.add_argument("--data-dir", type=Path, required=True,
+                       help="the corpus (StreamSpeech layout) the EchoStream run was trained on")
+    train.add_argument("--exp-dir", type=Path, default=Path("exp/streamspeech_compare"))
+    train.add_argument("--conformer-layers", type=positive_int, default=3,
+                       help="Conformer depth (default 3: about the Emformer's parameter count "
+                            "at echostream_mini's width)")
+    train.add_argument("--max-update", type=positive_int,
+                       help="updates (default: the matched checkpoint's)")
+    train.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    train.add_argument("--num-threads", type=positive_int, default=2)
+    train.set_defaults(func=cmd_train)
+
+    for name, func, text in (("evaluate", cmd_evaluate, "both agents under simuleval, scored alike"),
+                             ("compute", cmd_compute, "CPU time per chunk along a long stream")):
+        sub_parser = sub.add_parser(name, help=text)
+        sub_parser.add_argument("--streamspeech-src", type=Path,
+                                help=f"a StreamSpeech checkout at commit {STREAMSPEECH_COMMIT} "
+                                     "(needed when --systems includes streamspeech)")
+        sub_parser.add_argument("--streamspeech-checkpoint", type=Path,
+                                help="default: EXP_DIR/streamspeech/checkpoints/checkpoint_last.pt")
+        sub_parser.add_argument("--echostream-checkpoint", default="echostream-mini-de-en",
+                                help="checkpoint or shipped model name (default "
+                                     "echostream-mini-de-en)")
+        sub_parser.add_argument("--decode-config", type=Path,
+                                default=Path("configs/decode/streamspeech.yaml"),
+                                help="EchoStream's decoding (default StreamSpeech's own)")
+        sub_parser.add_argument("--data-dir", type=Path, required=True)
+        sub_parser.add_argument("--exp-dir", type=Path, default=Path("exp/streamspeech_compare"))
+        sub_parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
+        sub_parser.set_defaults(func=func)
+        if name == "evaluate":
+            sub_parser.add_argument("--chunks", nargs="+", type=parse_chunk,
+                                    default=["160", "320", "640", "1280", OFFLINE],
+                                    help="source segment sizes in ms, and/or 'offline'")
+            sub_parser.add_argument("--max-utterances", type=positive_int,
+                                    help="the first N test sentences (default all)")
+            sub_parser.add_argument("--num-threads", type=positive_int, default=1)
+        else:
+            sub_parser.add_argument("--seconds", type=float, default=180.0)
+            sub_parser.add_argument("--chunk-ms", type=positive_int, default=320)
+
+    table = sub.add_parser("table", help="the comparison table and plot from finished runs")
+    table.add_argument("--exp-dir", type=Path, default=Path("exp/streamspeech_compare"))
+    table.add_argument("--eval-tag", help="which evaluation (e.g. test100; default: all found)")
+    table.add_argument("--echostream-log", type=Path,
+                       help="EchoStream's training log, for dev losses at equal updates")
+    table.add_argument("--valid-subset", default="dev_sampled.units")
+    table.add_argument("--output-json", type=Path)
+    table.add_argument("--plot", type=Path, help="PNG: quality vs AL / AL_CA, cost per chunk")
+    table.add_argument("--doc", type=Path, help=f"Markdown file whose {DOC_BLOCK!r} block is "
+                                                "rewritten with the tables")
+    table.set_defaults(func=cmd_table)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    args = build_parser().parse_args(argv[:len(argv) - len(extra) - (1 if extra or "--" in argv
+                                                                     else 0)])
+    if extra and args.command != "train":
+        build_parser().error("arguments after -- are fairseq-train's (train only)")
+    args.fairseq_args = extra
+    setup_logging(args.log_level)
+    return run_main(lambda: args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# EchoStream against StreamSpeech's own Conformer model on the same corpus (README.md here).
+#
+#   recipes/streamspeech_compare/run.sh --streamspeech-src /path/to/StreamSpeech   # stages 1-4
+#   recipes/streamspeech_compare/run.sh --streamspeech-src DIR --stage 4          # the table only
+#
+# Stage 1 trains StreamSpeech's model with its own code, matched to the EchoStream training
+# checkpoint MATCH_CHECKPOINT (same decoders, data, batches, schedule, seed and updates; resumes).
+# Stage 2 runs both systems' agents under simuleval on the test set, stage 3 their compute per
+# chunk along one long stream, stage 4 writes results/comparison.json, the table of
+# docs/streamspeech_comparison.md and its plot. A finished stage leaves $EXP_DIR/.done/stage<N>.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+stage=1
+stop_stage=4
+STREAMSPEECH_SRC=""                                         # a checkout at commit 375a73a
+DATA_DIR=data/deen_ding                                     # the shipped model's corpus
+MATCH_CHECKPOINT=exp/deen_ding/checkpoints/checkpoint_last.pt  # the EchoStream run matched
+ECHOSTREAM_LOG=exp/deen_ding/train.log                      # its dev losses
+ECHOSTREAM_CHECKPOINT=echostream-mini-de-en                 # what is evaluated (its weights)
+EXP_DIR=exp/streamspeech_compare
+TRAIN_THREADS=2
+MAX_UTTERANCES=100     # test sentences evaluated (504: all)
+CHUNKS="160 320 640 1280 offline"
+DECODE_CONFIG=configs/decode/streamspeech.yaml              # EchoStream decodes as StreamSpeech
+COMPUTE_SECONDS=180
+
+while [ $# -gt 0 ]; do
+  name=$(echo "${1#--}" | tr - _)
+  [ "$name" != "$1" ] && [ $# -ge 2 ] || { echo "usage: $0 [--stage N] [--var value]" >&2; exit 2; }
+  case $name in
+    stage|stop_stage) eval "$name=\$2" ;;
+    *) eval "${name^^}=\$2" ;;
+  esac
+  shift 2
+done
+[ -n "$STREAMSPEECH_SRC" ] || { echo "error: --streamspeech-src DIR is required" >&2; exit 2; }
+
+PY=${PY:-.venv/bin/python}
+CMP=("$PY" -m echostream_fairseq.cli.compare_streamspeech)
+log() { echo "$(date '+%F %T') | $*"; }
+run_stage() {
+  [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ] || return 1
+  if [ -f "$EXP_DIR/.done/stage$1" ]; then log "Stage $1: done before, skipped"; return 1; fi
+}
+done_stage() { mkdir -p "$EXP_DIR/.done"; touch "$EXP_DIR/.done/stage$1"; }
+
+if run_stage 1; then
+  log "Stage 1: StreamSpeech's model, matched to $MATCH_CHECKPOINT (resumes)"
+  "${CMP[@]}" train --streamspeech-src "$STREAMSPEECH_SRC" --match-checkpoint "$MATCH_CHECKPOINT" \
+    --data-dir "$DATA_DIR" --exp-dir "$EXP_DIR" --num-threads "$TRAIN_THREADS"
+  done_stage 1
+fi
+
+if run_stage 2; then
+  log "Stage 2: both agents under simuleval, $MAX_UTTERANCES test sentences, $CHUNKS"
+  # shellcheck disable=SC2086
+  "${CMP[@]}" evaluate --streamspeech-src "$STREAMSPEECH_SRC" --data-dir "$DATA_DIR" \
+    --exp-dir "$EXP_DIR" --echostream-checkpoint "$ECHOSTREAM_CHECKPOINT" \
+    --decode-config "$DECODE_CONFIG" --max-utterances "$MAX_UTTERANCES" --chunks $CHUNKS
+  done_stage 2
+fi
+
+if run_stage 3; then
+  log "Stage 3: compute per 320 ms chunk along a ${COMPUTE_SECONDS} s stream"
+  "${CMP[@]}" compute --streamspeech-src "$STREAMSPEECH_SRC" --data-dir "$DATA_DIR" \
+    --exp-dir "$EXP_DIR" --echostream-checkpoint "$ECHOSTREAM_CHECKPOINT" \
+    --decode-config "$DECODE_CONFIG" --seconds "$COMPUTE_SECONDS"
+  done_stage 3
+fi
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then  # no marker: it only renders
+  log "Stage 4: results/comparison.json, docs/streamspeech_comparison.md and its plot"
+  "${CMP[@]}" table --exp-dir "$EXP_DIR" --eval-tag "test$MAX_UTTERANCES" \
+    --echostream-log "$ECHOSTREAM_LOG" \
+    --output-json recipes/streamspeech_compare/results/comparison.json \
+    --doc docs/streamspeech_comparison.md --plot docs/streamspeech_comparison.png
+fi

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from echostream_fairseq.cli.common import (EXIT_USER_ERROR, UserError, positive_int, provenance,
-                                           run_main)
+from echostream_fairseq.cli.common import (EXIT_USER_ERROR, UserError, count_or_all, positive_int,
+                                           provenance, run_main)
 
 
 def _raise(error: BaseException):
@@ -38,6 +38,16 @@ def test_positive_int():
     for text in ("0", "-1", "x"):
         with pytest.raises(argparse.ArgumentTypeError):
             positive_int(text)
+
+
+def test_count_or_all_takes_all_for_no_limit():
+    rows = list(range(600))
+    assert rows[:count_or_all("all")] == rows and rows[:count_or_all("504")] == rows[:504]
+    with pytest.raises(argparse.ArgumentTypeError):
+        count_or_all("0")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--max-utterances", type=count_or_all, default=100)
+    assert parser.parse_args(["--max-utterances", "all"]).max_utterances is None
 
 
 def test_provenance_names_the_commit_the_tree_state_the_command_and_the_configs():

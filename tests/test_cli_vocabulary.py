@@ -31,9 +31,22 @@ def _load_file(relative: str):
     return load_file_module(REPO / relative, f"vocabulary_{Path(relative).stem}")
 
 
+def _with_subcommands(where: str, parser: argparse.ArgumentParser
+                      ) -> Dict[str, argparse.ArgumentParser]:
+    """``parser`` and the parser of each of its subcommands (``where:NAME``)."""
+    found = {where: parser}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found.update(_with_subcommands(f"{where}:{name}", sub))
+    return found
+
+
 def _parsers() -> Dict[str, argparse.ArgumentParser]:
-    parsers = {f"cli.{name}": importlib.import_module(f"echostream_fairseq.cli.{name}")
-               .build_parser() for name in COMMANDS}
+    parsers = {}
+    for name in COMMANDS:
+        parsers.update(_with_subcommands(f"cli.{name}", importlib.import_module(
+            f"echostream_fairseq.cli.{name}").build_parser()))
     parsers.update({relative: _load_file(relative).build_parser() for relative in FILE_COMMANDS})
     for target in AGENTS:
         module, name = target.split(":")
@@ -76,6 +89,8 @@ def test_every_command_takes_log_level_and_the_agents_the_decoding_options(parse
         options = {s for action in parser._actions for s in action.option_strings}
         if where.startswith("EchoStream"):
             assert {"--decode-config", "--unit-k2", "--unit-n2"} <= options, where
+        elif any(isinstance(a, argparse._SubParsersAction) for a in parser._actions):
+            continue  # its subcommands take it, after their name
         else:
             assert "--log-level" in options, where
     for where in ("cli.evaluate", "cli.measure_t2u", "bench/streaming_cost.py",

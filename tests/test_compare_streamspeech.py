@@ -75,8 +75,7 @@ def test_the_streamspeech_run_copies_every_setting_but_the_encoder(tmp_path):
 
 def test_a_folder_that_is_no_streamspeech_checkout_is_one_line_and_exit_2(tmp_path, capsys):
     status = cmp.main(["train", "--streamspeech-src", str(tmp_path),
-                       "--match-checkpoint", str(tmp_path / "none.pt"),
-                       "--data-dir", str(tmp_path)])
+                       "--checkpoint", str(tmp_path / "none.pt"), "--data-dir", str(tmp_path)])
     err = capsys.readouterr().err.strip()
     assert status == 2 and err.count("\n") == 0
     assert err.startswith(f"error: {tmp_path.resolve()}: not a StreamSpeech checkout")
@@ -91,7 +90,7 @@ def test_streamspeech_runs_need_its_source_and_checkpoint(tmp_path, capsys):
         (src / needed).parent.mkdir(parents=True, exist_ok=True)
         (src / needed).write_text("")
     assert cmp.main(["compute", "--streamspeech-src", str(src), "--data-dir", str(tmp_path),
-                     "--exp-dir", str(tmp_path / "exp")]) == 2
+                     "--output-dir", str(tmp_path / "exp")]) == 2
     assert "no StreamSpeech checkpoint" in capsys.readouterr().err
 
 
@@ -179,19 +178,23 @@ def test_echostreams_side_evaluates_measures_and_tabulates_on_the_tiny_corpus(
         tiny_corpus, talkative_checkpoint, tmp_path):
     data, exp = corpus_dir(tiny_corpus), tmp_path / "exp"
     decode = REPO / "configs" / "decode" / "streamspeech.yaml"
-    common = ["--data-dir", str(data), "--exp-dir", str(exp), "--systems", "echostream",
-              "--echostream-checkpoint", str(talkative_checkpoint), "--decode-config",
-              str(decode)]
-    assert cmp.main(["evaluate", *common, "--chunks", "320", "offline"]) == 0
+    common = ["--data-dir", str(data), "--output-dir", str(exp), "--systems", "echostream",
+              "--checkpoint", str(talkative_checkpoint), "--decode-config", str(decode)]
+    assert cmp.main(["evaluate", *common, "--chunk-ms", "320"]) == 0
     summaries = {p.parts[-2]: json.loads(p.read_text())
                  for p in (exp / "eval" / "test").glob("echostream/*/summary.json")}
     assert sorted(summaries) == ["320", "offline"]
     scores = summaries["320"]["scores"]
     assert summaries["320"]["utterances"] == 1 and summaries["320"]["updates"] >= 1
     assert 0 <= scores["ECHOSTREAM_ASR_BLEU"] <= 100 and scores["AL_CA"] >= scores["AL"] > 0
+    # the agent's --extra-output-dir: one line per input, what the talkative model wrote
+    extra = exp / "eval" / "test" / "echostream" / "320" / "extra"
+    lines = {name: (extra / f"{name}.txt").read_text().splitlines() for name in ("asr", "st")}
+    assert [len(v) for v in lines.values()] == [1, 1] and lines["st"][0].strip()
+    assert 0 <= scores["text_BLEU"] <= 100 and scores["source_WER"] >= 0
     # a rerun keeps a finished run: the summary is not rewritten
     before = (exp / "eval" / "test" / "echostream" / "320" / "summary.json").stat().st_mtime_ns
-    assert cmp.main(["evaluate", *common, "--chunks", "320"]) == 0
+    assert cmp.main(["evaluate", *common, "--chunk-ms", "320"]) == 0
     assert (exp / "eval" / "test" / "echostream" / "320" / "summary.json"
             ).stat().st_mtime_ns == before
     # ... and a summary of another checkpoint is made again
@@ -200,7 +203,7 @@ def test_echostreams_side_evaluates_measures_and_tabulates_on_the_tiny_corpus(
     summary["updates"] = -1
     (exp / "eval" / "test" / "echostream" / "320" / "summary.json").write_text(
         json.dumps(summary))
-    assert cmp.main(["evaluate", *common, "--chunks", "320"]) == 0
+    assert cmp.main(["evaluate", *common, "--chunk-ms", "320", "--no-offline"]) == 0
     assert json.loads((exp / "eval" / "test" / "echostream" / "320" / "summary.json"
                        ).read_text())["updates"] == summaries["320"]["updates"]
 
@@ -212,8 +215,8 @@ def test_echostreams_side_evaluates_measures_and_tabulates_on_the_tiny_corpus(
     doc = tmp_path / "doc.md"
     doc.write_text("intro\n<!-- streamspeech_comparison:begin -->\nold\n"
                    "<!-- streamspeech_comparison:end -->\nend\n")
-    assert cmp.main(["table", "--exp-dir", str(exp), "--doc", str(doc), "--plot",
-                     str(tmp_path / "plot.png"), "--output-json", str(tmp_path / "r.json")]) == 0
+    assert cmp.main(["table", "--output-dir", str(exp), "--doc", str(doc), "--plot",
+                     str(tmp_path / "plot.png"), "--output", str(tmp_path / "r.json")]) == 0
     text = doc.read_text()
     assert "old" not in text and text.startswith("intro\n") and text.endswith("end\n")
     assert "| echostream | " in text and "| 320 ms | " in text and "| offline | " in text
@@ -226,16 +229,16 @@ def test_echostreams_side_evaluates_measures_and_tabulates_on_the_tiny_corpus(
 def test_streamspeech_trains_with_its_own_code_and_its_agent_runs_under_simuleval(
         tiny_corpus, tiny_checkpoint, tmp_path):
     data, exp = corpus_dir(tiny_corpus), tmp_path / "exp"
-    assert cmp.main(["train", "--streamspeech-src", STREAMSPEECH_SRC, "--match-checkpoint",
-                     str(tiny_checkpoint), "--data-dir", str(data), "--exp-dir", str(exp),
+    assert cmp.main(["train", "--streamspeech-src", STREAMSPEECH_SRC, "--checkpoint",
+                     str(tiny_checkpoint), "--data-dir", str(data), "--output-dir", str(exp),
                      "--max-update", "2", "--num-threads", "1",
                      # one dev sentence: StreamSpeech's criterion fails on a batch without padding
                      "--", "--disable-validation"]) == 0
     checkpoint = exp / "streamspeech" / "checkpoints" / "checkpoint_last.pt"
     assert cmp._updates(checkpoint) == 2
     assert cmp.main(["evaluate", "--streamspeech-src", STREAMSPEECH_SRC, "--systems",
-                     "streamspeech", "--data-dir", str(data), "--exp-dir", str(exp),
-                     "--chunks", "320"]) == 0
+                     "streamspeech", "--data-dir", str(data), "--output-dir", str(exp),
+                     "--chunk-ms", "320", "--no-offline"]) == 0
     summary = json.loads((exp / "eval" / "test" / "streamspeech" / "320" / "summary.json"
                           ).read_text())
     assert summary["updates"] == 2 and "ECHOSTREAM_ASR_BLEU" in summary["scores"]

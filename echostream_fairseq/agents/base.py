@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 from argparse import ArgumentParser, Namespace
-from typing import Any, List, Optional
+from pathlib import Path
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -31,7 +32,10 @@ from echostream_fairseq.streaming.pipeline import StepOutput, StreamingS2STPipel
 logger = logging.getLogger(__name__)
 
 # segment_length_for_chunk lives in streaming.config; re-exported for code that imported it here
-__all__ = ["EchoStreamAgentBase", "segment_length_for_chunk"]
+__all__ = ["EXTRA_OUTPUTS", "EchoStreamAgentBase", "segment_length_for_chunk"]
+
+#: the files of --extra-output-dir: StreamSpeech's agents' names (final ASR, translation, units)
+EXTRA_OUTPUTS = ("asr", "st", "unit")
 
 
 class EchoStreamAgentBase(GenericAgent):
@@ -44,6 +48,10 @@ class EchoStreamAgentBase(GenericAgent):
         torch.set_num_threads(args.num_threads)  # more threads are slower on shared CPUs
         self.pipeline = self.build_pipeline(args)
         self._output: Optional[StepOutput] = None
+        self._extra_output_dir = Path(args.extra_output_dir) if args.extra_output_dir else None
+        if self._extra_output_dir is not None:
+            self._extra_output_dir.mkdir(parents=True, exist_ok=True)
+        self._written: Dict[str, List[str]] = {name: [] for name in EXTRA_OUTPUTS}
         super().__init__(args)
 
     @staticmethod
@@ -54,6 +62,9 @@ class EchoStreamAgentBase(GenericAgent):
           "(default: the data path saved in the checkpoint)")
         a("--vocoder-config", default=None, help="data config naming the vocoder "
           "(default: the corpus' config_gcmvn.yaml / embedded vocoder)")
+        a("--extra-output-dir", default=None, help="append each input's streaming ASR, translation "
+          "and units, as written, to asr.txt, st.txt and unit.txt here, a line each (as "
+          "StreamSpeech's agents do)")
         add_pipeline_arguments(parser)
         add_num_threads_argument(parser, "torch CPU threads of the agent")
 
@@ -69,6 +80,19 @@ class EchoStreamAgentBase(GenericAgent):
         super().reset()
         self.pipeline.reset()
         self._output = None
+        self._written = {name: [] for name in EXTRA_OUTPUTS}
+
+    def _record(self, output: Optional[StepOutput]) -> None:
+        """Keep what the step wrote; at the end of the input, append it to the extra outputs."""
+        if output is None or self._extra_output_dir is None:
+            return
+        self._written["asr"].append(output.asr_text)
+        self._written["st"].append(output.target_text)
+        self._written["unit"].append(" ".join(map(str, output.units)))
+        if output.finished:
+            for name, pieces in self._written.items():
+                with open(self._extra_output_dir / f"{name}.txt", "a") as handle:
+                    handle.write(" ".join(" ".join(pieces).split()) + "\n")
 
     def push(self, source_segment: Segment, states: Optional[AgentStates] = None,
              upstream_states: Optional[List[AgentStates]] = None) -> None:
@@ -87,6 +111,7 @@ class EchoStreamAgentBase(GenericAgent):
             self._output = self.pipeline.push(samples, rate)
         else:
             self._output = None
+        self._record(self._output)
 
     def policy(self) -> Action:
         output, self._output = self._output, None

@@ -18,7 +18,7 @@ from echostream_fairseq.provenance import provenance
 
 __all__ = ["EXIT_USER_ERROR", "LOG_LEVELS", "UserError", "add_log_level_argument",
            "add_num_threads_argument", "add_run_manifest_arguments", "check_output_dir",
-           "positive_int",
+           "count_or_all", "positive_int",
            "provenance", "run_main", "setup_logging"]
 
 EXIT_USER_ERROR = 2
@@ -81,6 +81,11 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
     return value
+
+
+def count_or_all(text: str) -> Optional[int]:
+    """argparse type: a positive integer, or ``all`` (None: no limit; slicing with it keeps all)."""
+    return None if text == "all" else positive_int(text)
 
 
 def run_main(body: Callable[[], Optional[int]],

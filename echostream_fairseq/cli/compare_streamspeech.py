@@ -45,6 +45,8 @@ HARNESS = Path(__file__).resolve().parents[2] / "recipes" / "streamspeech_compar
 SYSTEMS = ("streamspeech", "echostream")
 OFFLINE = "offline"
 OFFLINE_SEGMENT_MS = 100_000  # one segment holds a whole test sentence: both agents decode offline
+#: what a kept summary must hold (a summary of an older harness is made again)
+SUMMARY_SCORES = ("ECHOSTREAM_ASR_BLEU", "text_BLEU", "source_WER")
 LATENCY_METRICS = ("AL", "LAAL", "StartOffset", "EndOffset", "ATD", "RTF")
 ECHOSTREAM_AGENT = "echostream_fairseq.agents.speech_to_speech.EchoStreamSpeechToSpeechAgent"
 
@@ -163,27 +165,27 @@ def streamspeech_train_args(cfg: Any, data: Path, save_dir: Path, max_update: in
 
 def cmd_train(args: argparse.Namespace) -> int:
     src = check_streamspeech_src(args.streamspeech_src)
-    matched = _echostream_cfg(args.match_checkpoint)
+    matched = _echostream_cfg(args.checkpoint)
     max_update = args.max_update or matched["num_updates"]
     if not max_update:
-        raise UserError(f"{args.match_checkpoint}: records no update count; give --max-update")
+        raise UserError(f"{args.checkpoint}: records no update count; give --max-update")
     data = args.data_dir.resolve()
     if not (data / f"{matched['cfg']['dataset']['train_subset']}.tsv").is_file():
         raise UserError(f"{data}: has no {matched['cfg']['dataset']['train_subset']}.tsv "
                         "(--data-dir: the corpus the EchoStream run was trained on)")
-    save_dir = (args.exp_dir / "streamspeech" / "checkpoints").resolve()
+    save_dir = (args.output_dir / "streamspeech" / "checkpoints").resolve()
     save_dir.mkdir(parents=True, exist_ok=True)
     train_args = streamspeech_train_args(matched["cfg"], data, save_dir, max_update,
                                          args.conformer_layers)
     train_args[train_args.index("<user-dir>")] = str(src / USER_DIR)
     train_args += ["--cpu", "--num-workers", "0"] if args.device == "cpu" else ["--num-workers", "3"]
-    train_args += ["--log-file", str((args.exp_dir / "streamspeech" / "train.log").resolve())]
+    train_args += ["--log-file", str((args.output_dir / "streamspeech" / "train.log").resolve())]
     train_args += args.fairseq_args
     env = dict(os.environ, OMP_NUM_THREADS=str(args.num_threads),
                MKL_NUM_THREADS=str(args.num_threads))
     command = [sys.executable, str(HARNESS / "streamspeech_train.py"), *train_args]
     logger.info("StreamSpeech training, %d updates to match %s: %s", max_update,
-                args.match_checkpoint, " ".join(command))
+                args.checkpoint, " ".join(command))
     return subprocess.run(command, cwd=src, env=env).returncode
 
 
@@ -191,15 +193,12 @@ def segment_ms(chunk: str) -> int:
     return OFFLINE_SEGMENT_MS if chunk == OFFLINE else int(chunk)
 
 
-def parse_chunk(text: str) -> str:
-    """argparse type: a source segment size in ms, or ``offline``."""
-    if text == OFFLINE or (text.isdigit() and int(text) > 0):
-        return text
-    raise argparse.ArgumentTypeError(f"expected a segment size in ms or {OFFLINE!r}, got {text!r}")
-
-
 def simuleval_test_lists(data_dir: Path, out_dir: Path, max_utterances: Optional[int]) -> tuple:
-    """The SimulEval source and target lists of the test set's first ``max_utterances``."""
+    """The SimulEval source and target lists of the test set's first ``max_utterances`` (written
+    to ``out_dir``), their count, and the German source texts of the same wavs (from
+    ``test_sampled.tsv``, by utterance id: the wav's name), for the streaming ASR's WER."""
+    from echostream_fairseq.data.manifests import read_tsv
+
     split = data_dir / "simuleval" / "test"
     lists = []
     for name in ("wav_list.txt", "target.txt"):
@@ -210,12 +209,34 @@ def simuleval_test_lists(data_dir: Path, out_dir: Path, max_utterances: Optional
         lists.append(lines[:max_utterances] if max_utterances else lines)
     if len(lists[0]) != len(lists[1]):
         raise UserError(f"{split}: wav_list.txt and target.txt differ in length")
+    manifest = data_dir / "test_sampled.tsv"
+    german = {row["id"]: row["src_text"] for row in read_tsv(manifest)}
+    missing = [wav for wav in lists[0] if Path(wav).stem not in german]
+    if missing:
+        raise UserError(f"{manifest}: no row for {missing[0]} (id {Path(missing[0]).stem})")
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, lines in zip(("wav_list.txt", "target.txt"), lists):
         (out_dir / name).write_text("\n".join(lines) + "\n")
         paths.append(out_dir / name)
-    return paths[0], paths[1], len(lists[0])
+    return paths[0], paths[1], len(lists[0]), [german[Path(wav).stem] for wav in lists[0]]
+
+
+def text_scores(extra_dir: Path, targets: List[str], sources: List[str]) -> Dict[str, float]:
+    """Text BLEU of the final translations and WER of the final streaming ASR, from an agent's
+    ``--extra-output-dir`` (``st.txt``, ``asr.txt``: a line an input), normalised and scored as
+    every EchoStream figure (:func:`echostream_fairseq.scoring.asr_bleu.score_texts`)."""
+    from echostream_fairseq.scoring.asr_bleu import score_texts
+
+    texts = {}
+    for name, references in (("st", targets), ("asr", sources)):
+        path = extra_dir / f"{name}.txt"
+        lines = path.read_text().splitlines() if path.is_file() else []
+        if len(lines) != len(references):
+            raise RuntimeError(f"{path}: {len(lines)} lines for {len(references)} inputs")
+        texts[name] = lines
+    return {"text_BLEU": score_texts(texts["st"], targets).bleu,
+            "source_WER": score_texts(texts["asr"], sources).wer}
 
 
 def streamspeech_agent_options(src: Path, checkpoint: Path, data_dir: Path,
@@ -292,19 +313,20 @@ def evaluate_one(system: str, chunk: str, agent_options: List[str], lists: tuple
     summary_path = out / "summary.json"
     if summary_path.is_file():
         summary = json.loads(summary_path.read_text())
-        if all(summary.get(key) == value for key, value in label.items()):
+        if (all(summary.get(key) == value for key, value in label.items())
+                and all(key in summary["scores"] for key in SUMMARY_SCORES)):
             return summary
         logger.info("%s: made with another checkpoint or decoding, run again", out)
     if out.exists():
         shutil.rmtree(out)  # SimulEval appends to instances.log: an interrupted run starts over
-    out.mkdir(parents=True)
-    if "--extra-output-dir" in agent_options:  # StreamSpeech's agent appends to files in it
-        Path(agent_options[agent_options.index("--extra-output-dir") + 1]).mkdir()
-    source, target, count = lists
-    _run([_simuleval(), *agent_options, "--source", str(source), "--target", str(target),
+    (out / "extra").mkdir(parents=True)  # StreamSpeech's agent appends to files it expects there
+    source, target, count, german = lists
+    _run([_simuleval(), *agent_options, "--extra-output-dir", str(out / "extra"),
+          "--source", str(source), "--target", str(target),
           "--source-segment-size", str(segment_ms(chunk)), "--output", str(out), "--no-scoring",
           "--computation-aware"], cwd, env, out / "run.log")
     scores = score_run(out)
+    scores.update(text_scores(out / "extra", target.read_text().splitlines(), german))
     summary = {"system": system, "chunk": chunk, "utterances": count, **label,
                "scores": scores}
     tmp = summary_path.with_suffix(".tmp")
@@ -333,13 +355,13 @@ def _agents_setup(args: argparse.Namespace) -> tuple:
     from echostream_fairseq.shipped import checkpoint_file
 
     src = _streamspeech_src(args)
-    exp = args.exp_dir.resolve()
+    exp = args.output_dir.resolve()
     ss_checkpoint = (args.streamspeech_checkpoint
                      or exp / "streamspeech" / "checkpoints" / "checkpoint_last.pt").resolve()
     if "streamspeech" in args.systems and not ss_checkpoint.is_file():
         raise UserError(f"{ss_checkpoint}: no StreamSpeech checkpoint (run the train "
                         "subcommand first, or give --streamspeech-checkpoint)")
-    echo_checkpoint = checkpoint_file(args.echostream_checkpoint)
+    echo_checkpoint = checkpoint_file(args.checkpoint)
     if not args.decode_config.is_file():
         raise UserError(f"{args.decode_config}: no such decode config (--decode-config)")
     # StreamSpeech's agent requires --vocoder and --vocoder-cfg (a JSON file); shim 4 ignores them
@@ -352,7 +374,7 @@ def _agents_setup(args: argparse.Namespace) -> tuple:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     src, ss_checkpoint, vocoder_json, echo_checkpoint = _agents_setup(args)
-    exp, data = args.exp_dir.resolve(), args.data_dir.resolve()
+    exp, data = args.output_dir.resolve(), args.data_dir.resolve()
     tag = f"test{args.max_utterances}" if args.max_utterances else "test"
     lists = simuleval_test_lists(data, exp / "eval" / tag, args.max_utterances)
     env = _environment(src, args.num_threads)
@@ -362,22 +384,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             options = streamspeech_agent_options(src, ss_checkpoint, data, vocoder_json)
             label = {"checkpoint": str(ss_checkpoint), "updates": _updates(ss_checkpoint)}
         else:
-            options = echostream_agent_options(str(args.echostream_checkpoint),
+            options = echostream_agent_options(str(args.checkpoint),
                                                args.decode_config.resolve(), args.num_threads)
-            label = {"checkpoint": str(args.echostream_checkpoint),
+            label = {"checkpoint": str(args.checkpoint),
                      "updates": _updates(echo_checkpoint),
                      "decode_config": str(args.decode_config)}
-        for chunk in args.chunks:
+        for chunk in [str(ms) for ms in args.chunk_ms] + ([] if args.no_offline else [OFFLINE]):
             out = exp / "eval" / tag / system / chunk
-            if system == "streamspeech":
-                options_here = options + ["--extra-output-dir", str(out / "extra")]
-            else:
-                options_here = options
-            summary = evaluate_one(system, chunk, options_here, lists, out, env,
+            summary = evaluate_one(system, chunk, options, lists, out, env,
                                    src if system == "streamspeech" else repo, label)
             scores = summary["scores"]
-            logger.info("%s %s: ASR-BLEU %.2f, AL %.0f, AL_CA %.0f", system, chunk,
-                        scores.get("ECHOSTREAM_ASR_BLEU", float("nan")),
+            logger.info("%s %s: ASR-BLEU %.2f, text BLEU %.2f, AL %.0f, AL_CA %.0f", system,
+                        chunk, scores.get("ECHOSTREAM_ASR_BLEU", float("nan")),
+                        scores["text_BLEU"],
                         scores.get("AL", float("nan")), scores.get("AL_CA", float("nan")))
     return 0
 
@@ -387,7 +406,7 @@ def cmd_compute(args: argparse.Namespace) -> int:
     from echostream_fairseq.evaluation.testset import joined_test_sentences
 
     src, ss_checkpoint, vocoder_json, _ = _agents_setup(args)
-    exp = args.exp_dir.resolve()
+    exp = args.output_dir.resolve()
     env = _environment(src, 1)
     repo = Path(__file__).resolve().parents[2]
     out_dir = exp / "compute"
@@ -399,7 +418,7 @@ def cmd_compute(args: argparse.Namespace) -> int:
             options = streamspeech_agent_options(src, ss_checkpoint, args.data_dir.resolve(),
                                                  vocoder_json)
         else:  # sentence after sentence: the mode that keeps decoding the whole stream
-            options = echostream_agent_options(str(args.echostream_checkpoint),
+            options = echostream_agent_options(str(args.checkpoint),
                                                args.decode_config.resolve(), 1,
                                                single_sentence=False)
         result = out_dir / f"{system}_{args.seconds:g}s_{args.chunk_ms}ms.json"
@@ -476,7 +495,8 @@ def _fmt(value: Optional[float], digits: int) -> str:
     return "" if value is None or value != value else f"{value:.{digits}f}"
 
 
-QUALITY_COLUMNS = (("ASR-BLEU", "ECHOSTREAM_ASR_BLEU", 2), ("AL", "AL", 0), ("AL_CA", "AL_CA", 0),
+QUALITY_COLUMNS = (("ASR-BLEU", "ECHOSTREAM_ASR_BLEU", 2), ("text BLEU", "text_BLEU", 2),
+                   ("source WER %", "source_WER", 1), ("AL", "AL", 0), ("AL_CA", "AL_CA", 0),
                    ("LAAL", "LAAL", 0), ("LAAL_CA", "LAAL_CA", 0),
                    ("StartOffset", "StartOffset", 0), ("StartOffset_CA", "StartOffset_CA", 0),
                    ("EndOffset", "EndOffset", 0), ("ATD", "ATD", 0))
@@ -553,12 +573,13 @@ def plot(results: dict, path: Path) -> None:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    exp = args.exp_dir.resolve()
+    exp = args.output_dir.resolve()
     summaries = sorted((exp / "eval").glob("*/*/*/summary.json"))
-    if args.eval_tag:
-        summaries = [p for p in summaries if p.parts[-4] == args.eval_tag]
+    tag = f"test{args.max_utterances}" if args.max_utterances else "test"
+    summaries = [p for p in summaries if p.parts[-4] == tag]
     if not summaries:
-        raise UserError(f"{exp / 'eval'}: no finished evaluation (run the evaluate subcommand)")
+        raise UserError(f"{exp / 'eval' / tag}: no finished evaluation (run the evaluate "
+                        "subcommand with the same --max-utterances)")
     order = {c: i for i, c in enumerate(["160", "320", "640", "1280", OFFLINE])}
     runs = [json.loads(p.read_text()) for p in summaries]
     runs.sort(key=lambda r: (SYSTEMS.index(r["system"]), order.get(r["chunk"], 99)))
@@ -574,17 +595,17 @@ def cmd_table(args: argparse.Namespace) -> int:
             raw = json.loads(found[-1].read_text())
             results["compute"][system] = chunk_cost_summary(raw)
             results["compute_raw"][system] = raw
-    if args.echostream_log and (exp / "streamspeech" / "train.log").is_file():
+    if args.train_log and (exp / "streamspeech" / "train.log").is_file():
         results["dev_losses"] = dev_losses_at_equal_updates(
             {"streamspeech": exp / "streamspeech" / "train.log",
-             "echostream": args.echostream_log}, args.valid_subset)
+             "echostream": args.train_log}, args.valid_subset)
     markdown = render_markdown(results)
     if args.plot:
         plot(results, args.plot)
     saved = {k: v for k, v in results.items() if k != "compute_raw"}
-    if args.output_json:
-        args.output_json.parent.mkdir(parents=True, exist_ok=True)
-        args.output_json.write_text(json.dumps(saved, indent=1) + "\n")
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(saved, indent=1) + "\n")
     if args.doc:
         from echostream_fairseq.evaluation.report import replace_between_markers
 
@@ -605,67 +626,62 @@ def _shipped(spec: str) -> Path:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="echostream-compare-streamspeech",
                                      description=__doc__.split("\n\n")[0])
-    add_log_level_argument(parser)
     sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train StreamSpeech's model matched to an EchoStream run",
-                           description="Arguments after -- go to fairseq-train as they are.")
-    train.add_argument("--streamspeech-src", type=Path, required=True,
-                       help=f"a StreamSpeech checkout at commit {STREAMSPEECH_COMMIT}")
-    train.add_argument("--match-checkpoint", type=Path, required=True,
-                       help="the EchoStream training checkpoint whose config and update count "
-                            "are matched")
-    train.add_argument("--data-dir", type=Path, required=True,
-                       help="the corpus (StreamSpeech layout) the EchoStream run was trained on")
-    train.add_argument("--exp-dir", type=Path, default=Path("exp/streamspeech_compare"))
-    train.add_argument("--conformer-layers", type=positive_int, default=3,
-                       help="Conformer depth (default 3: about the Emformer's parameter count "
-                            "at echostream_mini's width)")
-    train.add_argument("--max-update", type=positive_int,
-                       help="updates (default: the matched checkpoint's)")
-    train.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    train.add_argument("--num-threads", type=positive_int, default=2)
-    train.set_defaults(func=cmd_train)
-
-    for name, func, text in (("evaluate", cmd_evaluate, "both agents under simuleval, scored alike"),
-                             ("compute", cmd_compute, "CPU time per chunk along a long stream")):
-        sub_parser = sub.add_parser(name, help=text)
-        sub_parser.add_argument("--streamspeech-src", type=Path,
-                                help=f"a StreamSpeech checkout at commit {STREAMSPEECH_COMMIT} "
-                                     "(needed when --systems includes streamspeech)")
-        sub_parser.add_argument("--streamspeech-checkpoint", type=Path,
-                                help="default: EXP_DIR/streamspeech/checkpoints/checkpoint_last.pt")
-        sub_parser.add_argument("--echostream-checkpoint", default="echostream-mini-de-en",
-                                help="checkpoint or shipped model name (default "
-                                     "echostream-mini-de-en)")
-        sub_parser.add_argument("--decode-config", type=Path,
-                                default=Path("configs/decode/streamspeech.yaml"),
-                                help="EchoStream's decoding (default StreamSpeech's own)")
-        sub_parser.add_argument("--data-dir", type=Path, required=True)
-        sub_parser.add_argument("--exp-dir", type=Path, default=Path("exp/streamspeech_compare"))
-        sub_parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
-        sub_parser.set_defaults(func=func)
-        if name == "evaluate":
-            sub_parser.add_argument("--chunks", nargs="+", type=parse_chunk,
-                                    default=["160", "320", "640", "1280", OFFLINE],
-                                    help="source segment sizes in ms, and/or 'offline'")
-            sub_parser.add_argument("--max-utterances", type=positive_int,
-                                    help="the first N test sentences (default all)")
-            sub_parser.add_argument("--num-threads", type=positive_int, default=1)
-        else:
-            sub_parser.add_argument("--seconds", type=float, default=180.0)
-            sub_parser.add_argument("--chunk-ms", type=positive_int, default=320)
-
-    table = sub.add_parser("table", help="the comparison table and plot from finished runs")
-    table.add_argument("--exp-dir", type=Path, default=Path("exp/streamspeech_compare"))
-    table.add_argument("--eval-tag", help="which evaluation (e.g. test100; default: all found)")
-    table.add_argument("--echostream-log", type=Path,
-                       help="EchoStream's training log, for dev losses at equal updates")
-    table.add_argument("--valid-subset", default="dev_sampled.units")
-    table.add_argument("--output-json", type=Path)
-    table.add_argument("--plot", type=Path, help="PNG: quality vs AL / AL_CA, cost per chunk")
-    table.add_argument("--doc", type=Path, help=f"Markdown file whose {DOC_BLOCK!r} block is "
-                                                "rewritten with the tables")
-    table.set_defaults(func=cmd_table)
+    commands = {
+        "train": sub.add_parser("train", help="train StreamSpeech's model matched to an EchoStream "
+                                "run", description="Arguments after -- go to fairseq-train."),
+        "evaluate": sub.add_parser("evaluate", help="both agents under simuleval, scored alike"),
+        "compute": sub.add_parser("compute", help="CPU time per chunk along one long stream"),
+        "table": sub.add_parser("table", help="the tables and the plot from finished runs"),
+    }
+    for name, command in commands.items():
+        a = command.add_argument
+        command.set_defaults(func=globals()[f"cmd_{name}"])
+        add_log_level_argument(command)
+        a("--output-dir", type=Path, default=Path("exp/streamspeech_compare"),
+          help="the comparison's folder: StreamSpeech's run, the evaluations, the compute runs "
+               "(default exp/streamspeech_compare)")
+        if name == "table":
+            continue
+        a("--streamspeech-src", type=Path, required=name == "train",
+          help=f"a StreamSpeech checkout at commit {STREAMSPEECH_COMMIT}"
+               + ("" if name == "train" else " (needed when --systems has streamspeech)"))
+        a("--data-dir", type=Path, required=True,
+          help="the corpus (StreamSpeech layout) the EchoStream model was trained on")
+    a = commands["train"].add_argument
+    a("--checkpoint", type=Path, required=True,
+      help="the EchoStream training checkpoint whose config and update count are matched")
+    a("--conformer-layers", type=positive_int, default=3,
+      help="Conformer depth (default 3: the Emformer's parameter count at echostream_mini's width)")
+    a("--max-update", type=positive_int, help="updates (default: the matched checkpoint's)")
+    a("--device", choices=("cpu", "cuda"), default="cpu")
+    a("--num-threads", type=positive_int, default=2, help="torch CPU threads (default 2)")
+    for name in ("evaluate", "compute"):
+        a = commands[name].add_argument
+        a("--checkpoint", default="echostream-mini-de-en",
+          help="EchoStream's checkpoint or shipped model name (default echostream-mini-de-en)")
+        a("--streamspeech-checkpoint", type=Path,
+          help="default: OUTPUT_DIR/streamspeech/checkpoints/checkpoint_last.pt")
+        a("--decode-config", type=Path, default=Path("configs/decode/streamspeech.yaml"),
+          help="EchoStream's decoding (default StreamSpeech's own)")
+        a("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
+    a = commands["evaluate"].add_argument
+    a("--chunk-ms", nargs="+", type=positive_int, default=[160, 320, 640, 1280],
+      help="source segment sizes in ms (default 160 320 640 1280)")
+    a("--no-offline", action="store_true", help="skip the offline run (one segment per sentence)")
+    a("--max-utterances", type=positive_int, help="the first N test sentences (default all)")
+    a("--num-threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
+    a = commands["compute"].add_argument
+    a("--seconds", type=float, default=180.0, help="stream length (default 180)")
+    a("--chunk-ms", type=positive_int, default=320, help="source segment size (default 320)")
+    a = commands["table"].add_argument
+    a("--max-utterances", type=positive_int,
+      help="the evaluation on the first N test sentences (default: the one on all)")
+    a("--train-log", type=Path, help="EchoStream's training log: dev losses at equal updates")
+    a("--valid-subset", default="dev_sampled.units")
+    a("--output", type=Path, help="the results as JSON")
+    a("--plot", type=Path, help="PNG: quality against AL and AL_CA, compute per chunk")
+    a("--doc", type=Path, help=f"a Markdown page whose {DOC_BLOCK!r} block is rewritten")
     return parser
 
 

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from echostream_fairseq.cli.common import (add_log_level_argument, add_num_threads_argument,
-                                           positive_int, provenance, run_main, setup_logging)
+                                           count_or_all, positive_int, provenance, run_main,
+                                           setup_logging)
 from echostream_fairseq.streaming.config import PipelineConfig, add_pipeline_arguments
 from echostream_fairseq.errors import InputError
 
@@ -45,8 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--manifest", "--test-manifest", dest="manifest", type=Path, required=True,
       help="manifest with tgt_text and tgt_audio units (e.g. data/dev_sampled.units.tsv); its "
            "folder is the corpus, its name the split (--test-manifest: deprecated spelling)")
-    a("--max-utterances", type=positive_int, default=100,
-      help="the first N utterances (default 100)")
+    a("--max-utterances", type=count_or_all, default=100,
+      help="the first N utterances, or all (default 100)")
     a("--batch-size", type=positive_int, default=8, help="utterances per forward pass")
     a("--label", help="the model's name in tables (default: the checkpoint path)")
     a("--output", "--out", dest="output", type=Path,

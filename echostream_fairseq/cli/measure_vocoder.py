@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from echostream_fairseq.cli.common import (add_log_level_argument, add_num_threads_argument,
-                                           positive_int, provenance, run_main, setup_logging)
+                                           count_or_all, provenance, run_main,
+                                           setup_logging)
 from echostream_fairseq.data.manifests import GCMVN_YAML, read_tsv
 from echostream_fairseq.data.text import parse_units
 from echostream_fairseq.errors import InputError
@@ -86,9 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--manifest", default="test_sampled.tsv",
                         help="manifest (in --data-dir) whose tgt_audio units are resynthesized")
     parser.add_argument("--max-utterances", "--max-utts", dest="max_utterances",
-                        type=positive_int, default=50,
-                        help="score only the first N utterances of the manifest (--max-utts: "
-                             "deprecated spelling)")
+                        type=count_or_all, default=50,
+                        help="score only the first N utterances of the manifest, or all "
+                             "(--max-utts: deprecated spelling)")
     parser.add_argument("--vocoder", type=Path, default=None,
                         help="a fitted vocoder.npz (default: fit on the train split now)")
     parser.add_argument("--variants", nargs="+", default=["default"],

@@ -127,6 +127,15 @@ FLAGS: Dict[str, str] = {
     "--units": "the generate output holds units",
     "--config-yaml": "fairseq's data config file name, under the data folder",
     "--wav-dir": "where the vocoded wavs go",
+    # the comparison with StreamSpeech (echostream-compare-streamspeech)
+    "--streamspeech-src": "a StreamSpeech checkout (ictnlp/StreamSpeech)",
+    "--streamspeech-checkpoint": "a checkpoint of StreamSpeech's own model",
+    "--conformer-layers": "depth of StreamSpeech's Conformer encoder",
+    "--systems": "which systems to run",
+    "--plot": "a PNG plot to write",
+    "--doc": "a Markdown page whose generated block is rewritten",
+    "--extra-output-dir": "agents: final ASR, translation and units a line per input "
+                          "(StreamSpeech's agents' option)",
     # benchmarks
     "--randomise": "add seeded noise of this scale to every weight",
     "--trim": "call malloc_trim at every mark",

@@ -150,7 +150,7 @@ if run_stage 5; then
   log "Stage 5: ceilings: ground-truth units through the vocoder, reference text through T2U"
   if [ "$HEADLINE_ONLY" = 1 ]; then  # phoneme units are the corpus speech: no vocoder ceiling
     $PY -m echostream_fairseq.cli.measure_t2u --checkpoint "$CKPT" \
-      --manifest "$DATA_DIR/test_sampled.tsv" --max-utterances 504 \
+      --manifest "$DATA_DIR/test_sampled.tsv" --max-utterances all \
       --decode-config "$DECODE_CHOSEN" --label "$LABEL" --num-threads "$NUM_THREADS" \
       --output "$EXP_DIR/t2u_test/chosen.json"
     if [ -f "$EXP_DIR/text_mt/text_mt.json" ]; then  # the model does not change it: 80 CPU min
@@ -162,7 +162,7 @@ if run_stage 5; then
     fi
   else
     $PY -m echostream_fairseq.cli.measure_vocoder --data-dir "$DATA_DIR" \
-      --vocoder "$DATA_DIR/units/vocoder.npz" --max-utterances 504 --no-ceiling \
+      --vocoder "$DATA_DIR/units/vocoder.npz" --max-utterances all --no-ceiling \
       --variants default default_stream8 --num-threads 1 --output "$EXP_DIR/ceilings/vocoder_test.json"
     $PY -m echostream_fairseq.cli.measure_vocoder --data-dir "$DATA_DIR" \
       --vocoder "$DATA_DIR/units/vocoder.npz" --max-utterances 100 \

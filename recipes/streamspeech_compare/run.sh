@@ -22,7 +22,7 @@ ECHOSTREAM_CHECKPOINT=echostream-mini-de-en                 # what is evaluated 
 EXP_DIR=exp/streamspeech_compare
 TRAIN_THREADS=2
 MAX_UTTERANCES=100     # test sentences evaluated (504: all)
-CHUNKS="160 320 640 1280 offline"
+CHUNK_MS="160 320 640 1280"   # and offline
 DECODE_CONFIG=configs/decode/streamspeech.yaml              # EchoStream decodes as StreamSpeech
 COMPUTE_SECONDS=180
 
@@ -48,32 +48,31 @@ done_stage() { mkdir -p "$EXP_DIR/.done"; touch "$EXP_DIR/.done/stage$1"; }
 
 if run_stage 1; then
   log "Stage 1: StreamSpeech's model, matched to $MATCH_CHECKPOINT (resumes)"
-  "${CMP[@]}" train --streamspeech-src "$STREAMSPEECH_SRC" --match-checkpoint "$MATCH_CHECKPOINT" \
-    --data-dir "$DATA_DIR" --exp-dir "$EXP_DIR" --num-threads "$TRAIN_THREADS"
+  "${CMP[@]}" train --streamspeech-src "$STREAMSPEECH_SRC" --checkpoint "$MATCH_CHECKPOINT" \
+    --data-dir "$DATA_DIR" --output-dir "$EXP_DIR" --num-threads "$TRAIN_THREADS"
   done_stage 1
 fi
 
 if run_stage 2; then
-  log "Stage 2: both agents under simuleval, $MAX_UTTERANCES test sentences, $CHUNKS"
+  log "Stage 2: both agents under simuleval, $MAX_UTTERANCES test sentences, $CHUNK_MS ms, offline"
   # shellcheck disable=SC2086
   "${CMP[@]}" evaluate --streamspeech-src "$STREAMSPEECH_SRC" --data-dir "$DATA_DIR" \
-    --exp-dir "$EXP_DIR" --echostream-checkpoint "$ECHOSTREAM_CHECKPOINT" \
-    --decode-config "$DECODE_CONFIG" --max-utterances "$MAX_UTTERANCES" --chunks $CHUNKS
+    --output-dir "$EXP_DIR" --checkpoint "$ECHOSTREAM_CHECKPOINT" \
+    --decode-config "$DECODE_CONFIG" --max-utterances "$MAX_UTTERANCES" --chunk-ms $CHUNK_MS
   done_stage 2
 fi
 
 if run_stage 3; then
   log "Stage 3: compute per 320 ms chunk along a ${COMPUTE_SECONDS} s stream"
   "${CMP[@]}" compute --streamspeech-src "$STREAMSPEECH_SRC" --data-dir "$DATA_DIR" \
-    --exp-dir "$EXP_DIR" --echostream-checkpoint "$ECHOSTREAM_CHECKPOINT" \
+    --output-dir "$EXP_DIR" --checkpoint "$ECHOSTREAM_CHECKPOINT" \
     --decode-config "$DECODE_CONFIG" --seconds "$COMPUTE_SECONDS"
   done_stage 3
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then  # no marker: it only renders
   log "Stage 4: results/comparison.json, docs/streamspeech_comparison.md and its plot"
-  "${CMP[@]}" table --exp-dir "$EXP_DIR" --eval-tag "test$MAX_UTTERANCES" \
-    --echostream-log "$ECHOSTREAM_LOG" \
-    --output-json recipes/streamspeech_compare/results/comparison.json \
+  "${CMP[@]}" table --output-dir "$EXP_DIR" --max-utterances "$MAX_UTTERANCES" \
+    --train-log "$ECHOSTREAM_LOG" --output recipes/streamspeech_compare/results/comparison.json \
     --doc docs/streamspeech_comparison.md --plot docs/streamspeech_comparison.png
 fi

@@ -212,14 +212,22 @@ def test_echostreams_side_evaluates_measures_and_tabulates_on_the_tiny_corpus(
     assert len(cost["chunk_cpu_s"]) == 10 and cost["positions_s"][-1] == 3.0
     assert cost["finished"] and all(c > 0 for c in cost["chunk_cpu_s"])
 
+    # a page without the block is refused before anything is written
+    assert cmp.main(["table", "--output-dir", str(exp), "--readme", str(tmp_path / "none.md"),
+                     "--output", str(tmp_path / "r.json")]) == 2
+    assert not (tmp_path / "r.json").exists()
     doc = tmp_path / "doc.md"
     doc.write_text("intro\n<!-- streamspeech_comparison:begin -->\nold\n"
                    "<!-- streamspeech_comparison:end -->\nend\n")
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- streamspeech_summary:begin -->\n<!-- streamspeech_summary:end -->\n")
     assert cmp.main(["table", "--output-dir", str(exp), "--doc", str(doc), "--plot",
-                     str(tmp_path / "plot.png"), "--output", str(tmp_path / "r.json")]) == 0
+                     str(tmp_path / "plot.png"), "--output", str(tmp_path / "r.json"),
+                     "--readme", str(readme)]) == 0
     text = doc.read_text()
     assert "old" not in text and text.startswith("intro\n") and text.endswith("end\n")
     assert "| echostream | " in text and "| 320 ms | " in text and "| offline | " in text
+    assert "echostream (" in readme.read_text() and "ASR-BLEU" in readme.read_text()
     saved = json.loads((tmp_path / "r.json").read_text())
     assert saved["parameters"]["echostream"]["encoder"] > 0
     assert (tmp_path / "plot.png").stat().st_size > 10_000

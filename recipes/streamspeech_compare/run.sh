@@ -74,5 +74,6 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then  # no marker: it only ren
   log "Stage 4: results/comparison.json, docs/streamspeech_comparison.md and its plot"
   "${CMP[@]}" table --output-dir "$EXP_DIR" --max-utterances "$MAX_UTTERANCES" \
     --train-log "$ECHOSTREAM_LOG" --output recipes/streamspeech_compare/results/comparison.json \
-    --doc docs/streamspeech_comparison.md --plot docs/streamspeech_comparison.png
+    --doc docs/streamspeech_comparison.md --plot docs/streamspeech_comparison.png \
+    --readme README.md
 fi

@@ -67,3 +67,21 @@ def test_a_run_is_quiet_by_default_and_removes_what_a_killed_save_left(tiny_corp
     assert result.returncode == 0, output[-3000:]
     assert "EchoStreamModel(" not in output and "hydra" not in output.lower(), output[:3000]
     assert "removing" in output and not stale.exists()
+
+
+def test_a_log_file_gets_its_folder_or_a_one_line_error(tiny_corpus, tmp_path):
+    """fairseq opens --log-file without making its folder (a traceback before): the folder is
+    made, and one that cannot be is one line naming it."""
+    log = tmp_path / "logs" / "deeper" / "train.log"
+    result = _train(tiny_corpus, tmp_path, "--num-workers", "0", "--batch-size", "8",
+                    "--device", "cpu", "--max-update", "1", "--no-save", "--log-file", str(log))
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert '"train_num_updates": "1"' in log.read_text()
+    (tmp_path / "a_file").write_text("")
+    result = _train(tiny_corpus, tmp_path, "--device", "cpu", "--log-file",
+                    str(tmp_path / "a_file" / "train.log"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'a_file' / 'train.log'}: its folder cannot be made (File exists; "
+        "--log-file)"]
+

@@ -191,6 +191,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 raise InputError("--device cuda: torch sees no CUDA device here; "
                                  "use --device cpu or auto")
         remove_stale_temporaries(save_dir)
+        if "--log-file" in fairseq_argv:  # fairseq opens it without creating its folder
+            log_file = Path(fairseq_argv[fairseq_argv.index("--log-file") + 1])
+            try:
+                log_file.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise InputError(f"{log_file}: its folder cannot be made ({error.strerror}; "
+                                 "--log-file)") from error
         if init_source is not None:
             prepare_init_checkpoint(fairseq_argv, init_source, opts.load_encoder,
                                     opts.load_decoders, save_dir)

@@ -123,12 +123,15 @@ def _fairseq_log(path: Path, records: list) -> Path:
 
 def test_dev_losses_are_paired_at_the_updates_both_runs_validated(tmp_path):
     logs = {"streamspeech": _fairseq_log(tmp_path / "a.log", [(1000, 50.0), (2000, 40.0)]),
-            "echostream": _fairseq_log(tmp_path / "b.log", [(1111, 45.0), (2000, 38.0)])}
+            "echostream": _fairseq_log(tmp_path / "b.log", [(1111, 45.0), (2000, 38.0)]),
+            "ablation": _fairseq_log(tmp_path / "c.log", [(1000, 47.0), (2000, 37.0)])}
     rows = cmp.dev_losses_at_equal_updates(logs, "dev_sampled.units")
-    assert rows == [{"updates": 2000, "streamspeech ASR CTC": 40.0, "echostream ASR CTC": 38.0,
-                     "streamspeech ST CTC": 41.0, "echostream ST CTC": 39.0,
-                     "streamspeech MT CE": 42.0, "echostream MT CE": 40.0,
-                     "streamspeech total": 20.0, "echostream total": 19.0}]
+    assert rows == [{"updates": 2000, "run": run, "ASR CTC": asr, "ST CTC": asr + 1,
+                     "MT CE": asr + 2, "total": asr / 2}
+                    for run, asr in (("streamspeech", 40.0), ("echostream", 38.0),
+                                     ("ablation", 37.0))]
+    text = cmp.render_markdown({"quality_latency": [], "dev_losses": rows})
+    assert "| 2000 | ablation | 37.00 | 38.00 | 39.00 | 18.50 |" in text
 
 
 def test_the_vocoder_adapter_speaks_units_as_streamspeechs_agent_slices_them():
@@ -244,6 +247,7 @@ def test_streamspeech_trains_with_its_own_code_and_its_agent_runs_under_simuleva
                      "--", "--disable-validation"]) == 0
     checkpoint = exp / "streamspeech" / "checkpoints" / "checkpoint_last.pt"
     assert cmp._updates(checkpoint) == 2
+    assert cmp.training_progress(exp / "streamspeech")["of"] == 2
     assert cmp.main(["evaluate", "--streamspeech-src", STREAMSPEECH_SRC, "--systems",
                      "streamspeech", "--data-dir", str(data), "--output-dir", str(exp),
                      "--chunk-ms", "320", "--no-offline"]) == 0

@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 STREAMSPEECH_COMMIT = "375a73a"
 USER_DIR = Path("researches") / "ctc_unity"
 HARNESS = Path(__file__).resolve().parents[2] / "recipes" / "streamspeech_compare"
+MATCHED_JSON = "matched.json"  # what the StreamSpeech run was matched to, written by train
 SYSTEMS = ("streamspeech", "echostream")
 OFFLINE = "offline"
 OFFLINE_SEGMENT_MS = 100_000  # one segment holds a whole test sentence: both agents decode offline
@@ -184,6 +185,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     env = dict(os.environ, OMP_NUM_THREADS=str(args.num_threads),
                MKL_NUM_THREADS=str(args.num_threads))
     command = [sys.executable, str(HARNESS / "streamspeech_train.py"), *train_args]
+    matched_json = args.output_dir / "streamspeech" / MATCHED_JSON
+    matched_json.write_text(json.dumps({"matched_checkpoint": str(args.checkpoint),
+                                        "max_update": max_update,
+                                        "conformer_layers": args.conformer_layers,
+                                        "command": command}, indent=1) + "\n")
     logger.info("StreamSpeech training, %d updates to match %s: %s", max_update,
                 args.checkpoint, " ".join(command))
     return subprocess.run(command, cwd=src, env=env).returncode
@@ -405,7 +411,7 @@ def cmd_compute(args: argparse.Namespace) -> int:
     from echostream_fairseq.data.audio import write_wav
     from echostream_fairseq.evaluation.testset import joined_test_sentences
 
-    src, ss_checkpoint, vocoder_json, _ = _agents_setup(args)
+    src, ss_checkpoint, vocoder_json, echo_checkpoint = _agents_setup(args)
     exp = args.output_dir.resolve()
     env = _environment(src, 1)
     repo = Path(__file__).resolve().parents[2]
@@ -417,14 +423,19 @@ def cmd_compute(args: argparse.Namespace) -> int:
         if system == "streamspeech":
             options = streamspeech_agent_options(src, ss_checkpoint, args.data_dir.resolve(),
                                                  vocoder_json)
+            checkpoint = ss_checkpoint
         else:  # sentence after sentence: the mode that keeps decoding the whole stream
             options = echostream_agent_options(str(args.checkpoint),
                                                args.decode_config.resolve(), 1,
                                                single_sentence=False)
+            checkpoint = echo_checkpoint
         result = out_dir / f"{system}_{args.seconds:g}s_{args.chunk_ms}ms.json"
         _run([sys.executable, str(HARNESS / "agent_chunk_cost.py"), "--wav", str(stream),
               "--chunk-ms", str(args.chunk_ms), "--output-json", str(result), "--", *options],
              src if system == "streamspeech" else repo, env, result.with_suffix(".log"))
+        measured = json.loads(result.read_text())
+        measured.update(system=system, checkpoint=str(checkpoint), updates=_updates(checkpoint))
+        result.write_text(json.dumps(measured, indent=1) + "\n")
         logger.info("%s: %s", system, result)
     return 0
 
@@ -440,28 +451,49 @@ EDGE_CHUNKS = 10  # chunks before a point whose cost is reported as that point's
 
 
 def dev_losses_at_equal_updates(logs: Dict[str, Path], valid_subset: str) -> List[dict]:
-    """Per-head dev losses of both runs at every update count that both logged a validation at.
+    """Per-head dev losses at every update count both of the first two runs (StreamSpeech's and
+    EchoStream's) validated at; later runs (ablations) are added where they validated too.
 
     StreamSpeech's criterion logs its unit CTC loss only inside ``loss``/``nll_loss`` (its
     ``nll_loss`` tensor is the total, added to in place), so the unit head is compared through the
     total only."""
     from echostream_fairseq.training_logs import log_records
 
-    by_system = {}
-    for system, log in logs.items():
+    by_run = {}
+    for run, log in logs.items():
         if not log.is_file():
-            raise UserError(f"{log}: no training log (run the train subcommand)")
+            raise UserError(f"{log}: no training log ({run})")
         records = log_records(log.read_text(errors="replace"), valid_subset, source=str(log))
-        by_system[system] = {int(r["num_updates"]): r for r in records if "num_updates" in r}
-    common = sorted(set.intersection(*(set(v) for v in by_system.values())))
+        by_run[run] = {int(r["num_updates"]): r for r in records if "num_updates" in r}
+    first, second = list(by_run.values())[:2]
     rows = []
-    for updates in common:
-        row = {"updates": updates}
-        for head, key in DEV_HEADS.items():
-            for system in logs:
-                row[f"{system} {head}"] = by_system[system][updates].get(key)
-        rows.append(row)
+    for updates in sorted(set(first) & set(second)):
+        for run, records in by_run.items():
+            if updates in records:
+                rows.append({"updates": updates, "run": run,
+                             **{head: records[updates].get(key)
+                                for head, key in DEV_HEADS.items()}})
     return rows
+
+
+def parse_run(text: str) -> tuple:
+    """argparse type of ``--run LABEL=LOGFILE``."""
+    label, sep, log = text.partition("=")
+    if not sep or not label or not log:
+        raise argparse.ArgumentTypeError(f"expected LABEL=LOGFILE, got {text!r}")
+    return label, Path(log)
+
+
+def training_progress(run_dir: Path) -> Optional[dict]:
+    """How far StreamSpeech's run has got: the last update its log records, of how many."""
+    from echostream_fairseq.training_logs import log_records
+
+    log, matched = run_dir / "train.log", run_dir / MATCHED_JSON
+    if not (log.is_file() and matched.is_file()):
+        return None
+    records = log_records(log.read_text(errors="replace"), "train_inner", source=str(log))
+    done = int(records[-1]["num_updates"]) if records else 0
+    return {"updates": done, "of": json.loads(matched.read_text())["max_update"]}
 
 
 def chunk_cost_summary(result: dict) -> List[dict]:
@@ -511,26 +543,31 @@ def render_markdown(results: dict) -> str:
         cells = [_fmt(run["scores"].get(key), digits) for _, key, digits in QUALITY_COLUMNS]
         lines.append(f"| {run['system']} | {run.get('updates', '')} | {segment} | "
                      + " | ".join(cells) + " |")
-    out = ["### Quality and latency (speech output, ms)", "", *lines, ""]
+    out = []
+    progress = results.get("streamspeech_training")
+    if progress:
+        out += [f"StreamSpeech's matched training run: {progress['updates']:,} of "
+                f"{progress['of']:,} updates logged.", ""]
+    out += ["### Quality and latency (speech output, ms)", "", *lines, ""]
     if results.get("compute"):
         out += ["### Compute per 320 ms chunk against stream length (CPU ms, one thread)", "",
-                "| system | stream | chunk p50 | chunk p95 | chunk max | compute RTF |",
-                "|---|---|---|---|---|---|"]
+                "| system | updates | stream | chunk p50 | chunk p95 | chunk max | compute RTF |",
+                "|---|---|---|---|---|---|---|"]
         for system, rows in results["compute"].items():
+            updates = results.get("compute_updates", {}).get(system, "")
             for row in rows:
-                out.append(f"| {system} | {row['seconds']:g} s | {row['chunk_ms_p50']:.1f} | "
+                out.append(f"| {system} | {updates} | {row['seconds']:g} s | "
+                           f"{row['chunk_ms_p50']:.1f} | "
                            f"{row['chunk_ms_p95']:.1f} | {row['chunk_ms_max']:.1f} | "
                            f"{row['compute_rtf']:.3f} |")
         out.append("")
     if results.get("dev_losses"):
-        systems = list(SYSTEMS)
         heads = list(DEV_HEADS)
-        header = "| updates | " + " | ".join(f"{h} ({s})" for h in heads for s in systems) + " |"
-        out += ["### Dev losses at equal updates", "", header,
-                "|---|" + "---|" * (len(heads) * len(systems))]
+        out += ["### Dev losses at equal updates", "",
+                "| updates | run | " + " | ".join(heads) + " |", "|---|---|" + "---|" * len(heads)]
         for row in results["dev_losses"]:
-            out.append(f"| {row['updates']} | " + " | ".join(
-                _fmt(row.get(f"{s} {h}"), 2) for h in heads for s in systems) + " |")
+            out.append(f"| {row['updates']} | {row['run']} | "
+                       + " | ".join(_fmt(row.get(head), 2) for head in heads) + " |")
         out.append("")
     return "\n".join(out)
 
@@ -549,6 +586,10 @@ def render_summary(results: dict) -> str:
         parts.append(f"{system} ({run.get('updates')} updates) ASR-BLEU "
                      f"{_fmt(scores.get('ECHOSTREAM_ASR_BLEU'), 2)}, text BLEU "
                      f"{_fmt(scores.get('text_BLEU'), 2)}, AL_CA {_fmt(scores.get('AL_CA'), 0)} ms")
+    progress = results.get("streamspeech_training")
+    if "streamspeech" not in at_320 and progress:
+        parts.append(f"StreamSpeech's matched model is still training ({progress['updates']:,} of "
+                     f"{progress['of']:,} updates), its rows come when it is done")
     lines = [f"At 320 ms on the first {results['utterances']} test sentences: "
              + "; ".join(parts) + "."]
     costs = {system: rows[-1] for system, rows in results.get("compute", {}).items() if rows}
@@ -556,7 +597,7 @@ def render_summary(results: dict) -> str:
         lines.append("CPU per 320 ms chunk at " + "; ".join(
             f"{row['seconds']:g} s into a stream: {system} {row['chunk_ms_p50']:.0f} ms median, "
             f"{row['chunk_ms_p95']:.0f} ms p95" for system, row in costs.items()) + ".")
-    return "\n".join(lines) + "\n\nGenerated by `recipes/streamspeech_compare/run.sh --stage 4`."
+    return "\n".join(lines) + "\n\nGenerated by `recipes/streamspeech_compare/run.sh --stage 5`."
 
 
 def plot(results: dict, path: Path) -> None:
@@ -586,7 +627,8 @@ def plot(results: dict, path: Path) -> None:
         axis.legend()
     for system, result in results.get("compute_raw", {}).items():
         axes[2].plot(result["positions_s"], [c * 1000 for c in result["chunk_cpu_s"]],
-                     markers[system][0], markersize=2, label=system)
+                     markers[system][0], markersize=2,
+                     label=f"{system} ({result.get('updates')} updates)")
     axes[2].set_xlabel("stream position (s)")
     axes[2].set_ylabel("CPU ms per 320 ms chunk")
     axes[2].set_yscale("log")
@@ -620,10 +662,12 @@ def cmd_table(args: argparse.Namespace) -> int:
             raw = json.loads(found[-1].read_text())
             results["compute"][system] = chunk_cost_summary(raw)
             results["compute_raw"][system] = raw
+            results.setdefault("compute_updates", {})[system] = raw.get("updates")
+    results["streamspeech_training"] = training_progress(exp / "streamspeech")
     if args.train_log and (exp / "streamspeech" / "train.log").is_file():
         results["dev_losses"] = dev_losses_at_equal_updates(
-            {"streamspeech": exp / "streamspeech" / "train.log",
-             "echostream": args.train_log}, args.valid_subset)
+            {"streamspeech": exp / "streamspeech" / "train.log", "echostream": args.train_log,
+             **dict(args.run)}, args.valid_subset)
     markdown = render_markdown(results)
     # every page is rewritten in memory first: a bad --doc or --readme leaves every file as it was
     pages = {path: _with_block(path, block, content) for path, block, content in (
@@ -711,6 +755,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--max-utterances", type=positive_int,
       help="the evaluation on the first N test sentences (default: the one on all)")
     a("--train-log", type=Path, help="EchoStream's training log: dev losses at equal updates")
+    a("--run", type=parse_run, action="append", default=[],
+      help="LABEL=LOGFILE: another EchoStream run (an ablation) in the dev-loss table")
     a("--valid-subset", default="dev_sampled.units")
     a("--output", type=Path, help="the results as JSON")
     a("--plot", type=Path, help="PNG: quality against AL and AL_CA, compute per chunk")

@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # EchoStream against StreamSpeech's own Conformer model on the same corpus (README.md here).
 #
-#   recipes/streamspeech_compare/run.sh --streamspeech-src /path/to/StreamSpeech   # stages 1-4
-#   recipes/streamspeech_compare/run.sh --streamspeech-src DIR --stage 4          # the table only
+#   recipes/streamspeech_compare/run.sh --streamspeech-src /path/to/StreamSpeech   # stages 1-5
+#   recipes/streamspeech_compare/run.sh --streamspeech-src DIR --stage 5          # the table only
 #
 # Stage 1 trains StreamSpeech's model with its own code, matched to the EchoStream training
 # checkpoint MATCH_CHECKPOINT (same decoders, data, batches, schedule, seed and updates; resumes).
 # Stage 2 runs both systems' agents under simuleval on the test set, stage 3 their compute per
-# chunk along one long stream, stage 4 writes results/comparison.json, the table of
-# docs/streamspeech_comparison.md and its plot. A finished stage leaves $EXP_DIR/.done/stage<N>.
+# chunk along one long stream, stage 4 trains EchoStream ablations for the dev-loss table, stage 5
+# writes results/comparison.json, the tables of docs/streamspeech_comparison.md, its plot and the
+# README's summary. A finished stage leaves $EXP_DIR/.done/stage<N>.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 stage=1
-stop_stage=4
+stop_stage=5
 STREAMSPEECH_SRC=""                                         # a checkout at commit 375a73a
 DATA_DIR=data/deen_ding                                     # the shipped model's corpus
 MATCH_CHECKPOINT=exp/deen_ding/checkpoints/checkpoint_last.pt  # the EchoStream run matched
@@ -25,6 +26,11 @@ MAX_UTTERANCES=100     # test sentences evaluated (504: all)
 CHUNK_MS="160 320 640 1280"   # and offline
 DECODE_CONFIG=configs/decode/streamspeech.yaml              # EchoStream decodes as StreamSpeech
 COMPUTE_SECONDS=180
+# stage 4: EchoStream variants trained ABLATION_UPDATES on the same data, for the dev-loss table:
+# NAME:flag=value,flag=value (fairseq-train flags, handed on by echostream-train)
+ABLATIONS="left128:--left-context-length=128"
+ABLATION_UPDATES=2222  # two epochs' validations (1,111 updates an epoch)
+TRAIN_CONFIG=configs/train/echostream_mini_ding.yaml       # the matched run's recipe
 
 while [ $# -gt 0 ]; do
   name=$(echo "${1#--}" | tr - _)
@@ -70,10 +76,31 @@ if run_stage 3; then
   done_stage 3
 fi
 
-if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then  # no marker: it only renders
-  log "Stage 4: results/comparison.json, docs/streamspeech_comparison.md and its plot"
+runs=()
+for spec in $ABLATIONS; do
+  name=${spec%%:*}
+  runs+=(--run "echostream, $name=$EXP_DIR/ablations/$name/train.log")
+done
+if run_stage 4; then
+  for spec in $ABLATIONS; do
+    name=${spec%%:*}
+    flags=${spec#*:}
+    log "Stage 4: ablation $name (${flags//,/ }), $ABLATION_UPDATES updates"
+    # shellcheck disable=SC2046
+    OMP_NUM_THREADS=$TRAIN_THREADS "$PY" -m echostream_fairseq.cli.train --config "$TRAIN_CONFIG" \
+      --train-manifest "$DATA_DIR/train_sampled.units.tsv" \
+      --dev-manifest "$DATA_DIR/dev_sampled.units.tsv" --save-dir "$EXP_DIR/ablations/$name/checkpoints" \
+      --device cpu --num-workers 0 --batch-size 16 --max-update "$ABLATION_UPDATES" \
+      --log-file "$EXP_DIR/ablations/$name/train.log" $(echo "${flags//,/ }" | tr = ' ')
+  done
+  done_stage 4
+fi
+
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then  # no marker: it only renders
+  log "Stage 5: results/comparison.json, docs/streamspeech_comparison.md and its plot"
   "${CMP[@]}" table --output-dir "$EXP_DIR" --max-utterances "$MAX_UTTERANCES" \
-    --train-log "$ECHOSTREAM_LOG" --output recipes/streamspeech_compare/results/comparison.json \
+    --train-log "$ECHOSTREAM_LOG" "${runs[@]}" \
+    --output recipes/streamspeech_compare/results/comparison.json \
     --doc docs/streamspeech_comparison.md --plot docs/streamspeech_comparison.png \
     --readme README.md
 fi

@@ -73,6 +73,18 @@ def test_the_streamspeech_run_copies_every_setting_but_the_encoder(tmp_path):
     assert args[0] == str(tmp_path / "data")
 
 
+def test_the_shipped_model_is_matched_by_name_with_its_own_recipe(tmp_path):
+    matched = cmp._echostream_cfg("echostream-mini-de-en")
+    assert matched["num_updates"] == 14023
+    args = cmp.streamspeech_train_args(matched["cfg"], tmp_path, tmp_path / "ckpt",
+                                       max_update=3333, conformer_layers=3)
+    # configs/train/echostream_mini_ding.yaml and the recipe's --batch-size 16
+    assert {name: _option(args, name) for name in ("--ctc-upsample-rate", "--target-code-size",
+                                                   "--batch-size", "--max-update")} == {
+        "--ctc-upsample-rate": "8", "--target-code-size": "151", "--batch-size": "16",
+        "--max-update": "3333"}
+
+
 def test_a_folder_that_is_no_streamspeech_checkout_is_one_line_and_exit_2(tmp_path, capsys):
     status = cmp.main(["train", "--streamspeech-src", str(tmp_path),
                        "--checkpoint", str(tmp_path / "none.pt"), "--data-dir", str(tmp_path)])

@@ -1,9 +1,10 @@
 """``echostream-compare-streamspeech``: EchoStream against StreamSpeech's own Conformer model.
 
-StreamSpeech (ictnlp/StreamSpeech at commit 375a73a) comes in at run time from ``--streamspeech-src``;
-nothing of it is in this repository. Its model is trained by its own user-dir
-(``researches/ctc_unity``) with fairseq's own ``fairseq-train``, in a separate process: StreamSpeech's
-user-dir and EchoStream's plugin register the same criterion name, so they never share one.
+StreamSpeech (ictnlp/StreamSpeech at commit 375a73a) comes in at run time from
+``--streamspeech-src``; nothing of it is in this repository. Its model is trained by its own
+user-dir (``researches/ctc_unity``) with fairseq's own ``fairseq-train``, in a separate process:
+StreamSpeech's user-dir and EchoStream's plugin register the same criterion name, so they never
+share one.
 
 Subcommands (recipes/streamspeech_compare/run.sh runs them in order):
 
@@ -53,8 +54,8 @@ ECHOSTREAM_AGENT = "echostream_fairseq.agents.speech_to_speech.EchoStreamSpeechT
 
 
 def check_streamspeech_src(src: Path) -> Path:
-    """The StreamSpeech checkout given by ``--streamspeech-src``: it must hold the ctc_unity user-dir
-    and the agent; a git checkout must be at :data:`STREAMSPEECH_COMMIT`."""
+    """The StreamSpeech checkout given by ``--streamspeech-src``: it must hold the ctc_unity
+    user-dir and the agent; a git checkout must be at :data:`STREAMSPEECH_COMMIT`."""
     src = src.resolve()
     for needed in (USER_DIR / "models" / "streamspeech_model.py",
                    Path("agent") / "speech_to_speech.streamspeech.agent.py"):
@@ -70,10 +71,15 @@ def check_streamspeech_src(src: Path) -> Path:
     return src
 
 
-def _echostream_cfg(checkpoint: Path) -> dict:
-    """The fairseq config of the EchoStream run to match (a training checkpoint)."""
+def _echostream_cfg(checkpoint: str) -> dict:
+    """The fairseq config of the EchoStream run to match (a training checkpoint, or a shipped
+    model's name: its file keeps the config it was trained with)."""
     from echostream_fairseq.checkpoint_safety import safe_torch_load
-    state = safe_torch_load(checkpoint)
+    from echostream_fairseq.shipped import describe_missing
+    path = _shipped(checkpoint)
+    if not path.is_file():
+        raise UserError(describe_missing(checkpoint))
+    state = safe_torch_load(path)
     cfg = state.get("cfg")
     if not cfg or "model" not in cfg:
         raise UserError(f"{checkpoint}: has no fairseq config to match (--match-checkpoint)")
@@ -179,7 +185,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     train_args = streamspeech_train_args(matched["cfg"], data, save_dir, max_update,
                                          args.conformer_layers)
     train_args[train_args.index("<user-dir>")] = str(src / USER_DIR)
-    train_args += ["--cpu", "--num-workers", "0"] if args.device == "cpu" else ["--num-workers", "3"]
+    train_args += (["--cpu", "--num-workers", "0"] if args.device == "cpu"
+                   else ["--num-workers", "3"])
     train_args += ["--log-file", str((args.output_dir / "streamspeech" / "train.log").resolve())]
     train_args += args.fairseq_args
     env = dict(os.environ, OMP_NUM_THREADS=str(args.num_threads),
@@ -287,9 +294,9 @@ def _run(command: List[str], cwd: Path, env: Dict[str, str], log: Path) -> None:
 
 
 def score_run(out: Path) -> Dict[str, float]:
-    """Score a finished SimulEval run as ``simuleval --score-only`` does (which only prints), in this
-    process: EchoStream's offline ASR-BLEU (Whisper tiny.en from a registry package) and SimulEval's
-    latency scorers, plain and computation-aware; written to ``scores.tsv``."""
+    """Score a finished SimulEval run as ``simuleval --score-only`` does (which only prints), in
+    this process: EchoStream's offline ASR-BLEU (Whisper tiny.en from a registry package) and
+    SimulEval's latency scorers, plain and computation-aware; written to ``scores.tsv``."""
     from simuleval import options
     from simuleval.evaluator import SentenceLevelEvaluator
 
@@ -726,8 +733,9 @@ def build_parser() -> argparse.ArgumentParser:
         a("--data-dir", type=Path, required=True,
           help="the corpus (StreamSpeech layout) the EchoStream model was trained on")
     a = commands["train"].add_argument
-    a("--checkpoint", type=Path, required=True,
-      help="the EchoStream training checkpoint whose config and update count are matched")
+    a("--checkpoint", required=True,
+      help="the EchoStream checkpoint (or shipped model name) whose config and update count "
+           "are matched")
     a("--conformer-layers", type=positive_int, default=3,
       help="Conformer depth (default 3: the Emformer's parameter count at echostream_mini's width)")
     a("--max-update", type=positive_int, help="updates (default: the matched checkpoint's)")

@@ -4,12 +4,13 @@
         --output-json cost.json -- <simuleval agent options>
 
 The stream (16 kHz mono; ``echostream-compare-streamspeech compute`` writes test sentences joined
-with 0.3 s silences, as the benchmarks do) is fed as SimulEval feeds an agent, one ``--chunk-ms`` segment per ``pushpop``, then empty final
-segments until the agent finishes; each call's process CPU time (one torch thread) is recorded
-with the stream position it ends at. A chunk's cost depends only on the stream before it, so one
-long stream gives the per-chunk cost at every shorter length too. Everything after ``--`` is the
-agent's own SimulEval command line (``--agent FILE`` or ``--agent-class NAME`` and its options);
-the agent is built by SimulEval's own ``build_system_args``.
+with 0.3 s silences, as the benchmarks do) is fed as SimulEval feeds an agent, one ``--chunk-ms``
+segment per ``pushpop``, then empty final segments until the agent finishes; each call's process CPU
+time (one torch thread) is recorded with the stream position it ends at. A chunk's cost depends only
+on the stream before it, so one long stream gives the per-chunk cost at every shorter length too.
+Everything after ``--`` is the agent's own SimulEval command line (``--agent FILE`` or
+``--agent-class NAME`` and its options); the agent is built by SimulEval's own
+``build_system_args``.
 
 This file imports no EchoStream module itself: StreamSpeech's agent runs in its own process.
 """

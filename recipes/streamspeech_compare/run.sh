@@ -1,36 +1,40 @@
 #!/usr/bin/env bash
 # EchoStream against StreamSpeech's own Conformer model on the same corpus (README.md here).
 #
-#   recipes/streamspeech_compare/run.sh --streamspeech-src /path/to/StreamSpeech   # stages 1-5
+#   recipes/streamspeech_compare/run.sh --streamspeech-src /path/to/StreamSpeech   # stages 0-5
 #   recipes/streamspeech_compare/run.sh --streamspeech-src DIR --stage 5          # the table only
 #
-# Stage 1 trains StreamSpeech's model with its own code, matched to the EchoStream training
-# checkpoint MATCH_CHECKPOINT (same decoders, data, batches, schedule, seed and updates; resumes).
-# Stage 2 runs both systems' agents under simuleval on the test set, stage 3 their compute per
-# chunk along one long stream, stage 4 trains EchoStream ablations for the dev-loss table, stage 5
-# writes results/comparison.json, the tables of docs/streamspeech_comparison.md, its plot and the
-# README's summary. A finished stage leaves $EXP_DIR/.done/stage<N>.
+# Stage 0 trains the EchoStream run compared (the shipped model's recipe, MATCH_UPDATES updates;
+# resumes), stage 1 StreamSpeech's model with its own code, matched to MATCH_CHECKPOINT's config
+# (same decoders, data, batches, schedule, seed) for the same MATCH_UPDATES (resumes). The two
+# are independent: on two cores, run them side by side (--stage 0 --stop-stage 0 and --stage 1
+# --stop-stage 1, one thread each). Stage 2 runs both systems' agents under simuleval on the test
+# set, stage 3 their compute per chunk along one long stream, stage 4 trains EchoStream ablations
+# for the dev-loss table, stage 5 writes results/comparison.json, the tables of
+# docs/streamspeech_comparison.md, its plot and the README's summary. A finished stage leaves
+# $EXP_DIR/.done/stage<N>.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-stage=1
+stage=0
 stop_stage=5
 STREAMSPEECH_SRC=""                                         # a checkout at commit 375a73a
 DATA_DIR=data/deen_ding                                     # the shipped model's corpus
-MATCH_CHECKPOINT=exp/deen_ding/checkpoints/checkpoint_last.pt  # the EchoStream run matched
-ECHOSTREAM_LOG=exp/deen_ding/train.log                      # its dev losses
-ECHOSTREAM_CHECKPOINT=echostream-mini-de-en                 # what is evaluated (its weights)
 EXP_DIR=exp/streamspeech_compare
-TRAIN_THREADS=2
+MATCH_CHECKPOINT=echostream-mini-de-en   # whose training config both runs take
+# updates of both runs: the shipped model's 14,023 take 3-4 hours a run on this 2-core CPU;
+# 3,333 (three epochs) fit one working session with both runs side by side
+MATCH_UPDATES=14023
+TRAIN_CONFIG=configs/train/echostream_mini_ding.yaml       # the shipped model's recipe
+TRAIN_THREADS=1        # torch threads of each training run
 MAX_UTTERANCES=100     # test sentences evaluated (504: all)
 CHUNK_MS="160 320 640 1280"   # and offline
 DECODE_CONFIG=configs/decode/streamspeech.yaml              # EchoStream decodes as StreamSpeech
 COMPUTE_SECONDS=180
-# stage 4: EchoStream variants trained ABLATION_UPDATES on the same data, for the dev-loss table:
+# stage 4: EchoStream variants trained on the same data for the dev-loss table:
 # NAME:flag=value,flag=value (fairseq-train flags, handed on by echostream-train)
 ABLATIONS="left128:--left-context-length=128"
-ABLATION_UPDATES=2222  # two epochs' validations (1,111 updates an epoch)
-TRAIN_CONFIG=configs/train/echostream_mini_ding.yaml       # the matched run's recipe
+ABLATION_UPDATES=""    # default: MATCH_UPDATES
 
 while [ $# -gt 0 ]; do
   name=$(echo "${1#--}" | tr - _)
@@ -52,10 +56,29 @@ run_stage() {
 }
 done_stage() { mkdir -p "$EXP_DIR/.done"; touch "$EXP_DIR/.done/stage$1"; }
 
+# train_echostream NAME UPDATES FLAGS...: an EchoStream run of TRAIN_CONFIG into $EXP_DIR/NAME
+train_echostream() {
+  local name=$1 updates=$2; shift 2
+  OMP_NUM_THREADS=$TRAIN_THREADS "$PY" -m echostream_fairseq.cli.train --config "$TRAIN_CONFIG" \
+    --train-manifest "$DATA_DIR/train_sampled.units.tsv" \
+    --dev-manifest "$DATA_DIR/dev_sampled.units.tsv" --save-dir "$EXP_DIR/$name/checkpoints" \
+    --device cpu --num-workers 0 --batch-size 16 --max-update "$updates" \
+    --log-file "$EXP_DIR/$name/train.log" "$@"
+}
+ECHOSTREAM_CHECKPOINT=${ECHOSTREAM_CHECKPOINT:-$EXP_DIR/echostream/checkpoints/checkpoint_last.pt}
+ABLATION_UPDATES=${ABLATION_UPDATES:-$MATCH_UPDATES}
+
+if run_stage 0; then
+  log "Stage 0: EchoStream, $TRAIN_CONFIG, $MATCH_UPDATES updates (resumes)"
+  train_echostream echostream "$MATCH_UPDATES"
+  done_stage 0
+fi
+
 if run_stage 1; then
-  log "Stage 1: StreamSpeech's model, matched to $MATCH_CHECKPOINT (resumes)"
+  log "Stage 1: StreamSpeech's model, matched to $MATCH_CHECKPOINT, $MATCH_UPDATES updates (resumes)"
   "${CMP[@]}" train --streamspeech-src "$STREAMSPEECH_SRC" --checkpoint "$MATCH_CHECKPOINT" \
-    --data-dir "$DATA_DIR" --output-dir "$EXP_DIR" --num-threads "$TRAIN_THREADS"
+    --data-dir "$DATA_DIR" --output-dir "$EXP_DIR" --num-threads "$TRAIN_THREADS" \
+    --max-update "$MATCH_UPDATES"
   done_stage 1
 fi
 
@@ -87,11 +110,7 @@ if run_stage 4; then
     flags=${spec#*:}
     log "Stage 4: ablation $name (${flags//,/ }), $ABLATION_UPDATES updates"
     # shellcheck disable=SC2046
-    OMP_NUM_THREADS=$TRAIN_THREADS "$PY" -m echostream_fairseq.cli.train --config "$TRAIN_CONFIG" \
-      --train-manifest "$DATA_DIR/train_sampled.units.tsv" \
-      --dev-manifest "$DATA_DIR/dev_sampled.units.tsv" --save-dir "$EXP_DIR/ablations/$name/checkpoints" \
-      --device cpu --num-workers 0 --batch-size 16 --max-update "$ABLATION_UPDATES" \
-      --log-file "$EXP_DIR/ablations/$name/train.log" $(echo "${flags//,/ }" | tr = ' ')
+    train_echostream "ablations/$name" "$ABLATION_UPDATES" $(echo "${flags//,/ }" | tr = ' ')
   done
   done_stage 4
 fi
@@ -99,7 +118,7 @@ fi
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then  # no marker: it only renders
   log "Stage 5: results/comparison.json, docs/streamspeech_comparison.md and its plot"
   "${CMP[@]}" table --output-dir "$EXP_DIR" --max-utterances "$MAX_UTTERANCES" \
-    --train-log "$ECHOSTREAM_LOG" "${runs[@]}" \
+    --train-log "$EXP_DIR/echostream/train.log" "${runs[@]}" \
     --output recipes/streamspeech_compare/results/comparison.json \
     --doc docs/streamspeech_comparison.md --plot docs/streamspeech_comparison.png \
     --readme README.md

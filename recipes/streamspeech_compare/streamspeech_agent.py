@@ -1,9 +1,9 @@
 """StreamSpeech's own speech->speech agent on EchoStream's pins and units (SimulEval ``--agent``).
 
-It applies :mod:`streamspeech_shims` (and SimulEval's fixes, shim 5), loads ``agent/speech_to_speech.streamspeech.agent.py`` from the
-StreamSpeech checkout in ``$STREAMSPEECH_SRC`` unchanged, replaces the CodeHiFiGAN it builds by
-EchoStream's piper unit vocoder (shim 4) and exposes the agent class, whose ``reset`` also starts
-the vocoder's sentence.
+It applies :mod:`streamspeech_shims` (and SimulEval's fixes, shim 5), loads
+``agent/speech_to_speech.streamspeech.agent.py`` from the StreamSpeech checkout in
+``$STREAMSPEECH_SRC`` unchanged, replaces the CodeHiFiGAN it builds by EchoStream's piper unit
+vocoder (shim 4) and exposes the agent class, whose ``reset`` also starts the vocoder's sentence.
 """
 
 from __future__ import annotations

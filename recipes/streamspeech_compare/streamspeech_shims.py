@@ -1,5 +1,5 @@
-"""Import shims that let StreamSpeech's own code (ictnlp/StreamSpeech at 375a73a) run on EchoStream's
-pins and corpus, applied from outside its tree by :func:`install`:
+"""Import shims that let StreamSpeech's own code (ictnlp/StreamSpeech at 375a73a) run on
+EchoStream's pins and corpus, applied from outside its tree by :func:`install`:
 
 1. ``examples``: StreamSpeech imports fairseq's ``examples`` package by its top-level name; the
    installed fairseq ships it as ``fairseq.examples``, aliased here.

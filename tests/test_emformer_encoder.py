@@ -81,11 +81,13 @@ def _ctc_greedy(logits: torch.Tensor) -> List[int]:
             if token != 0 and (i == 0 or token != best[i - 1])]
 
 
+@pytest.mark.parametrize("position_bias", ["none", "alibi"])
 @pytest.mark.parametrize("right_context", [0, 2])
 @pytest.mark.parametrize("segment_length", [4, 8, 16])
 def test_streaming_in_irregular_pieces_equals_training_forward(segment_length: int,
-                                                               right_context: int):
-    encoder = _encoder(right_context_length=right_context)
+                                                               right_context: int,
+                                                               position_bias: str):
+    encoder = _encoder(right_context_length=right_context, position_bias=position_bias)
     torch.manual_seed(1)
     fbank = torch.randn(1, 2000, FEATURES)  # 20 s of 10 ms frames
     ctc_head = torch.nn.Linear(32, 12)
@@ -98,8 +100,9 @@ def test_streaming_in_irregular_pieces_equals_training_forward(segment_length: i
         assert _ctc_greedy(ctc_head(streamed[:, 0])) == _ctc_greedy(ctc_head(offline[:, 0]))
 
 
-def test_batched_forward_with_padding_equals_each_utterance_alone():
-    encoder = _encoder(segment_length=4, right_context_length=2)
+@pytest.mark.parametrize("position_bias", ["none", "alibi"])
+def test_batched_forward_with_padding_equals_each_utterance_alone(position_bias: str):
+    encoder = _encoder(segment_length=4, right_context_length=2, position_bias=position_bias)
     lengths = [150, 77, 1, 33, 16]
     torch.manual_seed(2)
     fbank = torch.randn(len(lengths), max(lengths), FEATURES)
@@ -243,6 +246,39 @@ def test_stacked_streams_equal_separate_streams_and_unstack_round_trips():
         restacked = encoder.stack_states(parts)
     assert len(parts) == 2
     assert all(torch.equal(a, b) for a, b in zip(_tensors(stacked), _tensors(restacked)))
+
+
+def test_alibi_streams_at_different_positions_batched_equal_each_alone():
+    # the bias depends on each stream's own frame count: a batch of streams that started at
+    # different times must give each stream what it gets alone
+    encoder = _encoder(segment_length=4, right_context_length=2, position_bias="alibi")
+    torch.manual_seed(7)
+    fbank = torch.randn(2, 300, FEATURES)
+    starts = (40, 168)  # fbank frames before the batched step (pending buffers alike)
+    with torch.no_grad():
+        separate = [encoder.infer(fbank[i : i + 1, :start], encoder.init_state(1))[1]
+                    for i, start in enumerate(starts)]
+        chunks = torch.stack([fbank[i, start : start + 64] for i, start in enumerate(starts)])
+        out, _ = encoder.infer(chunks, encoder.stack_states(separate))
+        for i, state in enumerate(separate):
+            alone, _ = encoder.infer(chunks[i : i + 1], state)
+            assert alone.size(0) > 0
+            assert (out[:, i : i + 1] - alone).abs().max().item() < TOLERANCE
+
+
+def test_alibi_changes_the_output_and_loads_weights_trained_without_it():
+    plain = _encoder()
+    biased = EchoStreamEncoder(_args(position_bias="alibi")).eval()
+    biased.load_state_dict(plain.state_dict(), strict=True)  # the bias has no parameters
+    assert plain.state_dict().keys() == biased.state_dict().keys()
+    torch.manual_seed(8)
+    fbank = torch.randn(1, 200, FEATURES)
+    with torch.no_grad():
+        a = plain(fbank, torch.tensor([200]))["encoder_out"][0]
+        b = biased(fbank, torch.tensor([200]))["encoder_out"][0]
+    assert (a - b).abs().max().item() > 1e-2
+    with pytest.raises(ValueError, match="position_bias"):
+        EchoStreamEncoder(_args(position_bias="rope"))
 
 
 def _tensors(state) -> List[torch.Tensor]:

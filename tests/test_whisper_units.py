@@ -33,6 +33,12 @@ def test_encoder_states_are_50_hz_deterministic_and_aligned_to_the_log_mel(tiny_
     assert states.dtype == np.float32 and states.shape[1] == 384
     assert abs(states.shape[0] - len(samples) / 320) <= 2  # 50 states per second
     assert np.array_equal(states, whisper_encoder_frames(samples))
+    # ... whatever the caller's BLAS threads (the mel's float32 matmul once made them differ
+    # by up to 0.09 between one and two threads, and a corpus build's units with them)
+    from threadpoolctl import threadpool_limits
+    for threads in (1, 2):
+        with threadpool_limits(threads, user_api="blas"):
+            assert np.array_equal(states, whisper_encoder_frames(samples)), threads
     logmel = LogMelExtractor()(samples)
     frames = analysis_frames("whisper", samples, logmel)
     assert frames.shape == (logmel.shape[0], 384)  # one per log-mel frame

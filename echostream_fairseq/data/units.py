@@ -132,8 +132,12 @@ class UnitModel:
 
     def frame_units(self, frames: np.ndarray) -> np.ndarray:
         """Nearest centroid of every analysis frame: (F, D) -> (F,) int64."""
-        # ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2; ||x||^2 is constant per frame.
-        scores = frames @ self.centroids.T * -2.0 + (self.centroids**2).sum(axis=1)
+        # ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2; ||x||^2 is constant per frame. In float64:
+        # float32 BLAS rounding depends on how many threads split the product, and a near-tie
+        # must not give a frame another unit on another machine.
+        centroids = self.centroids.astype(np.float64)
+        scores = np.asarray(frames, dtype=np.float64) @ centroids.T * -2.0 + (
+            centroids**2).sum(axis=1)
         return scores.argmin(axis=1).astype(np.int64)
 
     def encode(self, frames: np.ndarray) -> list[int]:
@@ -185,8 +189,11 @@ def whisper_encoder_frames(samples: np.ndarray) -> np.ndarray:
     """
     import ctranslate2
 
+    from echostream_fairseq.scoring.asr_bleu import one_blas_thread
+
     model = _whisper_encoder()
-    mel = model.feature_extractor(np.asarray(samples, dtype=np.float32))  # (80, 2F) at 100 Hz
+    with one_blas_thread():  # the states must not depend on the machine's thread count
+        mel = model.feature_extractor(np.asarray(samples, dtype=np.float32))  # (80, 2F), 100 Hz
     mel = np.ascontiguousarray(mel[:, :max(2, mel.shape[1] - mel.shape[1] % 2)][None])
     states = model.model.encode(ctranslate2.StorageView.from_array(mel), to_cpu=True)
     return np.asarray(states, dtype=np.float32)[0]

@@ -44,6 +44,7 @@ from fairseq.models.transformer import TransformerModelBase
 from torch import Tensor
 
 from echostream_fairseq.checkpoints import adapt_streamspeech_state_dict
+from echostream_fairseq.models.emformer import POSITION_BIASES
 from echostream_fairseq.models.emformer_encoder import EchoStreamEncoder
 from echostream_fairseq.models.t2u import CTCUnitDecoder, T2UEncoder
 from echostream_fairseq.models.text_decoder import StreamingTransformerDecoder
@@ -150,6 +151,9 @@ class EchoStreamModel(S2STransformerMultitaskModelBase):
         a("--right-context-length", type=int, help="Emformer look-ahead in encoder frames")
         a("--left-context-length", type=int, help="Emformer left-context cache in encoder frames")
         a("--max-memory-size", type=int, help="Emformer memory-bank size (summary vectors kept)")
+        a("--position-bias", choices=POSITION_BIASES,
+          help="relative position in the Emformer's attention: none (torchaudio's) or alibi "
+               "(a per-head linear penalty on frame distance; no parameters)")
         a("--chunk-size", type=int,
           help="StreamSpeech's encoder chunk in 40 ms frames; "
                "sets --segment-length if that is unset")
@@ -447,6 +451,7 @@ def echostream(args: Namespace) -> None:
     args.right_context_length = getattr(args, "right_context_length", 0)
     args.left_context_length = getattr(args, "left_context_length", 32)
     args.max_memory_size = getattr(args, "max_memory_size", 4)
+    args.position_bias = getattr(args, "position_bias", None) or "none"
     args.activation_fn = getattr(args, "activation_fn", "relu")
     args.dropout = getattr(args, "dropout", 0.1)
     args.attention_dropout = getattr(args, "attention_dropout", args.dropout)

@@ -17,6 +17,11 @@ Differences from torchaudio, on purpose:
 * Padding is handled per utterance for every key (right-context copies included), and the
   layer-norm is applied to memory slots too (pre-LN throughout, a final LayerNorm at the end).
 * Streaming state buffers are fixed-size; slots not yet filled are zeros and masked out.
+* Optional relative position (``position_bias="alibi"``, Press et al., 2022): torchaudio's layers
+  carry no positional information at all. ALiBi adds ``-slope_h * |i - j|`` to the score of query
+  frame ``i`` and key frame ``j`` (memory slots and the summaries' queries get none); it depends
+  only on frame distances, so the streaming state stays the same size and streaming stays exact,
+  and it has no parameters, so checkpoints without it load unchanged.
 """
 
 import logging
@@ -49,7 +54,9 @@ class _Layout(NamedTuple):
 
     ``*_segment`` / ``key_position`` hold absolute indices: a segment index for queries, and for
     keys a memory-slot index (memory), the segment the block belongs to (right context), or the
-    absolute frame index (utterance and left context).
+    absolute frame index (utterance and left context). ``query_frame`` / ``key_frame`` are the
+    absolute frame index of every frame query and key (right-context copies included; anything
+    for summaries and memory slots), for the position bias.
     """
 
     query_segment: Tensor  # (B or 1, Q) int64
@@ -57,6 +64,8 @@ class _Layout(NamedTuple):
     key_kind: Tensor  # (K,) int64
     key_position: Tensor  # (B or 1, K) int64
     key_valid: Tensor  # (B or 1, K) bool
+    query_frame: Tensor  # (B or 1, Q) int64
+    key_frame: Tensor  # (B or 1, K) int64
 
 
 def _attention_mask(
@@ -86,6 +95,23 @@ def _attention_mask(
     # (discarded) outputs finite instead of NaN, which would poison 0-weighted sums downstream.
     allowed = allowed | ~allowed.any(dim=-1, keepdim=True)
     return allowed.unsqueeze(1)
+
+
+POSITION_BIASES = ("none", "alibi")
+
+
+def alibi_slopes(num_heads: int) -> Tensor:
+    """ALiBi's per-head slopes ``2 ** (-8 (h + 1) / H)`` (a geometric series from 2^(-8/H))."""
+    return torch.pow(2.0, -8.0 * torch.arange(1, num_heads + 1) / num_heads)
+
+
+def _alibi_bias(layout: _Layout, slopes: Tensor) -> Tensor:
+    """``-slope_h * |query frame - key frame|`` as ``(B or 1, H, Q, K)``; 0 where either side is no
+    frame (a summary query, a memory key)."""
+    distance = (layout.query_frame.unsqueeze(-1) - layout.key_frame.unsqueeze(1)).abs()
+    has_frames = (~layout.query_is_summary).unsqueeze(-1) & (layout.key_kind != _MEMORY)
+    distance = distance * has_frames
+    return -slopes.view(1, -1, 1, 1) * distance.unsqueeze(1).to(slopes.dtype)
 
 
 def _segment_means(x: Tensor, segment_length: int) -> Tensor:
@@ -139,7 +165,8 @@ class _EmformerAttention(nn.Module):
         Args:
             query_input: ``(B, Q, D)``; key_input: ``(B, K, D)``;
             left_key, left_value: projected cached keys/values ``(B, L, D)``;
-            mask: ``(B, 1, Q, L + K)`` bool, True = may attend.
+            mask: ``(B, 1, Q, L + K)`` bool, True = may attend; or with a position bias,
+                additive scores ``(B or 1, H, Q, L + K)`` (-inf = may not attend).
 
         Returns:
             attention output ``(B, Q, D)``, and the projected new keys and values ``(B, K, D)``.
@@ -202,7 +229,8 @@ class _EmformerLayer(nn.Module):
 
         Args:
             right_context: ``(B, R, D)``; utterance: ``(B, T, D)``; memory: ``(B, M, D)``;
-            left_key, left_value: ``(B, L, D)``; mask: ``(B, 1, R + T + N, L + M + R + T)``;
+            left_key, left_value: ``(B, L, D)``; mask: ``(B, 1, R + T + N, L + M + R + T)``
+                (additive ``(B or 1, H, ...)`` with a position bias);
             segment_length: frames per segment of ``utterance`` (for the summaries).
 
         Returns:
@@ -271,8 +299,13 @@ class Emformer(nn.Module):
         dropout: float = 0.0,
         attention_dropout: float = 0.0,
         activation_dropout: float = 0.0,
+        position_bias: str = "none",
     ):
         super().__init__()
+        if position_bias not in POSITION_BIASES:
+            raise ValueError(
+                f"Emformer: position_bias must be one of {POSITION_BIASES}, got {position_bias!r}"
+            )
         for name, value in [
             ("right_context_length", right_context_length),
             ("left_context_length", left_context_length),
@@ -297,15 +330,24 @@ class Emformer(nn.Module):
             for _ in range(num_layers)
         )
         self.layer_norm = nn.LayerNorm(embed_dim)
+        self.position_bias = position_bias
+        # not in the state dict: parameter-free, so models without the bias load as they are
+        self.register_buffer("alibi_slopes", alibi_slopes(num_heads), persistent=False)
 
     @property
     def _use_memory(self) -> bool:
         return self.max_memory_size > 0
 
-    def _mask(self, layout: _Layout, segment_length: int) -> Tensor:
-        return _attention_mask(
+    def _mask(self, layout: _Layout, segment_length: int, dtype: torch.dtype) -> Tensor:
+        """The attention rule as a boolean mask, or with a position bias as additive scores
+        ``(B, H, Q, K)`` in ``dtype`` (-inf where a query may not attend)."""
+        allowed = _attention_mask(
             layout, segment_length, self.left_context_length, self.max_memory_size
         )
+        if self.position_bias == "none":
+            return allowed
+        bias = _alibi_bias(layout, self.alibi_slopes.to(torch.float32))
+        return bias.masked_fill(~allowed, float("-inf")).to(dtype)
 
     def _training_layout(
         self, lengths: Tensor, frames: int, segment_length: int
@@ -341,6 +383,8 @@ class Emformer(nn.Module):
                 torch.cat([slots * segment_length, right_source, frame_index]).unsqueeze(0)
                 < length
             ),
+            query_frame=torch.cat([right_source, frame_index, slots]).unsqueeze(0),
+            key_frame=torch.cat([slots, right_source, frame_index]).unsqueeze(0),
         )
         return layout, right_source
 
@@ -364,7 +408,7 @@ class Emformer(nn.Module):
         frames = x.size(1)
         segment_length = min(segment_length, frames)
         layout, right_source = self._training_layout(lengths, frames, segment_length)
-        mask = self._mask(layout, segment_length)
+        mask = self._mask(layout, segment_length, x.dtype)
         right_context = x[:, right_source.clamp(max=frames - 1)]
         memory = _segment_means(x, segment_length) if self._use_memory else x[:, :0]
         no_cache = x[:, :0]
@@ -420,7 +464,9 @@ class Emformer(nn.Module):
         memory_size = self.max_memory_size
         slots = segment - memory_size + torch.arange(memory_size, device=device)
         utterance = processed.unsqueeze(1) + torch.arange(frames, device=device)
+        right_frames = utterance[:, -1:] + 1 + torch.arange(right, device=device)
         num_summaries = 1 if self._use_memory else 0
+        summaries = segment.expand(-1, num_summaries)  # no frame: the bias ignores them
 
         def kinds(kind: int, count: int) -> Tensor:
             return torch.full((count,), kind, dtype=torch.long, device=device)
@@ -448,6 +494,8 @@ class Emformer(nn.Module):
                 ],
                 dim=1,
             ),
+            query_frame=torch.cat([right_frames, utterance, summaries], dim=1),
+            key_frame=torch.cat([left, slots, right_frames, utterance], dim=1),
         )
 
     def _infer_segment(
@@ -459,7 +507,7 @@ class Emformer(nn.Module):
         layout = self._infer_layout(
             state.processed_frames, segment_length, frames, right_context.size(1)
         )
-        mask = self._mask(layout, segment_length)
+        mask = self._mask(layout, segment_length, segment.dtype)
         memory_in = _segment_means(segment, frames) if self._use_memory else segment[:, :0]
         utterance = segment
         new_layers = []

@@ -89,6 +89,7 @@ class EchoStreamEncoder(FairseqEncoder):
             dropout=args.dropout,
             attention_dropout=args.attention_dropout,
             activation_dropout=args.activation_dropout,
+            position_bias=getattr(args, "position_bias", "none"),
         )
 
     def geometry(self, segment_length: Optional[int] = None) -> StreamingGeometry:

@@ -23,12 +23,14 @@ error, or (unless ``allow_empty``) an empty transcript. A score is never a silen
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+import threading
 import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Iterator, Optional, Sequence, Union
 
 import editdistance
 import numpy as np
@@ -57,6 +59,25 @@ def normalize_text(text: str) -> str:
     chars = [" " if unicodedata.category(c).startswith("P") or c in _SYMBOLS else c
              for c in text.lower()]
     return _WHITESPACE.sub(" ", "".join(chars)).strip()
+
+
+_ONE_BLAS_THREAD = threading.Lock()
+
+
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """Run Whisper's front end on one BLAS thread, whatever the machine.
+
+    faster-whisper's mel is a float32 numpy matmul whose rounding depends on how many BLAS
+    threads split it, and int8 Whisper amplifies that: encoder states differed by up to 0.09
+    between one and two threads (measured), enough to change Whisper units and, on unsure audio,
+    a transcript. The limit is process-wide, so a lock keeps threads that call Whisper at once
+    from lifting it under one another.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with _ONE_BLAS_THREAD, threadpool_limits(1, user_api="blas"):
+        yield
 
 
 def load_whisper_tiny_en(model_dir: Optional[Path] = None, cpu_threads: int = 2) -> Any:
@@ -121,10 +142,11 @@ def transcribe(model: Any, audio: Audio, sample_rate: int = SAMPLE_RATE,
     try:
         # temperature=0 alone: faster-whisper's default falls back to sampling at higher
         # temperatures on unsure audio, which made two scorings of one output differ.
-        segments, _ = model.transcribe(samples, language="en", beam_size=beam_size,
-                                       temperature=0.0, condition_on_previous_text=False,
-                                       vad_filter=False)
-        return " ".join(seg.text.strip() for seg in segments).strip()
+        with one_blas_thread():
+            segments, _ = model.transcribe(samples, language="en", beam_size=beam_size,
+                                           temperature=0.0, condition_on_previous_text=False,
+                                           vad_filter=False)
+            return " ".join(seg.text.strip() for seg in segments).strip()
     except (RuntimeError, ValueError) as err:
         raise AsrError(f"{name}: transcription failed ({err})") from err
 

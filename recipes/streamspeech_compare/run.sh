@@ -33,7 +33,7 @@ DECODE_CONFIG=configs/decode/streamspeech.yaml              # EchoStream decodes
 COMPUTE_SECONDS=180
 # stage 4: EchoStream variants trained on the same data for the dev-loss table:
 # NAME:flag=value,flag=value (fairseq-train flags, handed on by echostream-train)
-ABLATIONS="left128:--left-context-length=128"
+ABLATIONS="alibi:--position-bias=alibi left128:--left-context-length=128"
 ABLATION_UPDATES=""    # default: MATCH_UPDATES
 
 while [ $# -gt 0 ]; do

@@ -32,8 +32,9 @@ CHUNK_MS="160 320 640 1280"   # and offline
 DECODE_CONFIG=configs/decode/streamspeech.yaml              # EchoStream decodes as StreamSpeech
 COMPUTE_SECONDS=180
 # stage 4: EchoStream variants trained on the same data for the dev-loss table:
-# NAME:flag=value,flag=value (fairseq-train flags, handed on by echostream-train)
-ABLATIONS="alibi:--position-bias=alibi left128:--left-context-length=128"
+# NAME:flag=value,flag=value (fairseq-train flags, handed on by echostream-train), e.g. the
+# earlier "left128:--left-context-length=128"
+ABLATIONS="alibi:--position-bias=alibi"
 ABLATION_UPDATES=""    # default: MATCH_UPDATES
 
 while [ $# -gt 0 ]; do

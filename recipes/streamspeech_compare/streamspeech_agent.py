@@ -3,7 +3,8 @@
 It applies :mod:`streamspeech_shims` (and SimulEval's fixes, shim 5), loads
 ``agent/speech_to_speech.streamspeech.agent.py`` from the StreamSpeech checkout in
 ``$STREAMSPEECH_SRC`` unchanged, replaces the CodeHiFiGAN it builds by EchoStream's piper unit
-vocoder (shim 4) and exposes the agent class, whose ``reset`` also starts the vocoder's sentence.
+vocoder (shim 4), makes its feature extractor read audio at the agent's own ``--sample-rate``
+(shim 6) and exposes the agent class, whose ``reset`` also starts the vocoder's sentence.
 """
 
 from __future__ import annotations
@@ -36,7 +37,21 @@ def _streamspeech_agent_class():
     import agent.tts.vocoder as their_vocoder  # the package the agent imports it from
 
     their_vocoder.CodeHiFiGANVocoderWithDur = lambda checkpoint, cfg: PiperUnitsForStreamSpeech()
+    _read_at_the_agents_sample_rate(module.OnlineFeatureExtractor)
     return module.StreamSpeechS2STAgent
+
+
+def _read_at_the_agents_sample_rate(extractor_class: type) -> None:
+    """Shim 6: StreamSpeech's ``OnlineFeatureExtractor`` cuts frames at ``--sample-rate`` but
+    converts the samples to 16 kHz from ``sr=ORG_SAMPLE_RATE`` (48 kHz), an argument its agent
+    never passes; its own inputs are 48 kHz, ours 16 kHz, which it would shrink to a third
+    (measured: WER 98 % on speech whose dev ASR CTC loss is the lower of the two systems')."""
+    convert = extractor_class.__call__
+
+    def __call__(self, new_samples, sr=None):
+        return convert(self, new_samples, self.sample_rate if sr is None else sr)
+
+    extractor_class.__call__ = __call__
 
 
 streamspeech_shims.install()

@@ -20,6 +20,9 @@ EchoStream's pins and corpus, applied from outside its tree by :func:`install`:
 5. SimulEval 1.1.4 logs no compute times for speech output (``"elapsed": []``), so no ``*_CA``
    latency could be scored: EchoStream's own fix (:mod:`echostream_fairseq.compat.simuleval`,
    which EchoStream's agents apply too) is applied by :func:`install_simuleval_fixes` (agent only).
+6. The agent's input rate (agent only, in ``streamspeech_agent.py``): its feature extractor cuts
+   frames at ``--sample-rate`` but converts the samples to 16 kHz from a hard-wired 48 kHz (its own
+   inputs' rate); it is made to convert from ``--sample-rate``, so our 16 kHz wavs stay 16 kHz.
 
 Never import this module in a process that imports ``echostream_fairseq`` (the package).
 """
@@ -50,6 +53,9 @@ def _sox_effects_stand_in() -> None:
         return
 
     def apply_effects_tensor(waveform, sample_rate, effects, channels_first=True):
+        if waveform.size(-1) == 0:  # resample cannot take empty input; sox returns it empty
+            rates = [int(effect[1]) for effect in effects if effect[0] == "rate"]
+            return waveform, rates[-1] if rates else sample_rate
         for effect in effects:
             if effect[0] == "rate":
                 rate = int(effect[1])

@@ -498,8 +498,12 @@ def training_progress(run_dir: Path) -> Optional[dict]:
     log, matched = run_dir / "train.log", run_dir / MATCHED_JSON
     if not (log.is_file() and matched.is_file()):
         return None
-    records = log_records(log.read_text(errors="replace"), "train_inner", source=str(log))
-    done = int(records[-1]["num_updates"]) if records else 0
+    # the last checkpoint holds the count; the log's records come every --log-interval updates
+    checkpoint = run_dir / "checkpoints" / "checkpoint_last.pt"
+    done = _updates(checkpoint) if checkpoint.is_file() else None
+    if done is None:
+        records = log_records(log.read_text(errors="replace"), "train_inner", source=str(log))
+        done = int(records[-1]["num_updates"]) if records else 0
     return {"updates": done, "of": json.loads(matched.read_text())["max_update"]}
 
 

@@ -558,7 +558,7 @@ def render_markdown(results: dict) -> str:
     progress = results.get("streamspeech_training")
     if progress:
         out += [f"StreamSpeech's matched training run: {progress['updates']:,} of "
-                f"{progress['of']:,} updates logged.", ""]
+                f"{progress['of']:,} updates done.", ""]
     out += ["### Quality and latency (speech output, ms)", "", *lines, ""]
     if results.get("compute"):
         out += ["### Compute per 320 ms chunk against stream length (CPU ms, one thread)", "",

@@ -31,7 +31,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from echostream_fairseq.cli.common import (
     UserError, add_log_level_argument, positive_int, run_main, setup_logging,
@@ -87,17 +87,33 @@ def _echostream_cfg(checkpoint: str) -> dict:
     return {"cfg": cfg, "num_updates": updates}
 
 
+def _flag(name: str) -> str:
+    """The fairseq flag of a config field: ``warmup_updates`` -> ``--warmup-updates``."""
+    return f"--{name.replace('_', '-')}"
+
+
+def _field_reader(section: Any) -> Callable[[str], Any]:
+    """A config section's fields by name, whether the section is a dict or a Namespace."""
+    if isinstance(section, dict):
+        return section.__getitem__
+    return lambda name: getattr(section, name)
+
+
+def _copied(read: Callable[[str], Any], *names: str) -> List[str]:
+    """``--name value`` for each field, under the name it has in the EchoStream config."""
+    return [item for name in names for item in (_flag(name), str(read(name)))]
+
+
 def _scheduler_options(scheduler: Any) -> List[str]:
-    """The learning-rate scheduler's own fields as fairseq flags (``warmup_updates`` ->
-    ``--warmup-updates``), whatever the scheduler."""
+    """The learning-rate scheduler's own fields as fairseq flags, whatever the scheduler."""
     options = []
     for key, value in dict(scheduler).items():
         if key in ("_name", "lr") or value is None:
             continue
         if isinstance(value, bool):
-            options += [f"--{key.replace('_', '-')}"] if value else []
+            options += [_flag(key)] if value else []
         else:
-            options += [f"--{key.replace('_', '-')}", str(value)]
+            options += [_flag(key), str(value)]
     return options
 
 
@@ -110,46 +126,28 @@ def streamspeech_train_args(cfg: Any, data: Path, save_dir: Path, max_update: in
     chunks of the Emformer's segment length, multichunk training); its depth is the parameter
     match: a Conformer layer (two FFNs, a convolution module) holds about 2.2 Emformer layers.
     """
-    model, dataset, optim = cfg["model"], cfg["dataset"], cfg["optimization"]
-    task, criterion, scheduler = cfg["task"], cfg["criterion"], cfg["lr_scheduler"]
-    m = (lambda name: getattr(model, name)) if not isinstance(model, dict) else model.__getitem__
-    t = (lambda name: getattr(task, name)) if not isinstance(task, dict) else task.__getitem__
-    segment = m("segment_length")
+    dataset, optim, scheduler = cfg["dataset"], cfg["optimization"], cfg["lr_scheduler"]
+    m, t = _field_reader(cfg["model"]), _field_reader(cfg["task"])
+    c, d = _field_reader(cfg["criterion"]), _field_reader(dataset)
     args = [
         str(data), "--user-dir", "<user-dir>",
-        "--config-yaml", t("config_yaml"), "--multitask-config-yaml", t("multitask_config_yaml"),
-        "--task", "speech_to_speech_ctc", "--target-is-code",
-        "--target-code-size", str(t("target_code_size")), "--vocoder", "code_hifigan",
+        *_copied(t, "config_yaml", "multitask_config_yaml", "target_code_size",
+                 "max_source_positions", "max_target_positions"),
+        "--task", "speech_to_speech_ctc", "--target-is-code", "--vocoder", "code_hifigan",
         "--criterion", "speech_to_unit_2pass_ctc_asr_st",
-        "--label-smoothing", str(criterion["label_smoothing"]),
-        "--rdrop-alpha", str(criterion["rdrop_alpha"]),
-        "--k1", str(criterion["k1"]), "--k2", str(criterion["k2"]),
-        "--n1", str(criterion["n1"]), "--n2", str(criterion["n2"]),
-        "--arch", "streamspeech",
-        "--encoder-layers", str(conformer_layers),
-        "--encoder-embed-dim", str(m("encoder_embed_dim")),
-        "--encoder-ffn-embed-dim", str(m("encoder_ffn_embed_dim")),
-        "--encoder-attention-heads", str(m("encoder_attention_heads")),
-        "--conv-channels", str(m("conv_channels")),
-        "--conv-kernel-sizes", str(m("conv_kernel_sizes")),
-        "--attn-type", "espnet", "--pos-enc-type", "rel_pos",
-        "--chunk-size", str(segment),
-        "--translation-decoder-layers", str(m("translation_decoder_layers")),
-        "--synthesizer-encoder-layers", str(m("synthesizer_encoder_layers")),
-        "--decoder-layers", str(m("decoder_layers")),
-        "--decoder-embed-dim", str(m("decoder_embed_dim")),
-        "--decoder-ffn-embed-dim", str(m("decoder_ffn_embed_dim")),
-        "--decoder-attention-heads", str(m("decoder_attention_heads")),
-        "--ctc-upsample-rate", str(m("ctc_upsample_rate")),
-        "--dropout", str(m("dropout")), "--attention-dropout", str(m("attention_dropout")),
+        *_copied(c, "label_smoothing", "rdrop_alpha", "k1", "k2", "n1", "n2"),
+        "--arch", "streamspeech", "--encoder-layers", str(conformer_layers),
+        "--attn-type", "espnet", "--pos-enc-type", "rel_pos", "--chunk-size",
+        str(m("segment_length")),
+        *_copied(m, "encoder_embed_dim", "encoder_ffn_embed_dim", "encoder_attention_heads",
+                 "conv_channels", "conv_kernel_sizes", "translation_decoder_layers",
+                 "synthesizer_encoder_layers", "decoder_layers", "decoder_embed_dim",
+                 "decoder_ffn_embed_dim", "decoder_attention_heads", "ctc_upsample_rate",
+                 "dropout", "attention_dropout"),
         "--relu-dropout", str(m("activation_dropout")),
-        "--train-subset", dataset["train_subset"], "--valid-subset", dataset["valid_subset"],
-        "--max-tokens", str(dataset["max_tokens"]),
-        "--required-batch-size-multiple", str(dataset["required_batch_size_multiple"]),
-        "--max-source-positions", str(t("max_source_positions")),
-        "--max-target-positions", str(t("max_target_positions")),
+        *_copied(d, "train_subset", "valid_subset", "max_tokens", "required_batch_size_multiple",
+                 "validate_interval_updates"),
         "--validate-interval", "1",
-        "--validate-interval-updates", str(dataset["validate_interval_updates"]),
         "--save-dir", str(save_dir), "--save-interval", "1", "--save-interval-updates", "1000",
         "--keep-interval-updates", "2", "--keep-last-epochs", "1",
         "--no-progress-bar", "--log-format", "json", "--log-interval", "50",
@@ -161,7 +159,7 @@ def streamspeech_train_args(cfg: Any, data: Path, save_dir: Path, max_update: in
     ]
     if dataset.get("batch_size"):
         args += ["--batch-size", str(dataset["batch_size"])]
-    if criterion.get("multichunk"):
+    if cfg["criterion"].get("multichunk"):
         args.append("--multichunk")
     if m("uni_encoder"):
         args.append("--uni-encoder")
@@ -365,8 +363,6 @@ def _streamspeech_src(args: argparse.Namespace) -> Optional[Path]:
 def _agents_setup(args: argparse.Namespace) -> tuple:
     """What running either agent needs, checked before any work: ``(streamspeech_src,
     streamspeech_checkpoint, placeholder_vocoder_json, echostream_checkpoint_file)``."""
-    from echostream_fairseq.shipped import checkpoint_file
-
     src = _streamspeech_src(args)
     exp = args.output_dir.resolve()
     ss_checkpoint = (args.streamspeech_checkpoint
@@ -374,7 +370,7 @@ def _agents_setup(args: argparse.Namespace) -> tuple:
     if "streamspeech" in args.systems and not ss_checkpoint.is_file():
         raise UserError(f"{ss_checkpoint}: no StreamSpeech checkpoint (run the train "
                         "subcommand first, or give --streamspeech-checkpoint)")
-    echo_checkpoint = checkpoint_file(args.checkpoint)
+    echo_checkpoint = _shipped(args.checkpoint)
     if not args.decode_config.is_file():
         raise UserError(f"{args.decode_config}: no such decode config (--decode-config)")
     # StreamSpeech's agent requires --vocoder and --vocoder-cfg (a JSON file); shim 4 ignores them
@@ -664,8 +660,7 @@ def cmd_table(args: argparse.Namespace) -> int:
     checkpoints = {r["system"]: r["checkpoint"] for r in runs}
     results = {"eval_tag": summaries[0].parts[-4], "utterances": runs[0]["utterances"],
                "quality_latency": runs,
-               "parameters": {s: _parameters(Path(c)) if Path(c).is_file()
-                              else _parameters(_shipped(c)) for s, c in checkpoints.items()},
+               "parameters": {s: _parameters(_shipped(c)) for s, c in checkpoints.items()},
                "compute": {}, "compute_raw": {}}
     for system in SYSTEMS:
         found = sorted((exp / "compute").glob(f"{system}_*s_*ms.json"))

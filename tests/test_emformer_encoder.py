@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from echostream_fairseq.models.emformer import _SegmentConvolution
 from echostream_fairseq.models.emformer_encoder import EchoStreamEncoder
 from echostream_fairseq.models.state import StreamingGeometry, state_numel
 
@@ -81,13 +82,22 @@ def _ctc_greedy(logits: torch.Tensor) -> List[int]:
             if token != 0 and (i == 0 or token != best[i - 1])]
 
 
-@pytest.mark.parametrize("position_bias", ["none", "alibi"])
+# the layer variants: torchaudio's, ALiBi, the convolution module (its window, 15 frames back,
+# spans several 4-frame segments)
+LAYER_OPTIONS = {
+    "plain": {},
+    "alibi": {"position_bias": "alibi"},
+    "conv31": {"emformer_conv_kernel_size": 31},
+}
+
+
+@pytest.mark.parametrize("layer_options", LAYER_OPTIONS)
 @pytest.mark.parametrize("right_context", [0, 2])
 @pytest.mark.parametrize("segment_length", [4, 8, 16])
 def test_streaming_in_irregular_pieces_equals_training_forward(segment_length: int,
                                                                right_context: int,
-                                                               position_bias: str):
-    encoder = _encoder(right_context_length=right_context, position_bias=position_bias)
+                                                               layer_options: str):
+    encoder = _encoder(right_context_length=right_context, **LAYER_OPTIONS[layer_options])
     torch.manual_seed(1)
     fbank = torch.randn(1, 2000, FEATURES)  # 20 s of 10 ms frames
     ctc_head = torch.nn.Linear(32, 12)
@@ -100,9 +110,9 @@ def test_streaming_in_irregular_pieces_equals_training_forward(segment_length: i
         assert _ctc_greedy(ctc_head(streamed[:, 0])) == _ctc_greedy(ctc_head(offline[:, 0]))
 
 
-@pytest.mark.parametrize("position_bias", ["none", "alibi"])
-def test_batched_forward_with_padding_equals_each_utterance_alone(position_bias: str):
-    encoder = _encoder(segment_length=4, right_context_length=2, position_bias=position_bias)
+@pytest.mark.parametrize("layer_options", LAYER_OPTIONS)
+def test_batched_forward_with_padding_equals_each_utterance_alone(layer_options: str):
+    encoder = _encoder(segment_length=4, right_context_length=2, **LAYER_OPTIONS[layer_options])
     lengths = [150, 77, 1, 33, 16]
     torch.manual_seed(2)
     fbank = torch.randn(len(lengths), max(lengths), FEATURES)
@@ -122,7 +132,7 @@ def test_batched_forward_with_padding_equals_each_utterance_alone(position_bias:
 
 def test_state_size_after_one_minute_equals_after_ten_minutes():
     encoder = _encoder(encoder_embed_dim=16, encoder_ffn_embed_dim=32, conv_channels=32,
-                       right_context_length=2)
+                       right_context_length=2, emformer_conv_kernel_size=7)
     geometry = encoder.geometry()
     chunk = 40  # fbank frames per call (400 ms): the segment phase moves from call to call
     one_minute = geometry.seconds_to_fbank_frames(60)
@@ -232,7 +242,7 @@ def test_multichunk_training_backward_is_finite_for_every_segment_length():
 
 
 def test_stacked_streams_equal_separate_streams_and_unstack_round_trips():
-    encoder = _encoder(segment_length=4, right_context_length=2)
+    encoder = _encoder(segment_length=4, right_context_length=2, emformer_conv_kernel_size=7)
     torch.manual_seed(6)
     fbank = torch.randn(2, 120, FEATURES)
     with torch.no_grad():
@@ -279,6 +289,33 @@ def test_alibi_changes_the_output_and_loads_weights_trained_without_it():
     assert (a - b).abs().max().item() > 1e-2
     with pytest.raises(ValueError, match="position_bias"):
         EchoStreamEncoder(_args(position_bias="rope"))
+
+
+@pytest.mark.parametrize("segment_length, kernel", [(8, 7), (4, 11), (8, 1)])
+def test_convolution_sees_half_a_kernel_back_and_ahead_only_inside_its_segment(segment_length,
+                                                                                kernel):
+    torch.manual_seed(9)
+    conv = _SegmentConvolution(16, kernel, dropout=0.0)
+    frames, context = 21, kernel // 2
+    for frame in range(frames):
+        utterance = torch.randn(1, frames, 16, requires_grad=True)
+        _, out, _ = conv(utterance[:, :0], utterance, torch.zeros(1, context, 16),
+                         torch.ones(1, frames, dtype=torch.bool), segment_length, 1)
+        out[0, frame].sum().backward()
+        seen = utterance.grad[0].abs().sum(-1).nonzero().flatten().tolist()
+        segment_end = (frame // segment_length + 1) * segment_length
+        assert seen == list(range(max(0, frame - context),
+                                  min(frame + context + 1, segment_end, frames)))
+
+
+def test_convolution_module_is_optional_and_its_kernel_checked():
+    plain, conv = _encoder(), _encoder(emformer_conv_kernel_size=5)
+    extra = set(conv.state_dict()) - set(plain.state_dict())
+    assert extra and all(".conv_module." in key for key in extra)
+    assert set(plain.state_dict()) <= set(conv.state_dict())
+    for kernel in (4, -1):
+        with pytest.raises(ValueError, match="conv_kernel_size must be 0"):
+            _encoder(emformer_conv_kernel_size=kernel)
 
 
 def _tensors(state) -> List[torch.Tensor]:

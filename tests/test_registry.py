@@ -125,6 +125,8 @@ def test_chunk_size_maps_to_segment_length_and_conformer_options_are_logged_once
                           TINY + ["--chunk-size", "16", "--attn-type", "espnet",
                                   "--depthwise-conv-kernel-size", "31"])
     assert model.encoder.segment_length == 16
+    # StreamSpeech's Conformer kernel does not switch on the Emformer's convolution module
+    assert all(layer.conv_module is None for layer in model.encoder.emformer.layers)
     assert caplog.text.count("--attn-type=espnet is ignored") == 1
     assert caplog.text.count("--depthwise-conv-kernel-size=31 is ignored") == 1
     explicit = build(root, "echostream_mini",
@@ -132,6 +134,9 @@ def test_chunk_size_maps_to_segment_length_and_conformer_options_are_logged_once
     assert explicit.encoder.segment_length == 4
     default = build(root, "echostream_mini", TINY + ["--chunk-size", "-1"])
     assert default.encoder.segment_length == 8
+    convolved = build(root, "echostream_mini", TINY + ["--emformer-conv-kernel-size", "5"])
+    assert all(layer.conv_module.depthwise.kernel_size == (5,)
+               for layer in convolved.encoder.emformer.layers)
 
 
 def test_options_that_change_training_are_refused(tmp_path):

@@ -154,6 +154,11 @@ class EchoStreamModel(S2STransformerMultitaskModelBase):
         a("--position-bias", choices=POSITION_BIASES,
           help="relative position in the Emformer's attention: none (torchaudio's) or alibi "
                "(a per-head linear penalty on frame distance; no parameters)")
+        a("--emformer-conv-kernel-size", type=int,
+          help="kernel of a Conformer convolution module in every Emformer layer (odd; 0: none, "
+               "torchaudio's Emformer); it sees kernel//2 frames back and ahead only inside the "
+               "segment, like StreamSpeech's chunked Conformer (StreamSpeech's own "
+               "--depthwise-conv-kernel-size stays ignored, so its training command is unchanged)")
         a("--chunk-size", type=int,
           help="StreamSpeech's encoder chunk in 40 ms frames; "
                "sets --segment-length if that is unset")
@@ -452,6 +457,7 @@ def echostream(args: Namespace) -> None:
     args.left_context_length = getattr(args, "left_context_length", 32)
     args.max_memory_size = getattr(args, "max_memory_size", 4)
     args.position_bias = getattr(args, "position_bias", None) or "none"
+    args.emformer_conv_kernel_size = getattr(args, "emformer_conv_kernel_size", None) or 0
     args.activation_fn = getattr(args, "activation_fn", "relu")
     args.dropout = getattr(args, "dropout", 0.1)
     args.attention_dropout = getattr(args, "attention_dropout", args.dropout)

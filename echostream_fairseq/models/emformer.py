@@ -22,6 +22,11 @@ Differences from torchaudio, on purpose:
   frame ``i`` and key frame ``j`` (memory slots and the summaries' queries get none); it depends
   only on frame distances, so the streaming state stays the same size and streaming stays exact,
   and it has no parameters, so checkpoints without it load unchanged.
+* Optional convolution module (``conv_kernel_size``; Gulati et al., 2020, as in StreamSpeech's
+  chunked Conformer): after the attention, a depthwise conv whose window reaches ``K // 2`` frames
+  back across segments and forward only inside the frame's own segment (zeros after it), the
+  rule of StreamSpeech's ``ChunkCausalConv1d``. A layer carries the last ``K // 2`` gated frames
+  between segments, so streaming stays exact; right-context copies see the segment before them.
 """
 
 import logging
@@ -185,8 +190,83 @@ class _EmformerAttention(nn.Module):
         return self.out_proj(out), key, value
 
 
+class _SegmentConvolution(nn.Module):
+    """The Conformer convolution module (LN, pointwise + GLU, depthwise, norm, SiLU, pointwise)
+    with the depthwise window cut at segment ends.
+
+    The norm after the depthwise conv is a LayerNorm, not the Conformer's BatchNorm: a batch
+    statistic would differ between padded training batches and one live stream.
+    """
+
+    def __init__(self, embed_dim: int, kernel_size: int, dropout: float):
+        super().__init__()
+        self.context = kernel_size // 2
+        self.layer_norm = nn.LayerNorm(embed_dim)
+        self.pointwise_in = nn.Linear(embed_dim, 2 * embed_dim)
+        self.depthwise = nn.Conv1d(embed_dim, embed_dim, kernel_size, groups=embed_dim)
+        self.depthwise_norm = nn.LayerNorm(embed_dim)
+        self.pointwise_out = nn.Linear(embed_dim, embed_dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def _depthwise(self, windows: Tensor) -> Tensor:
+        """``(B, N, W, C)`` windows of ``context`` frames, ``W - 2 * context`` frames to convolve
+        and ``context`` zeros -> ``(B, N * (W - 2 * context), C)``."""
+        batch, count, width, channels = windows.shape
+        out = self.depthwise(windows.reshape(batch * count, width, channels).transpose(1, 2))
+        return out.transpose(1, 2).reshape(batch, -1, channels)
+
+    def _finish(self, x: Tensor) -> Tensor:
+        return self.dropout(self.pointwise_out(F.silu(self.depthwise_norm(x))))
+
+    def forward(
+        self,
+        right_context: Tensor,
+        utterance: Tensor,
+        left: Tensor,
+        valid: Tensor,
+        segment_length: int,
+        right_context_block: int,
+    ) -> Tuple[Tensor, Tensor, Tensor]:
+        """B: batch; R: right-context frames (blocks of ``right_context_block``, block ``i``
+        after segment ``i``); T: utterance frames; P: ``kernel // 2``; C: model dim.
+
+        Args:
+            right_context: ``(B, R, C)``; utterance: ``(B, T, C)``;
+            left: gated frames before the utterance ``(B, P, C)`` (zeros at a stream's start);
+            valid: ``(B, R + T)`` bool, False for padding (zeroed, so it never leaks in);
+            segment_length: frames per segment of ``utterance``;
+            right_context_block: frames per right-context block (ignored when ``R`` is 0).
+
+        Returns:
+            the module's output for the right context ``(B, R, C)`` and the utterance
+            ``(B, T, C)``, and the last ``P`` gated utterance frames (the next ``left``).
+        """
+        context, num_right = self.context, right_context.size(1)
+        x = torch.cat([right_context, utterance], dim=1)
+        gated = F.glu(self.pointwise_in(self.layer_norm(x)), dim=-1) * valid.unsqueeze(-1)
+        frames = utterance.size(1)
+        sequence = torch.cat([left, gated[:, num_right:]], dim=1)  # (B, P + T, C)
+        num_segments = math.ceil(frames / segment_length)
+        padded = F.pad(sequence, (0, 0, 0, num_segments * segment_length - frames))
+        # segment i: its P frames before, its own frames, then P zeros
+        windows = padded.unfold(1, context + segment_length, segment_length).transpose(2, 3)
+        windows = F.pad(windows, (0, 0, 0, context))
+        utterance_out = self._depthwise(windows)[:, :frames]
+        if num_right == 0:
+            right_out = utterance_out[:, :0]
+        else:
+            blocks = num_right // right_context_block
+            starts = torch.arange(1, blocks + 1, device=x.device) * segment_length
+            before = sequence[:, starts.unsqueeze(1) + torch.arange(context, device=x.device)]
+            block = gated[:, :num_right].reshape(x.size(0), blocks, right_context_block, -1)
+            windows = F.pad(torch.cat([before, block], dim=2), (0, 0, 0, context))
+            right_out = self._depthwise(windows)
+        return self._finish(right_out), self._finish(utterance_out), _keep_last(sequence, context)
+
+
 class _EmformerLayer(nn.Module):
-    """Pre-LN Emformer layer: attention (with memory and right context) then a ReLU FFN."""
+    """Pre-LN Emformer layer: attention (with memory and right context), the optional
+    convolution module, then a ReLU FFN."""
 
     def __init__(
         self,
@@ -197,9 +277,13 @@ class _EmformerLayer(nn.Module):
         attention_dropout: float,
         activation_dropout: float,
         use_memory: bool,
+        conv_kernel_size: int = 0,
     ):
         super().__init__()
         self.use_memory = use_memory
+        self.conv_module = (
+            _SegmentConvolution(embed_dim, conv_kernel_size, dropout) if conv_kernel_size else None
+        )
         self.self_attn = _EmformerAttention(embed_dim, num_heads, attention_dropout)
         self.self_attn_layer_norm = nn.LayerNorm(embed_dim)
         self.fc1 = nn.Linear(embed_dim, ffn_dim)
@@ -219,23 +303,30 @@ class _EmformerLayer(nn.Module):
         memory: Tensor,
         left_key: Tensor,
         left_value: Tensor,
+        conv_left: Tensor,
         mask: Tensor,
+        frame_valid: Tensor,
         segment_length: int,
-    ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        right_context_block: int,
+    ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
         """The one implementation behind training and streaming.
 
         B: batch; R: right-context frames; T: utterance frames; M: memory slots; L: cached
-        left-context frames; N: summaries (segments, 0 without memory); D: model dim.
+        left-context frames; N: summaries (segments, 0 without memory); P: the convolution's
+        frames of left context; D: model dim.
 
         Args:
             right_context: ``(B, R, D)``; utterance: ``(B, T, D)``; memory: ``(B, M, D)``;
-            left_key, left_value: ``(B, L, D)``; mask: ``(B, 1, R + T + N, L + M + R + T)``
-                (additive ``(B or 1, H, ...)`` with a position bias);
-            segment_length: frames per segment of ``utterance`` (for the summaries).
+            left_key, left_value: ``(B, L, D)``; conv_left: ``(B, P, D)``;
+            mask: ``(B, 1, R + T + N, L + M + R + T)`` (additive ``(B or 1, H, ...)`` with a
+                position bias); frame_valid: ``(B, R + T)`` bool, False for padding;
+            segment_length: frames per segment of ``utterance`` (summaries, convolution);
+            right_context_block: right-context frames per segment (convolution).
 
         Returns:
             right context ``(B, R, D)``, utterance ``(B, T, D)``, next layer's memory ``(B, N, D)``,
-            and the utterance frames' keys and values ``(B, T, D)`` (the next left context).
+            the utterance frames' keys and values ``(B, T, D)`` (the next left context), and the
+            convolution's next ``conv_left`` ``(B, P, D)``.
         """
         num_memory, num_right = memory.size(1), right_context.size(1)
         x = torch.cat([right_context, utterance], dim=1)
@@ -249,6 +340,12 @@ class _EmformerLayer(nn.Module):
             torch.cat([hidden, summary], dim=1), normed, left_key, left_value, mask
         )
         x = x + self.dropout(attended[:, : x.size(1)])
+        if self.conv_module is not None:
+            right_out, utterance_out, conv_left = self.conv_module(
+                x[:, :num_right], x[:, num_right:], conv_left, frame_valid, segment_length,
+                right_context_block,
+            )
+            x = x + torch.cat([right_out, utterance_out], dim=1)
         x = x + self._feed_forward(x)
         next_memory = attended[:, x.size(1) :].clamp(-_MEMORY_CLAMP, _MEMORY_CLAMP)
         first_utterance_key = num_memory + num_right
@@ -258,6 +355,7 @@ class _EmformerLayer(nn.Module):
             next_memory,
             key[:, first_utterance_key:],
             value[:, first_utterance_key:],
+            conv_left,
         )
 
 
@@ -273,6 +371,8 @@ class Emformer(nn.Module):
         left_context_length: frames L before a segment whose keys/values it attends to.
         max_memory_size: memory-bank slots M (0 disables the memory bank).
         dropout, attention_dropout, activation_dropout: dropout probabilities.
+        position_bias: ``"none"`` or ``"alibi"``.
+        conv_kernel_size: depthwise kernel of each layer's convolution module (odd; 0: none).
 
     Example:
         >>> emformer = Emformer(
@@ -300,11 +400,17 @@ class Emformer(nn.Module):
         attention_dropout: float = 0.0,
         activation_dropout: float = 0.0,
         position_bias: str = "none",
+        conv_kernel_size: int = 0,
     ):
         super().__init__()
         if position_bias not in POSITION_BIASES:
             raise ValueError(
                 f"Emformer: position_bias must be one of {POSITION_BIASES}, got {position_bias!r}"
+            )
+        if conv_kernel_size < 0 or (conv_kernel_size and conv_kernel_size % 2 == 0):
+            raise ValueError(
+                f"Emformer: conv_kernel_size must be 0 (no convolution module) or odd, "
+                f"got {conv_kernel_size}"
             )
         for name, value in [
             ("right_context_length", right_context_length),
@@ -326,9 +432,11 @@ class Emformer(nn.Module):
                 attention_dropout,
                 activation_dropout,
                 max_memory_size > 0,
+                conv_kernel_size,
             )
             for _ in range(num_layers)
         )
+        self.conv_context = conv_kernel_size // 2
         self.layer_norm = nn.LayerNorm(embed_dim)
         self.position_bias = position_bias
         # not in the state dict: parameter-free, so models without the bias load as they are
@@ -412,10 +520,13 @@ class Emformer(nn.Module):
         right_context = x[:, right_source.clamp(max=frames - 1)]
         memory = _segment_means(x, segment_length) if self._use_memory else x[:, :0]
         no_cache = x[:, :0]
+        conv_left = x.new_zeros(x.size(0), self.conv_context, x.size(2))
+        frame_valid = layout.key_valid[:, -(right_source.numel() + frames) :]  # [right, utterance]
         hiddens: List[Tensor] = []
         for layer in self.layers:
-            right_context, x, memory, _, _ = layer._forward_impl(
-                right_context, x, memory, no_cache, no_cache, mask, segment_length
+            right_context, x, memory, _, _, _ = layer._forward_impl(
+                right_context, x, memory, no_cache, no_cache, conv_left, mask, frame_valid,
+                segment_length, self.right_context_length,
             )
             if return_hiddens:
                 hiddens.append(x)
@@ -436,6 +547,7 @@ class Emformer(nn.Module):
             memory=zeros(self.max_memory_size),
             left_key=zeros(self.left_context_length),
             left_value=zeros(self.left_context_length),
+            conv_left=zeros(self.conv_context),
         )
         pending, count = hold_pending(zeros(0), self._pending_capacity(segment_length))
         return EmformerState(
@@ -508,18 +620,22 @@ class Emformer(nn.Module):
             state.processed_frames, segment_length, frames, right_context.size(1)
         )
         mask = self._mask(layout, segment_length, segment.dtype)
+        frame_valid = layout.key_valid[:, -(right_context.size(1) + frames) :]
         memory_in = _segment_means(segment, frames) if self._use_memory else segment[:, :0]
         utterance = segment
         new_layers = []
         for layer, layer_state in zip(self.layers, state.layers):
-            right_context, utterance, next_memory, key, value = layer._forward_impl(
+            right_context, utterance, next_memory, key, value, conv_left = layer._forward_impl(
                 right_context,
                 utterance,
                 layer_state.memory,
                 layer_state.left_key,
                 layer_state.left_value,
+                layer_state.conv_left,
                 mask,
+                frame_valid,
                 frames,
+                right_context.size(1),
             )
             new_layers.append(
                 EmformerLayerState(
@@ -533,6 +649,7 @@ class Emformer(nn.Module):
                         torch.cat([layer_state.left_value, value], dim=1),
                         self.left_context_length,
                     ),
+                    conv_left=conv_left,
                 )
             )
             memory_in = next_memory

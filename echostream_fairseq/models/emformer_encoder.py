@@ -90,6 +90,7 @@ class EchoStreamEncoder(FairseqEncoder):
             attention_dropout=args.attention_dropout,
             activation_dropout=args.activation_dropout,
             position_bias=getattr(args, "position_bias", "none"),
+            conv_kernel_size=getattr(args, "emformer_conv_kernel_size", 0),
         )
 
     def geometry(self, segment_length: Optional[int] = None) -> StreamingGeometry:

@@ -146,11 +146,14 @@ class EmformerLayerState(NamedTuple):
         memory: memory-bank slots of the latest ``M`` segments, ``(B, M, D)``.
         left_key: attention keys of the latest ``L`` utterance frames, ``(B, L, D)``.
         left_value: attention values of the same frames, ``(B, L, D)``.
+        conv_left: the convolution module's gated inputs of the latest ``P = kernel // 2``
+            utterance frames, ``(B, P, D)`` (``P = 0`` without the module).
     """
 
     memory: Tensor
     left_key: Tensor
     left_value: Tensor
+    conv_left: Tensor
 
 
 class EmformerState(NamedTuple):

@@ -19,6 +19,7 @@ import pytest
 
 from _fairseq_cli import REPO, corpus_dir, tail
 from echostream_fairseq.cli import compare_streamspeech as cmp
+from echostream_fairseq.shipped import file_sha256
 
 HARNESS = REPO / "recipes" / "streamspeech_compare"
 STREAMSPEECH_SRC = os.environ.get("STREAMSPEECH_SRC")
@@ -212,15 +213,17 @@ def test_echostreams_side_evaluates_measures_and_tabulates_on_the_tiny_corpus(
     assert cmp.main(["evaluate", *common, "--chunk-ms", "320"]) == 0
     assert (exp / "eval" / "test" / "echostream" / "320" / "summary.json"
             ).stat().st_mtime_ns == before
-    # ... and a summary of another checkpoint is made again
+    # ... and a summary of another checkpoint is made again, also one retrained to the same
+    # path and update count (its contents' hash differs)
+    assert summaries["320"]["checkpoint_sha256"] == file_sha256(talkative_checkpoint)
     summary = json.loads((exp / "eval" / "test" / "echostream" / "320" / "summary.json"
                           ).read_text())
-    summary["updates"] = -1
+    summary["checkpoint_sha256"] = "0" * 64
     (exp / "eval" / "test" / "echostream" / "320" / "summary.json").write_text(
         json.dumps(summary))
     assert cmp.main(["evaluate", *common, "--chunk-ms", "320", "--no-offline"]) == 0
     assert json.loads((exp / "eval" / "test" / "echostream" / "320" / "summary.json"
-                       ).read_text())["updates"] == summaries["320"]["updates"]
+                       ).read_text())["checkpoint_sha256"] == file_sha256(talkative_checkpoint)
 
     assert cmp.main(["compute", *common, "--seconds", "3"]) == 0
     cost = json.loads((exp / "compute" / "echostream_3s_320ms.json").read_text())

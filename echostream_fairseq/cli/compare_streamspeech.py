@@ -351,6 +351,14 @@ def _updates(checkpoint: Path) -> Optional[int]:
     return read_model_state(checkpoint)[1]["num_updates"]
 
 
+def _checkpoint_label(checkpoint: Path) -> Dict[str, Any]:
+    """What identifies the model an evaluation ran: a retrained checkpoint keeps its path and
+    may reach the same update count, so its contents' hash decides."""
+    from echostream_fairseq.shipped import file_sha256
+    return {"checkpoint": str(checkpoint), "updates": _updates(checkpoint),
+            "checkpoint_sha256": file_sha256(checkpoint)}
+
+
 def _streamspeech_src(args: argparse.Namespace) -> Optional[Path]:
     """The checked StreamSpeech checkout, required only when its system runs."""
     if "streamspeech" not in args.systems:
@@ -391,12 +399,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for system in args.systems:
         if system == "streamspeech":
             options = streamspeech_agent_options(src, ss_checkpoint, data, vocoder_json)
-            label = {"checkpoint": str(ss_checkpoint), "updates": _updates(ss_checkpoint)}
+            label = _checkpoint_label(ss_checkpoint)
         else:
             options = echostream_agent_options(str(args.checkpoint),
                                                args.decode_config.resolve(), args.num_threads)
-            label = {"checkpoint": str(args.checkpoint),
-                     "updates": _updates(echo_checkpoint),
+            label = {**_checkpoint_label(echo_checkpoint), "checkpoint": str(args.checkpoint),
                      "decode_config": str(args.decode_config)}
         for chunk in [str(ms) for ms in args.chunk_ms] + ([] if args.no_offline else [OFFLINE]):
             out = exp / "eval" / tag / system / chunk

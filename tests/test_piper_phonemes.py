@@ -16,6 +16,7 @@ from echostream_fairseq.data.audio import read_wav
 from echostream_fairseq.data.manifests import read_tsv
 from echostream_fairseq.data.text import parse_units
 from echostream_fairseq.data.validate import find_problems
+from echostream_fairseq.errors import InputError
 from echostream_fairseq.vocoder import build_vocoder, describe_vocoder
 from echostream_fairseq.vocoder.piper_phonemes import PiperPhonemeVocoder, phoneme_units
 
@@ -65,6 +66,23 @@ def test_streaming_speaks_a_long_sentence_phrase_by_phrase(voice, vocoder):
     assert state.finished and state.emitted_samples == len(streamed)
     with pytest.raises(ValueError, match="finished"):
         vocoder.synthesize_chunk([40], state, final=True)
+
+
+def test_the_data_config_sets_how_many_phonemes_streaming_holds_before_it_speaks(voice):
+    units = phoneme_units(LONG, voice)
+    first_word = units.index(voice.voice.config.phoneme_id_map[" "][0])  # "I" of LONG
+
+    def spoken_after_the_first_words(config: dict) -> int:
+        audio, _ = build_vocoder(config).synthesize_chunk(units[:first_word + 3], None,
+                                                          final=False)
+        return len(audio)
+
+    assert spoken_after_the_first_words({"vocoder": {"type": "piper_phonemes"}}) == 0
+    assert spoken_after_the_first_words(
+        {"vocoder": {"type": "piper_phonemes", "phrase_units": 1}}) > 0
+    for bad in (0, "1", True):
+        with pytest.raises(InputError, match="phrase_units must be an integer >= 1"):
+            build_vocoder({"vocoder": {"type": "piper_phonemes", "phrase_units": bad}})
 
 
 def test_specials_are_silent_and_out_of_range_units_are_refused(vocoder):

@@ -100,12 +100,25 @@ def describe_vocoder(config: Union[str, Path, Mapping[str, Any]],
     return line, missing
 
 
+def _phrase_units(config: Union[str, Path, Mapping[str, Any]],
+                  data_dir: Optional[Union[str, Path]], default: int) -> int:
+    """A piper_phonemes entry's optional ``phrase_units`` (how many phonemes streaming holds
+    before it speaks the words so far), checked."""
+    content, _ = _read_config(config, Path(data_dir) if data_dir is not None else None)
+    value = content["vocoder"].get("phrase_units", default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        where = f"{config}: " if not isinstance(config, Mapping) else ""
+        raise InputError(f"{where}vocoder phrase_units must be an integer >= 1, got {value!r}")
+    return value
+
+
 def build_vocoder(config: Union[str, Path, Mapping[str, Any]],
                   data_dir: Optional[Union[str, Path]] = None) -> UnitVocoder:
     """Build the vocoder a data config describes.
 
     Args:
-        config: ``config_gcmvn.yaml`` path, or its parsed content.
+        config: ``config_gcmvn.yaml`` path, or its parsed content. A ``piper_phonemes`` entry
+            may set ``phrase_units`` (default 12, about a second of speech).
         data_dir: corpus folder for the embedded vocoder's files and relative paths (default:
             the config's folder).
 
@@ -123,8 +136,10 @@ def build_vocoder(config: Union[str, Path, Mapping[str, Any]],
     if kind == CODE_HIFIGAN:
         return load_code_hifigan(*files)
     if kind == PIPER_PHONEMES:
-        from echostream_fairseq.vocoder.piper_phonemes import PiperPhonemeVocoder
+        from echostream_fairseq.vocoder.piper_phonemes import (DEFAULT_PHRASE_UNITS,
+                                                               PiperPhonemeVocoder)
 
-        return PiperPhonemeVocoder()
+        return PiperPhonemeVocoder(phrase_units=_phrase_units(config, data_dir,
+                                                              DEFAULT_PHRASE_UNITS))
     logger.info("embedded vocoder from %s", files[0])
     return load_centroid_vocoder(files[0])

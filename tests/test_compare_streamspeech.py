@@ -8,6 +8,7 @@ side, the shims' vocoder adapter and the table run here on the tiny corpus.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -16,6 +17,7 @@ from argparse import Namespace
 from pathlib import Path
 
 import pytest
+import torch
 
 from _fairseq_cli import REPO, corpus_dir, tail
 from echostream_fairseq.cli import compare_streamspeech as cmp
@@ -202,6 +204,9 @@ def test_echostreams_side_evaluates_measures_and_tabulates_on_the_tiny_corpus(
     assert sorted(summaries) == ["320", "offline"]
     scores = summaries["320"]["scores"]
     assert summaries["320"]["utterances"] == 1 and summaries["320"]["updates"] >= 1
+    # EchoStream's piper voice speaks every complete word at once, as StreamSpeech's agent does
+    assert summaries["320"]["vocoder_phrase_units"] == cmp.ECHOSTREAM_PHRASE_UNITS == 1
+    assert "phrase_units: 1" in (exp / "eval" / "echostream_vocoder.yaml").read_text()
     assert 0 <= scores["ECHOSTREAM_ASR_BLEU"] <= 100 and scores["AL_CA"] >= scores["AL"] > 0
     # the agent's --extra-output-dir: one line per input, what the talkative model wrote
     extra = exp / "eval" / "test" / "echostream" / "320" / "extra"
@@ -270,3 +275,30 @@ def test_streamspeech_trains_with_its_own_code_and_its_agent_runs_under_simuleva
     summary = json.loads((exp / "eval" / "test" / "streamspeech" / "320" / "summary.json"
                           ).read_text())
     assert summary["updates"] == 2 and "ECHOSTREAM_ASR_BLEU" in summary["scores"]
+
+
+def test_ctc_emission_timing_dates_each_greedy_token_by_its_segment(tiny_corpus,
+                                                                    talkative_checkpoint,
+                                                                    tmp_path):
+    spec = importlib.util.spec_from_file_location("ctc_emission_timing",
+                                                  HARNESS / "ctc_emission_timing.py")
+    timing = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(timing)
+    # blank, a, a (repeat), blank, a (new after a blank), b
+    logits = torch.nn.functional.one_hot(torch.tensor([0, 5, 5, 0, 5, 6]), 8).float()
+    assert timing.emissions(logits) == [1, 4, 5]
+
+    output = tmp_path / "timing.json"
+    proc = subprocess.run([sys.executable, str(HARNESS / "ctc_emission_timing.py"),
+                           "--data-dir", str(corpus_dir(tiny_corpus)),
+                           "--run", f"talkative={talkative_checkpoint}", "--max-sentences", "2",
+                           "--output", str(output)],
+                          capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, tail(proc)
+    runs = json.loads(output.read_text())["runs"]["talkative"]
+    for head in ("source_unigram", "ctc_target_unigram"):
+        row = runs[head]
+        assert row["tokens_per_sentence"] > 0  # the talkative model writes on every frame
+        assert 0.0 <= row["share_before_last_segment"] <= 1.0
+        assert 0.0 < row["median_point"] <= 1.0

@@ -33,6 +33,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+import yaml
+
 from echostream_fairseq.cli.common import (
     UserError, add_log_level_argument, positive_int, run_main, setup_logging,
 )
@@ -51,6 +53,10 @@ OFFLINE_SEGMENT_MS = 100_000  # one segment holds a whole test sentence: both ag
 SUMMARY_SCORES = ("ECHOSTREAM_ASR_BLEU", "text_BLEU", "source_WER")
 LATENCY_METRICS = ("AL", "LAAL", "StartOffset", "EndOffset", "ATD", "RTF")
 ECHOSTREAM_AGENT = "echostream_fairseq.agents.speech_to_speech.EchoStreamSpeechToSpeechAgent"
+# StreamSpeech's agent speaks each write's units at once (its CodeHiFiGAN, and shim 4 in its
+# place); EchoStream's piper vocoder holds 12 phonemes (about a second) before it speaks the
+# words so far. Both speak as soon as they can: EchoStream's speaks every complete word.
+ECHOSTREAM_PHRASE_UNITS = 1
 
 
 def check_streamspeech_src(src: Path) -> Path:
@@ -263,10 +269,21 @@ def streamspeech_agent_options(src: Path, checkpoint: Path, data_dir: Path,
 
 
 def echostream_agent_options(checkpoint: str, decode_config: Path, num_threads: int,
-                             single_sentence: bool = True) -> List[str]:
+                             vocoder_config: Path, single_sentence: bool = True) -> List[str]:
     options = ["--agent-class", ECHOSTREAM_AGENT, "--checkpoint", checkpoint,
-               "--decode-config", str(decode_config), "--num-threads", str(num_threads)]
+               "--decode-config", str(decode_config), "--num-threads", str(num_threads),
+               "--vocoder-config", str(vocoder_config)]
     return options + (["--single-sentence"] if single_sentence else [])
+
+
+def _echostream_vocoder_config(exp: Path) -> Path:
+    """The data config that gives EchoStream's agent the piper voice speaking every complete
+    word at once (``ECHOSTREAM_PHRASE_UNITS``)."""
+    path = exp / "eval" / "echostream_vocoder.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({"vocoder": {"type": "piper_phonemes",
+                                                "phrase_units": ECHOSTREAM_PHRASE_UNITS}}))
+    return path
 
 
 def _environment(src: Optional[Path], num_threads: int) -> Dict[str, str]:
@@ -402,9 +419,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             label = _checkpoint_label(ss_checkpoint)
         else:
             options = echostream_agent_options(str(args.checkpoint),
-                                               args.decode_config.resolve(), args.num_threads)
+                                               args.decode_config.resolve(), args.num_threads,
+                                               _echostream_vocoder_config(exp))
             label = {**_checkpoint_label(echo_checkpoint), "checkpoint": str(args.checkpoint),
-                     "decode_config": str(args.decode_config)}
+                     "decode_config": str(args.decode_config),
+                     "vocoder_phrase_units": ECHOSTREAM_PHRASE_UNITS}
         for chunk in [str(ms) for ms in args.chunk_ms] + ([] if args.no_offline else [OFFLINE]):
             out = exp / "eval" / tag / system / chunk
             summary = evaluate_one(system, chunk, options, lists, out, env,
@@ -437,6 +456,7 @@ def cmd_compute(args: argparse.Namespace) -> int:
         else:  # sentence after sentence: the mode that keeps decoding the whole stream
             options = echostream_agent_options(str(args.checkpoint),
                                                args.decode_config.resolve(), 1,
+                                               _echostream_vocoder_config(exp),
                                                single_sentence=False)
             checkpoint = echo_checkpoint
         result = out_dir / f"{system}_{args.seconds:g}s_{args.chunk_ms}ms.json"

@@ -4,8 +4,8 @@
 #   recipes/streamspeech_compare/run.sh --streamspeech-src /path/to/StreamSpeech   # stages 0-5
 #   recipes/streamspeech_compare/run.sh --streamspeech-src DIR --stage 5          # the table only
 #
-# Stage 0 trains the EchoStream run compared (the shipped model's recipe, MATCH_UPDATES updates;
-# resumes), stage 1 StreamSpeech's model with its own code, matched to MATCH_CHECKPOINT's config
+# Stage 0 trains the EchoStream run compared (TRAIN_CONFIG, MATCH_UPDATES updates; resumes),
+# stage 1 StreamSpeech's model with its own code, matched to MATCH_CHECKPOINT's config
 # (same decoders, data, batches, schedule, seed) for the same MATCH_UPDATES (resumes). The two
 # are independent: on two cores, run them side by side (--stage 0 --stop-stage 0 and --stage 1
 # --stop-stage 1, one thread each). Stage 2 runs both systems' agents under simuleval on the test
@@ -21,20 +21,26 @@ stop_stage=5
 STREAMSPEECH_SRC=""                                         # a checkout at commit 375a73a
 DATA_DIR=data/deen_ding                                     # the shipped model's corpus
 EXP_DIR=exp/streamspeech_compare
-MATCH_CHECKPOINT=echostream-mini-de-en   # whose training config both runs take
+MATCH_CHECKPOINT=echostream-mini-de-en   # whose training config StreamSpeech's run takes
 # updates of both runs: the shipped model's 14,023 take 3-4 hours a run on this 2-core CPU;
 # 3,333 (three epochs) fit one working session with both runs side by side
 MATCH_UPDATES=14023
-TRAIN_CONFIG=configs/train/echostream_mini_ding.yaml       # the shipped model's recipe
+# the recipe: the shipped model's (its decoders, data, schedule) with the encoder layers the
+# ablations chose (convolution module, ALiBi)
+TRAIN_CONFIG=configs/train/echostream_mini_ding.yaml
 TRAIN_THREADS=1        # torch threads of each training run
 MAX_UTTERANCES=100     # test sentences evaluated (504: all)
 CHUNK_MS="160 320 640 1280"   # and offline
 DECODE_CONFIG=configs/decode/streamspeech.yaml              # EchoStream decodes as StreamSpeech
 COMPUTE_SECONDS=180
 # stage 4: EchoStream variants trained on the same data for the dev-loss table:
-# NAME:flag=value,flag=value (fairseq-train flags, handed on by echostream-train), e.g. the
-# earlier "left128:--left-context-length=128"
-ABLATIONS="alibi:--position-bias=alibi"
+# NAME:flag=value,flag=value (fairseq-train flags, handed on by echostream-train, after
+# TRAIN_CONFIG's), e.g. the earlier "left128:--left-context-length=128". The recipe without its
+# convolution module and ALiBi (plain: the layers the shipped model has), with ALiBi only, with
+# the convolution module only:
+ABLATIONS="plain:--emformer-conv-kernel-size=0,--encoder-ffn-embed-dim=576,--position-bias=none
+alibi:--emformer-conv-kernel-size=0,--encoder-ffn-embed-dim=576
+conv31:--position-bias=none"
 ABLATION_UPDATES=""    # default: MATCH_UPDATES
 
 while [ $# -gt 0 ]; do

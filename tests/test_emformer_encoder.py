@@ -308,13 +308,34 @@ def test_convolution_sees_half_a_kernel_back_and_ahead_only_inside_its_segment(s
                                   min(frame + context + 1, segment_end, frames)))
 
 
+def test_right_context_sees_the_frames_before_it_and_its_own_block_only():
+    torch.manual_seed(10)
+    segment, block, kernel = 4, 3, 7
+    conv = _SegmentConvolution(16, kernel, dropout=0.0)
+    context, frames = kernel // 2, 3 * segment  # blocks after segments 0 and 1
+    for row in range(2 * block):
+        utterance = torch.randn(1, frames, 16, requires_grad=True)
+        right = torch.randn(1, 2 * block, 16, requires_grad=True)
+        right_out, _, _ = conv(right, utterance, torch.randn(1, context, 16),
+                               torch.ones(1, 2 * block + frames, dtype=torch.bool), segment,
+                               block)
+        right_out[0, row].sum().backward()
+        seen_frames = utterance.grad[0].abs().sum(-1).nonzero().flatten().tolist()
+        seen_right = right.grad[0].abs().sum(-1).nonzero().flatten().tolist()
+        index, start = row % block, row // block * block
+        before = (row // block + 1) * segment  # the block's first frame in the utterance
+        assert seen_frames == list(range(before - (context - index), before))
+        assert seen_right == list(range(max(start, row - context),
+                                        min(row + context + 1, start + block)))
+
+
 def test_convolution_module_is_optional_and_its_kernel_checked():
     plain, conv = _encoder(), _encoder(emformer_conv_kernel_size=5)
     extra = set(conv.state_dict()) - set(plain.state_dict())
     assert extra and all(".conv_module." in key for key in extra)
     assert set(plain.state_dict()) <= set(conv.state_dict())
     for kernel in (4, -1):
-        with pytest.raises(ValueError, match="conv_kernel_size must be 0"):
+        with pytest.raises(ValueError, match="emformer-conv-kernel-size. must be 0"):
             _encoder(emformer_conv_kernel_size=kernel)
 
 

@@ -81,8 +81,10 @@ def test_the_data_config_sets_how_many_phonemes_streaming_holds_before_it_speaks
     assert spoken_after_the_first_words(
         {"vocoder": {"type": "piper_phonemes", "phrase_units": 1}}) > 0
     for bad in (0, "1", True):
-        with pytest.raises(InputError, match="phrase_units must be an integer >= 1"):
-            build_vocoder({"vocoder": {"type": "piper_phonemes", "phrase_units": bad}})
+        config = {"vocoder": {"type": "piper_phonemes", "phrase_units": bad}}
+        for check in (build_vocoder, describe_vocoder):
+            with pytest.raises(InputError, match="phrase_units must be an integer >= 1"):
+                check(config)
 
 
 def test_specials_are_silent_and_out_of_range_units_are_refused(vocoder):

@@ -336,8 +336,8 @@ def score_run(out: Path) -> Dict[str, float]:
 
 def evaluate_one(system: str, chunk: str, agent_options: List[str], lists: tuple,
                  out: Path, env: Dict[str, str], cwd: Path, label: Dict[str, Any]) -> dict:
-    """One system at one segment size: SimulEval run, then scoring; a summary of the same
-    checkpoint (path and update count) and decoding is kept instead."""
+    """One system at one segment size: SimulEval run, then scoring; a summary with the same
+    ``label`` (checkpoint path, update count and contents' hash, decoding) is kept instead."""
     summary_path = out / "summary.json"
     if summary_path.is_file():
         summary = json.loads(summary_path.read_text())

@@ -409,8 +409,8 @@ class Emformer(nn.Module):
             )
         if conv_kernel_size < 0 or (conv_kernel_size and conv_kernel_size % 2 == 0):
             raise ValueError(
-                f"Emformer: conv_kernel_size must be 0 (no convolution module) or odd, "
-                f"got {conv_kernel_size}"
+                f"Emformer: conv_kernel_size (--emformer-conv-kernel-size) must be 0 (no "
+                f"convolution module) or odd, got {conv_kernel_size}"
             )
         for name, value in [
             ("right_context_length", right_context_length),

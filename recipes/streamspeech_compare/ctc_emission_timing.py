@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from echostream_fairseq.checkpoints import load_model_and_task  # noqa: E402
+from echostream_fairseq.cli.common import positive_int  # noqa: E402
 from echostream_fairseq.models.echostream import ASR_TASK, ST_TASK  # noqa: E402
 
 BLANK = 0  # StreamSpeech's text CTC heads
@@ -51,8 +52,9 @@ def measure(checkpoint: str, data_dir: Path, subset: str, segment: int,
     dataset = task.dataset(subset)
     per_head: Dict[str, Dict[str, list]] = {
         head: {"tokens": [], "before_last": [], "points": []} for head in (ASR_TASK, ST_TASK)}
+    sentences = min(max_sentences, len(dataset))
     with torch.no_grad():
-        for index in range(min(max_sentences, len(dataset))):
+        for index in range(sentences):
             sample = dataset.collater([dataset[index]])["net_input"]
             out = model.encoder(sample["src_tokens"], sample["src_lengths"],
                                 segment_length=segment)
@@ -68,7 +70,8 @@ def measure(checkpoint: str, data_dir: Path, subset: str, segment: int,
                 # a token is known at the end of its segment
                 stats["points"].extend(min(length, (t // segment + 1) * segment) / length
                                        for t in times)
-    return {head: {"tokens_per_sentence": statistics.mean(s["tokens"]),
+    return {head: {"sentences": sentences,
+                   "tokens_per_sentence": statistics.mean(s["tokens"]),
                    "share_before_last_segment": (sum(s["before_last"]) / len(s["before_last"])
                                                  if s["before_last"] else 0.0),
                    "median_point": statistics.median(s["points"]) if s["points"] else None}
@@ -81,7 +84,7 @@ def main() -> int:
     parser.add_argument("--run", action="append", required=True, metavar="LABEL=CHECKPOINT")
     parser.add_argument("--subset", default="dev_sampled.units")
     parser.add_argument("--segment", type=int, default=8, help="encoder frames (8: 320 ms)")
-    parser.add_argument("--max-sentences", type=int, default=200)
+    parser.add_argument("--max-sentences", type=positive_int, default=200)
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -91,13 +94,14 @@ def main() -> int:
         results[label] = measure(checkpoint, args.data_dir, args.subset, args.segment,
                                  args.max_sentences)
         for head, row in results[label].items():
+            median = ("no token" if row["median_point"] is None
+                      else f"median at {row['median_point']:.2f} of the sentence")
             print(f"{label:>10} {head:>18}: {row['tokens_per_sentence']:.1f} tokens, "
                   f"{100 * row['share_before_last_segment']:.0f} % before the last segment, "
-                  f"median at {row['median_point']:.2f} of the sentence")
+                  f"{median}")
     if args.output:
         args.output.write_text(json.dumps({"segment": args.segment, "subset": args.subset,
-                                           "sentences": args.max_sentences, "runs": results},
-                                          indent=1) + "\n")
+                                           "runs": results}, indent=1) + "\n")
     return 0
 
 

@@ -198,10 +198,16 @@ def test_echostreams_side_evaluates_measures_and_tabulates_on_the_tiny_corpus(
     decode = REPO / "configs" / "decode" / "streamspeech.yaml"
     common = ["--data-dir", str(data), "--output-dir", str(exp), "--systems", "echostream",
               "--checkpoint", str(talkative_checkpoint), "--decode-config", str(decode)]
-    assert cmp.main(["evaluate", *common, "--chunk-ms", "320"]) == 0
+    assert cmp.main(["evaluate", *common, "--chunk-ms", "320", "--text-output"]) == 0
     summaries = {p.parts[-2]: json.loads(p.read_text())
                  for p in (exp / "eval" / "test").glob("echostream/*/summary.json")}
     assert sorted(summaries) == ["320", "offline"]
+    # the text rows: EchoStream's speech->text agent, its text's latency, no vocoder
+    written = json.loads((exp / "eval" / "test" / "echostream" / "text" / "320" / "summary.json"
+                          ).read_text())
+    assert written["output"] == "text" and "vocoder_phrase_units" not in written
+    assert written["scores"]["AL_CA"] >= written["scores"]["AL"] > 0
+    assert "ECHOSTREAM_ASR_BLEU" not in written["scores"] and written["scores"]["text_BLEU"] >= 0
     scores = summaries["320"]["scores"]
     assert summaries["320"]["utterances"] == 1 and summaries["320"]["updates"] >= 1
     # EchoStream's piper voice speaks every complete word at once, as StreamSpeech's agent does
@@ -250,6 +256,9 @@ def test_echostreams_side_evaluates_measures_and_tabulates_on_the_tiny_corpus(
     text = doc.read_text()
     assert "old" not in text and text.startswith("intro\n") and text.endswith("end\n")
     assert "| echostream | " in text and "| 320 ms | " in text and "| offline | " in text
+    assert "### Latency of the text output" in text
+    assert "Their text, written by each system's speech->text agent: echostream AL" in (
+        readme.read_text())
     assert "echostream (" in readme.read_text() and "ASR-BLEU" in readme.read_text()
     saved = json.loads((tmp_path / "r.json").read_text())
     assert saved["parameters"]["echostream"]["encoder"] > 0
@@ -275,6 +284,14 @@ def test_streamspeech_trains_with_its_own_code_and_its_agent_runs_under_simuleva
     summary = json.loads((exp / "eval" / "test" / "streamspeech" / "320" / "summary.json"
                           ).read_text())
     assert summary["updates"] == 2 and "ECHOSTREAM_ASR_BLEU" in summary["scores"]
+    # its speech->text agent (shims 6 and 7) writes text with a latency
+    assert cmp.main(["evaluate", "--streamspeech-src", STREAMSPEECH_SRC, "--systems",
+                     "streamspeech", "--data-dir", str(data), "--output-dir", str(exp),
+                     "--chunk-ms", "320", "--no-offline", "--text-output"]) == 0
+    written = json.loads((exp / "eval" / "test" / "streamspeech" / "text" / "320" /
+                          "summary.json").read_text())
+    assert written["output"] == "text" and written["updates"] == 2
+    assert "BLEU" in written["scores"] and "text_BLEU" in written["scores"]
 
 
 def test_ctc_emission_timing_dates_each_greedy_token_by_its_segment(tiny_corpus,

@@ -53,6 +53,8 @@ OFFLINE_SEGMENT_MS = 100_000  # one segment holds a whole test sentence: both ag
 SUMMARY_SCORES = ("ECHOSTREAM_ASR_BLEU", "text_BLEU", "source_WER")
 LATENCY_METRICS = ("AL", "LAAL", "StartOffset", "EndOffset", "ATD", "RTF")
 ECHOSTREAM_AGENT = "echostream_fairseq.agents.speech_to_speech.EchoStreamSpeechToSpeechAgent"
+ECHOSTREAM_TEXT_AGENT = "echostream_fairseq.agents.speech_to_text.EchoStreamSpeechToTextAgent"
+TEXT = "text"  # eval/<tag>/<system>/text/<segment>/: each system's speech->text agent
 # StreamSpeech's agent speaks each write's units at once (its CodeHiFiGAN, and shim 4 in its
 # place); EchoStream's piper vocoder holds 12 phonemes (about a second) before it speaks the
 # words so far. Both speak as soon as they can: EchoStream's speaks every complete word.
@@ -257,22 +259,30 @@ def text_scores(extra_dir: Path, targets: List[str], sources: List[str]) -> Dict
 
 
 def streamspeech_agent_options(src: Path, checkpoint: Path, data_dir: Path,
-                               vocoder_json: Path) -> List[str]:
+                               vocoder_json: Optional[Path]) -> List[str]:
     """StreamSpeech's agent options as its simuleval.simul-s2st.sh passes them, with 16 kHz input
-    and the piper unit vocoder (shim 4) named by a placeholder vocoder file."""
-    return ["--agent", str(HARNESS / "streamspeech_agent.py"), "--model-path", str(checkpoint),
-            "--data-bin", str(data_dir), "--config-yaml", "config_gcmvn.yaml",
-            "--multitask-config-yaml", "config_mtl_asr_st_ctcst.yaml",
-            "--user-dir", str(src / USER_DIR), "--agent-dir", str(src / "agent"),
-            "--vocoder", str(vocoder_json), "--vocoder-cfg", str(vocoder_json),
-            "--dur-prediction", "--sample-rate", "16000", "--device", "cpu"]
+    and the piper unit vocoder (shim 4) named by a placeholder vocoder file; without one, its
+    speech->text agent (simuleval.simul-s2tt.sh's options)."""
+    agent = "streamspeech_agent.py" if vocoder_json else "streamspeech_s2tt_agent.py"
+    options = ["--agent", str(HARNESS / agent), "--model-path", str(checkpoint),
+               "--data-bin", str(data_dir), "--config-yaml", "config_gcmvn.yaml",
+               "--multitask-config-yaml", "config_mtl_asr_st_ctcst.yaml",
+               "--user-dir", str(src / USER_DIR), "--agent-dir", str(src / "agent")]
+    if vocoder_json:
+        options += ["--vocoder", str(vocoder_json), "--vocoder-cfg", str(vocoder_json),
+                    "--dur-prediction"]
+    return options + ["--sample-rate", "16000", "--device", "cpu"]
 
 
 def echostream_agent_options(checkpoint: str, decode_config: Path, num_threads: int,
-                             vocoder_config: Path, single_sentence: bool = True) -> List[str]:
-    options = ["--agent-class", ECHOSTREAM_AGENT, "--checkpoint", checkpoint,
-               "--decode-config", str(decode_config), "--num-threads", str(num_threads),
-               "--vocoder-config", str(vocoder_config)]
+                             vocoder_config: Optional[Path],
+                             single_sentence: bool = True) -> List[str]:
+    """EchoStream's speech->speech agent, or without a vocoder config its speech->text agent."""
+    options = ["--agent-class", ECHOSTREAM_AGENT if vocoder_config else ECHOSTREAM_TEXT_AGENT,
+               "--checkpoint", checkpoint, "--decode-config", str(decode_config),
+               "--num-threads", str(num_threads)]
+    if vocoder_config:
+        options += ["--vocoder-config", str(vocoder_config)]
     return options + (["--single-sentence"] if single_sentence else [])
 
 
@@ -308,10 +318,11 @@ def _run(command: List[str], cwd: Path, env: Dict[str, str], log: Path) -> None:
                            f"{log}:\n" + "\n".join(tail))
 
 
-def score_run(out: Path) -> Dict[str, float]:
+def score_run(out: Path, quality: str = "ECHOSTREAM_ASR_BLEU") -> Dict[str, float]:
     """Score a finished SimulEval run as ``simuleval --score-only`` does (which only prints), in
-    this process: EchoStream's offline ASR-BLEU (Whisper tiny.en from a registry package) and
-    SimulEval's latency scorers, plain and computation-aware; written to ``scores.tsv``."""
+    this process: ``quality`` (speech: EchoStream's offline ASR-BLEU, Whisper tiny.en from a
+    registry package; text: SimulEval's BLEU) and SimulEval's latency scorers, plain and
+    computation-aware; written to ``scores.tsv``."""
     from simuleval import options
     from simuleval.evaluator import SentenceLevelEvaluator
 
@@ -321,9 +332,9 @@ def score_run(out: Path) -> Dict[str, float]:
     instances = [json.loads(line) for line in (out / "instances.log").read_text().splitlines()]
     if not any(instance.get("prediction_length", 0) > 0 for instance in instances):
         # SimulEval's latency scorers divide by zero when no sentence has any speech
-        logger.warning("%s: no sentence has any output speech: ASR-BLEU 0, latency undefined", out)
-        return {"ECHOSTREAM_ASR_BLEU": 0.0}
-    argv = ["--score-only", "--output", str(out), "--quality-metrics", "ECHOSTREAM_ASR_BLEU",
+        logger.warning("%s: no sentence has any output: %s 0, latency undefined", out, quality)
+        return {quality: 0.0}
+    argv = ["--score-only", "--output", str(out), "--quality-metrics", quality,
             "--latency-metrics", *LATENCY_METRICS, "--computation-aware"]
     parser = options.general_parser()
     options.add_evaluator_args(parser)
@@ -335,14 +346,16 @@ def score_run(out: Path) -> Dict[str, float]:
 
 
 def evaluate_one(system: str, chunk: str, agent_options: List[str], lists: tuple,
-                 out: Path, env: Dict[str, str], cwd: Path, label: Dict[str, Any]) -> dict:
+                 out: Path, env: Dict[str, str], cwd: Path, label: Dict[str, Any],
+                 text_output: bool = False) -> dict:
     """One system at one segment size: SimulEval run, then scoring; a summary with the same
     ``label`` (checkpoint path, update count and contents' hash, decoding) is kept instead."""
     summary_path = out / "summary.json"
     if summary_path.is_file():
         summary = json.loads(summary_path.read_text())
+        scored = SUMMARY_SCORES[1:] if text_output else SUMMARY_SCORES
         if (all(summary.get(key) == value for key, value in label.items())
-                and all(key in summary["scores"] for key in SUMMARY_SCORES)):
+                and all(key in summary["scores"] for key in scored)):
             return summary
         logger.info("%s: made with another checkpoint or decoding, run again", out)
     if out.exists():
@@ -353,10 +366,10 @@ def evaluate_one(system: str, chunk: str, agent_options: List[str], lists: tuple
           "--source", str(source), "--target", str(target),
           "--source-segment-size", str(segment_ms(chunk)), "--output", str(out), "--no-scoring",
           "--computation-aware"], cwd, env, out / "run.log")
-    scores = score_run(out)
+    scores = score_run(out, "BLEU" if text_output else "ECHOSTREAM_ASR_BLEU")
     scores.update(text_scores(out / "extra", target.read_text().splitlines(), german))
     summary = {"system": system, "chunk": chunk, "utterances": count, **label,
-               "scores": scores}
+               "output": TEXT if text_output else "speech", "scores": scores}
     tmp = summary_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(summary, indent=1) + "\n")
     tmp.replace(summary_path)
@@ -413,26 +426,34 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     lists = simuleval_test_lists(data, exp / "eval" / tag, args.max_utterances)
     env = _environment(src, args.num_threads)
     repo = Path(__file__).resolve().parents[2]
+    chunks = [str(ms) for ms in args.chunk_ms] + ([] if args.no_offline else [OFFLINE])
     for system in args.systems:
-        if system == "streamspeech":
-            options = streamspeech_agent_options(src, ss_checkpoint, data, vocoder_json)
-            label = _checkpoint_label(ss_checkpoint)
-        else:
-            options = echostream_agent_options(str(args.checkpoint),
-                                               args.decode_config.resolve(), args.num_threads,
-                                               _echostream_vocoder_config(exp))
-            label = {**_checkpoint_label(echo_checkpoint), "checkpoint": str(args.checkpoint),
-                     "decode_config": str(args.decode_config),
-                     "vocoder_phrase_units": ECHOSTREAM_PHRASE_UNITS}
-        for chunk in [str(ms) for ms in args.chunk_ms] + ([] if args.no_offline else [OFFLINE]):
-            out = exp / "eval" / tag / system / chunk
-            summary = evaluate_one(system, chunk, options, lists, out, env,
-                                   src if system == "streamspeech" else repo, label)
-            scores = summary["scores"]
-            logger.info("%s %s: ASR-BLEU %.2f, text BLEU %.2f, AL %.0f, AL_CA %.0f", system,
-                        chunk, scores.get("ECHOSTREAM_ASR_BLEU", float("nan")),
-                        scores["text_BLEU"],
-                        scores.get("AL", float("nan")), scores.get("AL_CA", float("nan")))
+        for text_output in [False] + ([True] if args.text_output else []):
+            if system == "streamspeech":
+                options = streamspeech_agent_options(src, ss_checkpoint, data,
+                                                     None if text_output else vocoder_json)
+                label = _checkpoint_label(ss_checkpoint)
+            else:
+                vocoder = None if text_output else _echostream_vocoder_config(exp)
+                options = echostream_agent_options(str(args.checkpoint),
+                                                   args.decode_config.resolve(),
+                                                   args.num_threads, vocoder)
+                label = {**_checkpoint_label(echo_checkpoint),
+                         "checkpoint": str(args.checkpoint),
+                         "decode_config": str(args.decode_config)}
+                if vocoder:
+                    label["vocoder_phrase_units"] = ECHOSTREAM_PHRASE_UNITS
+            for chunk in chunks:
+                out = exp / "eval" / tag / system / (TEXT if text_output else "") / chunk
+                summary = evaluate_one(system, chunk, options, lists, out, env,
+                                       src if system == "streamspeech" else repo, label,
+                                       text_output)
+                scores = summary["scores"]
+                speech = ("text output" if text_output else
+                          f"ASR-BLEU {scores.get('ECHOSTREAM_ASR_BLEU', float('nan')):.2f}")
+                logger.info("%s %s: %s, text BLEU %.2f, AL %.0f, AL_CA %.0f", system, chunk,
+                            speech, scores["text_BLEU"], scores.get("AL", float("nan")),
+                            scores.get("AL_CA", float("nan")))
     return 0
 
 
@@ -567,22 +588,31 @@ QUALITY_COLUMNS = (("ASR-BLEU", "ECHOSTREAM_ASR_BLEU", 2), ("text BLEU", "text_B
                    ("LAAL", "LAAL", 0), ("LAAL_CA", "LAAL_CA", 0),
                    ("StartOffset", "StartOffset", 0), ("StartOffset_CA", "StartOffset_CA", 0),
                    ("EndOffset", "EndOffset", 0), ("ATD", "ATD", 0))
+TEXT_COLUMNS = tuple(c for c in QUALITY_COLUMNS if c[1] != "ECHOSTREAM_ASR_BLEU")
+
+
+def _run_rows(runs: List[dict], columns: Sequence[tuple]) -> List[str]:
+    lines = ["| system | updates | segment | " + " | ".join(c[0] for c in columns) + " |",
+             "|---|---|---|" + "---|" * len(columns)]
+    for run in runs:
+        segment = run["chunk"] + ("" if run["chunk"] == OFFLINE else " ms")
+        cells = [_fmt(run["scores"].get(key), digits) for _, key, digits in columns]
+        lines.append(f"| {run['system']} | {run.get('updates', '')} | {segment} | "
+                     + " | ".join(cells) + " |")
+    return lines
 
 
 def render_markdown(results: dict) -> str:
-    lines = ["| system | updates | segment | " + " | ".join(c[0] for c in QUALITY_COLUMNS) + " |",
-             "|---|---|---|" + "---|" * len(QUALITY_COLUMNS)]
-    for run in results["quality_latency"]:
-        segment = run["chunk"] + ("" if run["chunk"] == OFFLINE else " ms")
-        cells = [_fmt(run["scores"].get(key), digits) for _, key, digits in QUALITY_COLUMNS]
-        lines.append(f"| {run['system']} | {run.get('updates', '')} | {segment} | "
-                     + " | ".join(cells) + " |")
+    lines = _run_rows(results["quality_latency"], QUALITY_COLUMNS)
     out = []
     progress = results.get("streamspeech_training")
     if progress:
         out += [f"StreamSpeech's matched training run: {progress['updates']:,} of "
                 f"{progress['of']:,} updates done.", ""]
     out += ["### Quality and latency (speech output, ms)", "", *lines, ""]
+    if results.get("text_latency"):
+        out += ["### Latency of the text output (each system's speech->text agent, ms)", "",
+                *_run_rows(results["text_latency"], TEXT_COLUMNS), ""]
     if results.get("compute"):
         out += ["### Compute per 320 ms chunk against stream length (CPU ms, one thread)", "",
                 "| system | updates | stream | chunk p50 | chunk p95 | chunk max | compute RTF |",
@@ -626,6 +656,11 @@ def render_summary(results: dict) -> str:
                      f"{progress['of']:,} updates), its rows come when it is done")
     lines = [f"At 320 ms on the first {results['utterances']} test sentences: "
              + "; ".join(parts) + "."]
+    text_320 = [r for r in results.get("text_latency", []) if r["chunk"] == "320"]
+    if text_320:
+        lines.append("Their text, written by each system's speech->text agent: " + "; ".join(
+            f"{r['system']} AL {_fmt(r['scores'].get('AL'), 0)} ms, AL_CA "
+            f"{_fmt(r['scores'].get('AL_CA'), 0)} ms" for r in text_320) + ".")
     costs = {system: rows[-1] for system, rows in results.get("compute", {}).items() if rows}
     if costs:
         lines.append("CPU per 320 ms chunk at " + "; ".join(
@@ -682,11 +717,16 @@ def cmd_table(args: argparse.Namespace) -> int:
         raise UserError(f"{exp / 'eval' / tag}: no finished evaluation (run the evaluate "
                         "subcommand with the same --max-utterances)")
     order = {c: i for i, c in enumerate(["160", "320", "640", "1280", OFFLINE])}
-    runs = [json.loads(p.read_text()) for p in summaries]
-    runs.sort(key=lambda r: (SYSTEMS.index(r["system"]), order.get(r["chunk"], 99)))
+
+    def ordered(paths: Sequence[Path]) -> List[dict]:
+        runs = [json.loads(p.read_text()) for p in paths]
+        return sorted(runs, key=lambda r: (SYSTEMS.index(r["system"]), order.get(r["chunk"], 99)))
+
+    runs = ordered(summaries)
+    text_runs = ordered(sorted((exp / "eval" / tag).glob(f"*/{TEXT}/*/summary.json")))
     checkpoints = {r["system"]: r["checkpoint"] for r in runs}
     results = {"eval_tag": summaries[0].parts[-4], "utterances": runs[0]["utterances"],
-               "quality_latency": runs,
+               "quality_latency": runs, "text_latency": text_runs,
                "parameters": {s: _parameters(_shipped(c)) for s, c in checkpoints.items()},
                "compute": {}, "compute_raw": {}}
     for system in SYSTEMS:
@@ -780,6 +820,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--chunk-ms", nargs="+", type=positive_int, default=[160, 320, 640, 1280],
       help="source segment sizes in ms (default 160 320 640 1280)")
     a("--no-offline", action="store_true", help="skip the offline run (one segment per sentence)")
+    a("--text-output", action="store_true",
+      help="also run each system's speech->text agent (latency of the text, no vocoder)")
     a("--max-utterances", type=positive_int, help="the first N test sentences (default all)")
     a("--num-threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
     a = commands["compute"].add_argument

@@ -90,11 +90,12 @@ if run_stage 1; then
 fi
 
 if run_stage 2; then
-  log "Stage 2: both agents under simuleval, $MAX_UTTERANCES test sentences, $CHUNK_MS ms, offline"
+  log "Stage 2: both systems' agents (speech and text output) under simuleval, $MAX_UTTERANCES test sentences, $CHUNK_MS ms, offline"
   # shellcheck disable=SC2086
   "${CMP[@]}" evaluate --streamspeech-src "$STREAMSPEECH_SRC" --data-dir "$DATA_DIR" \
     --output-dir "$EXP_DIR" --checkpoint "$ECHOSTREAM_CHECKPOINT" \
-    --decode-config "$DECODE_CONFIG" --max-utterances "$MAX_UTTERANCES" --chunk-ms $CHUNK_MS
+    --decode-config "$DECODE_CONFIG" --max-utterances "$MAX_UTTERANCES" --chunk-ms $CHUNK_MS \
+    --text-output
   done_stage 2
 fi
 

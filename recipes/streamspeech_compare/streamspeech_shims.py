@@ -23,6 +23,10 @@ EchoStream's pins and corpus, applied from outside its tree by :func:`install`:
 6. The agent's input rate (agent only, in ``streamspeech_agent.py``): its feature extractor cuts
    frames at ``--sample-rate`` but converts the samples to 16 kHz from a hard-wired 48 kHz (its own
    inputs' rate); it is made to convert from ``--sample-rate``, so our 16 kHz wavs stay 16 kHz.
+7. The speech->text agent (agent only): it imports
+   ``examples.speech_to_speech.asr_bleu.utils``, which it never uses and whose import needs
+   torchaudio's CTC decoder (the flashlight-text package); an empty module stands in for it
+   (:func:`load_agent_module`).
 
 Never import this module in a process that imports ``echostream_fairseq`` (the package).
 """
@@ -30,6 +34,8 @@ Never import this module in a process that imports ``echostream_fairseq`` (the p
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
 import sys
 import types
 from pathlib import Path
@@ -125,6 +131,41 @@ def _allow_fairseq_checkpoints() -> None:
 def install_simuleval_fixes() -> None:
     """Shim 5: SimulEval's ``--computation-aware`` fixes, as EchoStream's agents apply them."""
     _echostream_module("echostream_fairseq.compat.simuleval").install()
+
+
+def _read_at_the_agents_sample_rate(extractor_class: type) -> None:
+    """Shim 6: StreamSpeech's ``OnlineFeatureExtractor`` cuts frames at ``--sample-rate`` but
+    converts the samples to 16 kHz from ``sr=ORG_SAMPLE_RATE`` (48 kHz), an argument its agents
+    never pass; its own inputs are 48 kHz, ours 16 kHz, which it would shrink to a third
+    (measured: WER 98 % on speech whose dev ASR CTC loss is the lower of the two systems')."""
+    convert = extractor_class.__call__
+
+    def __call__(self, new_samples, sr=None):
+        return convert(self, new_samples, self.sample_rate if sr is None else sr)
+
+    extractor_class.__call__ = __call__
+
+
+def load_agent_module(file_name: str):
+    """``agent/<file_name>`` of the StreamSpeech checkout in ``$STREAMSPEECH_SRC``, loaded
+    unchanged (its ``@entrypoint`` registers its agent class with SimulEval), with shim 6 on its
+    feature extractor and shim 7 before it is loaded."""
+    src = Path(os.environ.get("STREAMSPEECH_SRC", "")).resolve()
+    agent_file = src / "agent" / file_name
+    if not agent_file.is_file():
+        raise SystemExit(f"error: {agent_file}: not found (STREAMSPEECH_SRC: a StreamSpeech "
+                         "checkout)")
+    if str(src) not in sys.path:
+        sys.path.insert(0, str(src))
+    unused = "examples.speech_to_speech.asr_bleu.utils"
+    if unused not in sys.modules:
+        sys.modules[unused] = types.ModuleType(unused)
+        sys.modules[unused].retrieve_asr_config = sys.modules[unused].ASRGenerator = None
+    spec = importlib.util.spec_from_file_location(agent_file.stem.replace(".", "_"), agent_file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    _read_at_the_agents_sample_rate(module.OnlineFeatureExtractor)
+    return module
 
 
 def install() -> None:

@@ -68,7 +68,8 @@ def test_streaming_speaks_a_long_sentence_phrase_by_phrase(voice, vocoder):
         vocoder.synthesize_chunk([40], state, final=True)
 
 
-def test_the_data_config_sets_how_many_phonemes_streaming_holds_before_it_speaks(voice):
+def test_the_data_config_sets_how_many_phonemes_streaming_holds_before_it_speaks(voice,
+                                                                                 tmp_path):
     units = phoneme_units(LONG, voice)
     first_word = units.index(voice.voice.config.phoneme_id_map[" "][0])  # "I" of LONG
 
@@ -85,6 +86,10 @@ def test_the_data_config_sets_how_many_phonemes_streaming_holds_before_it_speaks
         for check in (build_vocoder, describe_vocoder):
             with pytest.raises(InputError, match="phrase_units must be an integer >= 1"):
                 check(config)
+    written = tmp_path / "config_gcmvn.yaml"
+    written.write_text("vocoder:\n  type: piper_phonemes\n  phrase_units: 0\n")
+    with pytest.raises(InputError, match=f"^{written}: vocoder phrase_units must be"):
+        build_vocoder(written)
 
 
 def test_specials_are_silent_and_out_of_range_units_are_refused(vocoder):

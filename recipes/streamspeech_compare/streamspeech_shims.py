@@ -20,7 +20,7 @@ EchoStream's pins and corpus, applied from outside its tree by :func:`install`:
 5. SimulEval 1.1.4 logs no compute times for speech output (``"elapsed": []``), so no ``*_CA``
    latency could be scored: EchoStream's own fix (:mod:`echostream_fairseq.compat.simuleval`,
    which EchoStream's agents apply too) is applied by :func:`install_simuleval_fixes` (agent only).
-6. The agent's input rate (agent only, in ``streamspeech_agent.py``): its feature extractor cuts
+6. The agents' input rate (agent only, :func:`load_agent_module`): their feature extractor cuts
    frames at ``--sample-rate`` but converts the samples to 16 kHz from a hard-wired 48 kHz (its own
    inputs' rate); it is made to convert from ``--sample-rate``, so our 16 kHz wavs stay 16 kHz.
 7. The speech->text agent (agent only): it imports

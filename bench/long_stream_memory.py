@@ -29,7 +29,6 @@ Usage: python bench/long_stream_memory.py [--checkpoint CKPT --data-dir DATA] [-
 from __future__ import annotations
 
 import argparse
-import ctypes
 import dataclasses
 import gc
 import json
@@ -49,6 +48,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from common import add_output_arguments, add_randomise_argument, bench_command  # noqa: E402
 from streaming_cost import SAMPLE_RATE, joined_test_sentences  # noqa: E402
+from echostream_fairseq.corpus.tts import release_free_heap  # noqa: E402
 from echostream_fairseq.models.state import state_numel  # noqa: E402
 from echostream_fairseq.cli.common import (add_log_level_argument,  # noqa: E402
                                            add_num_threads_argument, provenance,
@@ -80,15 +80,6 @@ def reset_peak_rss() -> bool:
             handle.write("5")
         return True
     except OSError:
-        return False
-
-
-def malloc_trim() -> bool:
-    """Give free heap memory back to the OS (glibc ``malloc_trim(0)``); False without glibc."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-        return True
-    except (OSError, AttributeError):
         return False
 
 
@@ -181,7 +172,7 @@ def _window_row(pipe: StreamingS2STPipeline, end_minute: float, window: Window, 
            "writing": _cost_summary(window.write_costs),
            "sentence_ends": _cost_summary(window.sentence_end_costs),
            "rss_mb": proc_status_mb("VmRSS"),
-           "rss_trimmed_mb": proc_status_mb("VmRSS") if trim and malloc_trim() else None,
+           "rss_trimmed_mb": proc_status_mb("VmRSS") if trim and release_free_heap() else None,
            "peak_rss_mb": proc_status_mb("VmHWM") if peak_ok else None,
            "sentences": window.sentences, "target_words": window.target_words,
            "units": window.units, "speech_samples": window.speech_samples,

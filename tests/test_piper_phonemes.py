@@ -215,3 +215,42 @@ def test_a_model_trained_on_phoneme_units_streams_speech_through_piper(phoneme_c
     records = [json.loads(line) for line in
                (out / "chunk_320ms" / "utterances.jsonl").read_text().splitlines()]
     assert records and all(r["speech"]["durations"] for r in records)
+
+
+
+_GROWTH_SCRIPT = """
+import random, sys
+from echostream_fairseq.corpus.tts import PiperSynthesizer
+from echostream_fairseq.vocoder.piper_phonemes import PiperPhonemeVocoder, phoneme_units
+
+def rss_mb():
+    with open('/proc/self/status') as handle:
+        return next(int(line.split()[1]) / 1024 for line in handle if line.startswith('VmRSS'))
+
+vocoder = PiperPhonemeVocoder(PiperSynthesizer(release_memory=sys.argv[2] == 'release'))
+units = phoneme_units(sys.argv[1], vocoder._synthesizer)
+lengths = list(range(8, len(units) + 1, 2))
+random.Random(0).shuffle(lengths)  # sentences of every length, in no order, as in a stream
+for length in lengths:  # the first time each length is seen, whatever is cached for it
+    vocoder.synthesize(units[:length])
+before = rss_mb()
+random.Random(1).shuffle(lengths)
+for length in lengths:
+    vocoder.synthesize(units[:length])
+print(len(lengths), rss_mb() - before)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the RSS from /proc")
+def test_piper_gives_back_the_memory_of_each_input_length():
+    """The second pass over the same lengths grew the RSS by 88 MB without release_memory
+    (onnxruntime's arena and glibc kept buffers of every length: the hour-long stream of
+    bench/long_stream_memory.py grew 157 MB) and by 1 MB with it."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _GROWTH_SCRIPT, LONG, "release"],
+                         capture_output=True, text=True, check=True, timeout=300).stdout.split()
+    calls, growth_mb = int(out[0]), float(out[1])
+    assert calls >= 50
+    assert growth_mb < 20, f"RSS grew {growth_mb:.0f} MB over {calls} piper calls"

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from _fairseq_cli import corpus_dir
-from echostream_fairseq.data.audio import read_wav, resample
+from echostream_fairseq.data.audio import RESAMPLE_BLOCK_S, read_wav, resample
 from echostream_fairseq.data.features import compute_fbank
 from echostream_fairseq.streaming import (
     CtcPolicy,
@@ -98,6 +98,23 @@ def test_streaming_resampler_equals_offline_resample(rate):
     assert online.shape == offline.shape
     np.testing.assert_allclose(online, offline, atol=1e-5)
 
+
+
+@pytest.mark.parametrize("rate", [8000, 22050, 48000])
+def test_resample_pads_to_whole_blocks_without_changing_the_output(rate):
+    """resample() pads its input with zeros so that oneDNN sees few lengths (its cache keeps a
+    primitive per length); the output is torchaudio's for the unpadded input, every length."""
+    import torchaudio.functional as taf
+
+    rng = np.random.default_rng(rate)
+    block = round(rate * RESAMPLE_BLOCK_S)
+    lengths = [1, 2, block - 1, block, block + 1, 3 * block] + list(rng.integers(3, 4 * block, 20))
+    for length in lengths:
+        samples = rng.standard_normal(length).astype(np.float32)
+        ours = resample(samples, rate, 16000)
+        theirs = taf.resample(torch.from_numpy(samples), rate, 16000).numpy()
+        assert ours.shape == theirs.shape, length
+        np.testing.assert_allclose(ours, theirs, atol=2e-6, err_msg=f"{length} samples")
 
 # ------------------------------------------------------------------------------- policy
 def test_ctc_policy_reads_until_both_prefixes_grow_then_writes_the_budget():

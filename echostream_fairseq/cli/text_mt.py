@@ -234,7 +234,7 @@ def speak_and_score(hypotheses: Sequence[str], references: Sequence[str],
     from echostream_fairseq.scoring.asr_bleu import (load_whisper_tiny_en, normalize_text,
                                                      score_texts, transcribe)
 
-    voice = PiperSynthesizer(num_threads=threads)
+    voice = PiperSynthesizer(num_threads=threads, release_memory=False)  # one batch
     audios = [voice(h) if h.strip() else np.zeros(0, np.float32) for h in hypotheses]
     asr = load_whisper_tiny_en(cpu_threads=threads)
     # a sentence without speech is an empty transcript (as in echostream-measure-t2u)

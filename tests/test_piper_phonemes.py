@@ -217,7 +217,6 @@ def test_a_model_trained_on_phoneme_units_streams_speech_through_piper(phoneme_c
     assert records and all(r["speech"]["durations"] for r in records)
 
 
-
 _GROWTH_SCRIPT = """
 import random, sys
 from echostream_fairseq.corpus.tts import PiperSynthesizer
@@ -227,8 +226,9 @@ def rss_mb():
     with open('/proc/self/status') as handle:
         return next(int(line.split()[1]) / 1024 for line in handle if line.startswith('VmRSS'))
 
-vocoder = PiperPhonemeVocoder(PiperSynthesizer(release_memory=sys.argv[2] == 'release'))
-units = phoneme_units(sys.argv[1], vocoder._synthesizer)
+voice = PiperSynthesizer(release_memory=sys.argv[2] == 'release')
+vocoder = PiperPhonemeVocoder(voice)
+units = phoneme_units(sys.argv[1], voice)
 lengths = list(range(8, len(units) + 1, 2))
 random.Random(0).shuffle(lengths)  # sentences of every length, in no order, as in a stream
 for length in lengths:  # the first time each length is seen, whatever is cached for it

@@ -10,7 +10,9 @@ different positions and cut sentences at different times) are pushed in ``--chun
 in it waits for its chunk; the streams are real time when the round's p95 stays within the chunk
 length. Per batch size (``--batch-sizes``, default 1,8,32,64) it prints the rounds' p50 / p95 /
 max, the CPU ms per stream-chunk, batched over serial, and whether B streams stay real time on
-one core; then the largest B that does, batched and serial.
+one core; then the largest B that does, batched and serial; and where the batched rounds' CPU
+goes, component by component (fbank, encoder, CTC heads, MT decoder, T2U and unit decoder,
+vocoder, the rest), which says what binds.
 
 Usage: python bench/batched_streams.py --checkpoint CKPT --data-dir DATA [--seconds 30]
        [--batch-sizes 1,8,32,64] [--no-speech] [--randomise 0.5] [--output out.json]
@@ -19,11 +21,12 @@ Usage: python bench/batched_streams.py --checkpoint CKPT --data-dir DATA [--seco
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import numpy as np
 import torch
@@ -54,6 +57,43 @@ def stream_inputs(data_dir: Path, count: int, seconds: float) -> List[np.ndarray
     return [joined[i * shift:i * shift + length] for i in range(count)]
 
 
+@contextlib.contextmanager
+def component_cpu(engine: StreamingS2ST) -> Iterator[Dict[str, float]]:
+    """CPU seconds spent in each component of ``engine`` while the context is open (each entry
+    point wrapped with a timer, a microsecond a call; restored on exit)."""
+    from echostream_fairseq.streaming.features import StreamingFbank
+    from echostream_fairseq.streaming.units import IncrementalUnits
+
+    entry_points = {"fbank": (StreamingFbank, "push"), "encoder": (engine.model.encoder, "infer"),
+                    "CTC heads": (engine, "_ctc_labels"),
+                    "MT decoder": (engine.mt_stepper, "write")}
+    if engine.vocoder is not None:  # speech on
+        entry_points["T2U + unit decoder"] = (IncrementalUnits, "extend")
+        entry_points["vocoder"] = (engine.vocoder, "synthesize_chunk")
+    totals = dict.fromkeys(entry_points, 0.0)
+    saved = []
+    for name, (owner, attribute) in entry_points.items():
+        original = getattr(owner, attribute)  # a function on a class, a bound method otherwise
+
+        def timed(*args, _original=original, _name=name, **kwargs):
+            start = time.process_time()
+            try:
+                return _original(*args, **kwargs)
+            finally:
+                totals[_name] += time.process_time() - start
+
+        saved.append((owner, attribute, vars(owner).get(attribute)))
+        setattr(owner, attribute, timed)
+    try:
+        yield totals
+    finally:
+        for owner, attribute, own in saved:
+            if own is None:
+                delattr(owner, attribute)  # the class's method shows through again
+            else:
+                setattr(owner, attribute, own)
+
+
 def run_rounds(engine: StreamingS2ST, streams: List[np.ndarray], chunk: int,
                batched: bool) -> List[float]:
     """CPU seconds of each round (every stream's next chunk, the last one final)."""
@@ -71,6 +111,14 @@ def run_rounds(engine: StreamingS2ST, streams: List[np.ndarray], chunk: int,
                 _, states[index] = engine.step(states[index], samples, SAMPLE_RATE, final)
         costs.append(time.process_time() - cpu)
     return costs
+
+
+def component_shares(components: Dict[str, float], total: float) -> Dict[str, float]:
+    """Each component's share of ``total`` CPU seconds, and the rest (Python glue, sentence
+    cuts, policy, detokenising) as ``other``."""
+    shares = {name: seconds / total for name, seconds in components.items()}
+    shares["other"] = max(0.0, 1.0 - sum(shares.values()))
+    return shares
 
 
 def summary(costs: List[float], streams: int, chunk_ms: int) -> Dict[str, Any]:
@@ -105,6 +153,12 @@ def result_summary(rows: List[Dict[str, Any]], best: Dict[str, int], args: argpa
               "ratio": row["serial_over_batched"],
               "real_time": f"{'yes' if row['batched']['real_time'] else 'no'} / "
                            f"{'yes' if row['serial']['real_time'] else 'no'}"} for row in rows]
+    components = list(rows[0]["batched"]["shares"])
+    profile = {"kind": "table", "title": "Where the batched rounds' CPU goes",
+               "columns": [{"key": "batch", "header": "streams"}] + [
+                   {"key": name, "header": f"{name} (%)", "digits": 0} for name in components],
+               "rows": [{"batch": row["batch"], **{name: 100 * row["batched"]["shares"][name]
+                                                   for name in components}} for row in rows]}
     speech = "off" if args.no_speech else "on"
     description = (
         f"B streams of joined test sentences ({label}), {args.seconds:g} s each, each starting "
@@ -115,8 +169,8 @@ def result_summary(rows: List[Dict[str, Any]], best: Dict[str, int], args: argpa
         f"one after another {best['serial']} (largest batch tried).")
     command = bench_command("batched_streams.py", argv, args.recipe_command)
     return measured_summary(f"Batched streams, speech {speech}", description,
-                            [{"kind": "table", "columns": COLUMNS, "rows": table}], command,
-                            "bench/batched_streams.py", argv)
+                            [{"kind": "table", "columns": COLUMNS, "rows": table}, profile],
+                            command, "bench/batched_streams.py", argv)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,13 +206,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     config = config.for_chunk(model, args.chunk_ms)
     engine = StreamingS2ST.from_task(model, task, config)
     chunk = SAMPLE_RATE * args.chunk_ms // 1000
-    inputs = stream_inputs(Path(task.args.data), sizes[-1], args.seconds)
+    inputs = stream_inputs(data_dir or Path(task.args.data), sizes[-1], args.seconds)
     rows = []
     for size in sizes:
         row: Dict[str, Any] = {"batch": size}
         for mode in ("serial", "batched"):
-            costs = run_rounds(engine, inputs[:size], chunk, batched=mode == "batched")
+            with component_cpu(engine) as components:
+                costs = run_rounds(engine, inputs[:size], chunk, batched=mode == "batched")
             row[mode] = summary(costs, size, args.chunk_ms)
+            row[mode]["shares"] = component_shares(components, sum(costs))
             print(f"  B={size} {mode}: p95 {row[mode]['p95_ms']:.1f} ms per round",
                   file=sys.stderr, flush=True)
         row["serial_over_batched"] = (row["serial"]["ms_per_stream_chunk"]
@@ -179,6 +235,11 @@ def main(argv: Optional[List[str]] = None) -> int:
               f"{'yes' if s['real_time'] else 'no'} |")
     best = {mode: max([row["batch"] for row in rows if row[mode]["real_time"]], default=0)
             for mode in ("batched", "serial")}
+    components = list(rows[0]["batched"]["shares"])
+    print("share of the batched rounds' CPU: | streams | " + " | ".join(components) + " |")
+    for row in rows:
+        print(f"| {row['batch']} | " + " | ".join(
+            f"{100 * row['batched']['shares'][name]:.0f} %" for name in components) + " |")
     print(f"real-time streams per core (largest batch tried whose p95 round <= "
           f"{args.chunk_ms} ms): batched {best['batched']}, one after another {best['serial']}")
     if args.results_file:

@@ -135,7 +135,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     torch.set_num_threads(args.num_threads)
     model, task = load_checkpoint(str(args.checkpoint),
                                   str(args.data_dir) if args.data_dir else None)
-    samples, gaps = joined_input(Path(task.args.data), args.gap_ms)
+    samples, gaps = joined_input(args.data_dir or Path(task.args.data), args.gap_ms)
     widths = [hi - lo for lo, hi in gaps]
     print(f"{len(gaps) + 1} utterances joined with {args.gap_ms} ms of silence; speech-to-speech "
           f"gaps min {min(widths):.0f} ms, median {statistics.median(widths):.0f} ms")

@@ -1,17 +1,18 @@
 #!/usr/bin/env python
 """How many concurrent real-time streams ``echostream-serve`` sustains: batched steps against
-the same server forced to batch 1, measured in the same run, on loopback.
+the same servers forced to batch 1, measured in the same run, on loopback.
 
-For each count N (``--streams``) N websocket clients stream joined test sentences at real-time
-pace (a 320 ms chunk every 320 ms, their starts spread over the first chunk), then end and read
-everything back. The figure is the server's chunk latency: from a chunk's arrival (its last
-sample, or the end message) to its outputs handed to the connection, which includes the wait for
-the batch and its compute. The streams are real time when its p95 stays within the chunk
-length. The clients run in the server's process (their cost is small: a send and a few
-receives per chunk); one torch thread.
+``--servers K`` server processes (one torch thread each; behind nginx with ``least_conn``, as
+docs/server.md configures it, when K > 1) serve N websocket clients (``--streams``), which run
+in this process: each streams joined test sentences at real-time pace (a 320 ms chunk every
+320 ms, their starts spread over the first chunk), then ends and reads everything back. The
+figure is the servers' chunk latency: from a chunk's arrival (its last sample, or the end
+message) to its outputs handed to the connection, which includes the wait for the batch and its
+compute. The streams are real time when its p95 over all servers stays within the chunk length.
 
-Usage: python bench/server_load.py --checkpoint CKPT --data-dir DATA [--streams 8,16,32,48,64]
-       [--seconds 20] [--no-speech] [--output out.json] [--results-file FILE]
+Usage: python bench/server_load.py --checkpoint CKPT --data-dir DATA [--servers 1]
+       [--streams 8,16,32,48,64] [--seconds 20] [--no-speech] [--output out.json]
+       [--results-file FILE]
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import sys
+import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -40,6 +44,7 @@ from echostream_fairseq.cli.common import (add_log_level_argument,  # noqa: E402
                                            add_num_threads_argument, provenance,
                                            setup_logging)
 from echostream_fairseq.server.app import serve  # noqa: E402
+from echostream_fairseq.server.balancer import run_nginx  # noqa: E402
 from echostream_fairseq.server.protocol import ServerLimits, encode_pcm  # noqa: E402
 from echostream_fairseq.streaming import PipelineConfig, StreamingS2ST  # noqa: E402
 from echostream_fairseq.streaming.config import add_pipeline_arguments  # noqa: E402
@@ -73,23 +78,100 @@ async def client(url: str, samples: np.ndarray, chunk: int, delay_s: float) -> i
     return received
 
 
-async def load_run(engine: StreamingS2ST, inputs: List[np.ndarray], chunk: int,
-                   max_batch: int) -> Dict[str, Any]:
-    limits = ServerLimits(max_connections=len(inputs) + 1)
-    async with serve(engine, port=0, limits=limits, max_batch=max_batch) as (app, server):
-        port = server.sockets[0].getsockname()[1]
-        url = f"ws://127.0.0.1:{port}"
-        spread = chunk / SAMPLE_RATE
-        cpu = time.process_time()
-        await asyncio.gather(*[client(url, samples, chunk, spread * i / len(inputs))
-                               for i, samples in enumerate(inputs)])
-        cpu = time.process_time() - cpu
-        latencies = list(app.scheduler.chunk_latencies)
-        return {"p50_ms": 1000 * percentile(latencies, 0.5),
-                "p95_ms": 1000 * percentile(latencies, 0.95),
-                "max_ms": 1000 * max(latencies), "chunks": len(latencies),
-                "steps": app.scheduler.steps, "largest_batch": app.scheduler.largest_batch,
-                "cpu_s": cpu}
+def build_engine(args: argparse.Namespace) -> Tuple[StreamingS2ST, Path]:
+    """The servers' engine and the corpus whose test sentences the clients stream."""
+    model, task = load_model_and_task(str(args.checkpoint),
+                                      str(args.data_dir) if args.data_dir else None)
+    config = PipelineConfig.from_args(args, speech=not args.no_speech)
+    engine = StreamingS2ST.from_task(model, task, config.for_chunk(model, args.chunk_ms))
+    return engine, args.data_dir or Path(task.args.data)
+
+
+def server_process(argv: Optional[List[str]], control) -> None:
+    """One server process: serves a run for each ``(max_batch, max_connections)`` received on
+    ``control`` (sending back its port, then, when told the run is over, its figures), until
+    ``None``."""
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    torch.set_num_threads(args.num_threads)
+    engine, _ = build_engine(args)
+
+    async def serve_runs() -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            command = await loop.run_in_executor(None, control.recv)
+            if command is None:
+                return
+            max_batch, max_connections = command
+            limits = ServerLimits(max_connections=max_connections)
+            async with serve(engine, port=0, limits=limits, max_batch=max_batch) as (app,
+                                                                                     server):
+                cpu = time.process_time()
+                control.send(server.sockets[0].getsockname()[1])
+                await loop.run_in_executor(None, control.recv)  # the clients are done
+                control.send({"latencies": list(app.scheduler.chunk_latencies),
+                              "steps": app.scheduler.steps,
+                              "largest_batch": app.scheduler.largest_batch,
+                              "cpu_s": time.process_time() - cpu})
+
+    asyncio.run(serve_runs())
+
+
+class ServerPool:
+    """``count`` server processes, started once and reused for every run."""
+
+    def __init__(self, count: int, argv: Optional[List[str]]) -> None:
+        context = multiprocessing.get_context("spawn")  # no torch state forked
+        self.controls, self.processes = [], []
+        for _ in range(count):
+            ours, theirs = context.Pipe()
+            process = context.Process(target=server_process, args=(argv, theirs), daemon=True)
+            process.start()
+            self.controls.append(ours)
+            self.processes.append(process)
+
+    def start_run(self, max_batch: int, max_connections: int) -> List[int]:
+        for control in self.controls:
+            control.send((max_batch, max_connections))
+        return [control.recv() for control in self.controls]
+
+    def end_run(self) -> List[Dict[str, Any]]:
+        for control in self.controls:
+            control.send("done")
+        return [control.recv() for control in self.controls]
+
+    def close(self) -> None:
+        for control, process in zip(self.controls, self.processes):
+            control.send(None)
+            process.join(30)
+
+
+def load_run(pool: ServerPool, inputs: List[np.ndarray], chunk: int,
+             max_batch: int) -> Dict[str, Any]:
+    """The clients of one run, through nginx when the pool has several servers."""
+    ports = pool.start_run(max_batch, len(inputs) + 1)
+    spread = chunk / SAMPLE_RATE
+    with ExitStack() as stack:
+        port = ports[0]
+        if len(ports) > 1:
+            run_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nginx-")))
+            port = stack.enter_context(run_nginx(run_dir, ports,
+                                                 connections=4 * len(inputs) + 64))
+
+        async def clients() -> None:
+            await asyncio.gather(*[client(f"ws://127.0.0.1:{port}", samples, chunk,
+                                          spread * i / len(inputs))
+                                   for i, samples in enumerate(inputs)])
+
+        asyncio.run(clients())
+    servers = pool.end_run()
+    latencies = [x for server in servers for x in server["latencies"]]
+    return {"p50_ms": 1000 * percentile(latencies, 0.5),
+            "p95_ms": 1000 * percentile(latencies, 0.95),
+            "max_ms": 1000 * max(latencies), "chunks": len(latencies),
+            "steps": [server["steps"] for server in servers],
+            "largest_batch": max(server["largest_batch"] for server in servers),
+            "cpu_s": [server["cpu_s"] for server in servers]}
 
 
 COLUMNS = [
@@ -115,15 +197,20 @@ def result_summary(rows: List[Dict[str, Any]], best: Dict[str, int], args: argpa
                            f"{'yes' if row['unbatched']['p95_ms'] <= args.chunk_ms else 'no'}"}
              for row in rows]
     speech = "off" if args.no_speech else "on"
+    servers = (f"{args.servers} `echostream-serve` processes behind nginx (least_conn), each"
+               if args.servers > 1 else "one `echostream-serve` process")
     description = (
         f"N websocket clients on loopback ({label}) each stream {args.seconds:g} s of joined "
         f"test sentences at real-time pace in {args.chunk_ms} ms chunks, speech {speech}, to "
-        "one `echostream-serve` process with one torch thread (the clients run in its event "
-        "loop); the same streams to the same server forced to batch 1. Chunk latency: from a "
-        "chunk's arrival to its outputs handed to the connection. Real-time streams (p95 "
-        f"within {args.chunk_ms} ms): batched {best['batched']}, batch 1 {best['unbatched']} "
+        f"{servers} with one torch thread (the clients run in another process); the same "
+        f"streams to the same {'servers' if args.servers > 1 else 'server'} forced to batch 1. "
+        "Chunk latency: from a chunk's arrival "
+        "to its outputs handed to the connection. Real-time streams (p95 within "
+        f"{args.chunk_ms} ms): batched {best['batched']}, batch 1 {best['unbatched']} "
         "(largest count tried).")
-    return measured_summary(f"The server under load, speech {speech}", description,
+    title = (f"The server under load, {args.servers} processes, speech {speech}"
+             if args.servers > 1 else f"The server under load, speech {speech}")
+    return measured_summary(title, description,
                             [{"kind": "table", "columns": COLUMNS, "rows": table}],
                             bench_command("server_load.py", argv, args.recipe_command),
                             "bench/server_load.py", argv)
@@ -137,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--chunk-ms", type=int, default=320, help="source chunk per step")
     a("--seconds", type=float, default=20.0, help="length of each stream")
     a("--streams", default="8,16,32,48,64", help="concurrent stream counts, comma-separated")
+    a("--servers", type=int, default=1,
+      help="server processes (behind nginx when more than one; one torch thread each)")
     a("--no-speech", action="store_true", help="text only (no T2U/vocoder)")
     add_num_threads_argument(parser, "torch threads")
     add_output_arguments(parser)
@@ -153,25 +242,28 @@ def main(argv: Optional[List[str]] = None) -> int:
     counts = positive_ints(parser, "--streams", args.streams)
     if args.seconds <= 0:
         parser.error(f"--seconds must be positive, got {args.seconds:g}")
-    model, task = load_model_and_task(str(args.checkpoint),
-                                      str(args.data_dir) if args.data_dir else None)
-    config = PipelineConfig.from_args(args, speech=not args.no_speech)
-    config = config.for_chunk(model, args.chunk_ms)
-    engine = StreamingS2ST.from_task(model, task, config)
+    if args.servers < 1:
+        parser.error(f"--servers must be at least 1, got {args.servers}")
+    _, data_dir = build_engine(args)  # the checkpoint is checked before the servers start
     chunk = SAMPLE_RATE * args.chunk_ms // 1000
-    inputs = stream_inputs(Path(task.args.data), counts[-1], args.seconds)
+    inputs = stream_inputs(data_dir, counts[-1], args.seconds)
+    pool = ServerPool(args.servers, argv if argv is not None else sys.argv[1:])
     rows = []
-    for count in counts:
-        row: Dict[str, Any] = {"streams": count}
-        for mode, max_batch in (("batched", count), ("unbatched", 1)):
-            row[mode] = asyncio.run(load_run(engine, inputs[:count], chunk, max_batch))
-            print(f"  {count} streams {mode}: p95 {row[mode]['p95_ms']:.0f} ms",
-                  file=sys.stderr, flush=True)
-        rows.append(row)
+    try:
+        for count in counts:
+            row: Dict[str, Any] = {"streams": count}
+            for mode, max_batch in (("batched", count), ("unbatched", 1)):
+                row[mode] = load_run(pool, inputs[:count], chunk, max_batch)
+                print(f"  {count} streams {mode}: p95 {row[mode]['p95_ms']:.0f} ms",
+                      file=sys.stderr, flush=True)
+            rows.append(row)
+    finally:
+        pool.close()
     best = {mode: max([r["streams"] for r in rows if r[mode]["p95_ms"] <= args.chunk_ms],
                       default=0) for mode in ("batched", "unbatched")}
     print(f"checkpoint {args.checkpoint}, {args.seconds:g} s streams, {args.chunk_ms} ms chunks, "
-          f"speech {'off' if args.no_speech else 'on'}, {args.num_threads} torch thread(s)")
+          f"speech {'off' if args.no_speech else 'on'}, {args.servers} server process(es), "
+          f"{args.num_threads} torch thread(s) each")
     print("| streams | batched p50 / p95 / max (ms) | batch 1 p50 / p95 / max (ms) | "
           "largest batch |")
     print("|---|---|---|---|")

@@ -2,6 +2,7 @@
 """How much faster ``echostream-evaluate`` runs batched on both cores than serially: the same
 test sentences streamed speech to speech at one chunk size, evaluated twice in one run.
 
+Each test wav is one sentence (``--single-sentence``, as the recipe's stage 4 evaluates).
 Serial: ``--batch-size 1 --num-threads 1``; batched: ``--batch-size B --num-threads T`` (torch
 and Whisper threads; the piper voice keeps one). Each run's wall time is split into streaming
 and scoring (Whisper transcribing the speech for ASR-BLEU), so the ratio says which part binds;
@@ -43,6 +44,7 @@ def evaluate_once(args: argparse.Namespace, batch_size: int, num_threads: int,
                   output_dir: Path) -> Dict[str, Any]:
     argv = ["--checkpoint", str(args.checkpoint), "--manifest", str(args.manifest),
             "--data-dir", str(args.data_dir), "--chunk-ms", str(args.chunk_ms), "--no-offline",
+            "--single-sentence",  # each test wav is one sentence, as the recipe's stage 4 scores it
             "--no-progress", "--batch-size", str(batch_size), "--num-threads", str(num_threads),
             "--output-dir", str(output_dir), "--log-level", "WARNING"]
     if args.max_utterances:

@@ -44,7 +44,8 @@ SECTION_ORDER = ("shipped_model", "headline", "timings", "test100", "t2u_sweep",
                  "t2u_token_embeddings", "corpus", "model", "vocoder", "streaming_cost",
                  "long_stream", "sentence_cuts", "batched_streams", "batched_streams_text",
                  "server_load", "server_load_text", "server_load_2servers",
-                 "server_load_2servers_text", "restarts", "offline_decoding", "demo")
+                 "server_load_2servers_text", "evaluation_speed", "restarts",
+                 "offline_decoding", "demo")
 KINDS = ("evaluations", "ceilings", "t2u", "table", "facts", "timings", "targets")
 #: the README blocks and the summary each is rendered from
 README_BLOCKS = {"shipped": "shipped_model", "timings": "timings"}

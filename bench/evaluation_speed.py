@@ -28,7 +28,8 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from common import add_output_arguments, bench_command  # noqa: E402
 from echostream_fairseq.cli import evaluate  # noqa: E402
-from echostream_fairseq.cli.common import provenance, setup_logging  # noqa: E402
+from echostream_fairseq.cli.common import (add_log_level_argument, provenance,  # noqa: E402
+                                           setup_logging)
 
 COLUMNS = [
     {"key": "run", "header": "run"},
@@ -46,7 +47,7 @@ def evaluate_once(args: argparse.Namespace, batch_size: int, num_threads: int,
             "--data-dir", str(args.data_dir), "--chunk-ms", str(args.chunk_ms), "--no-offline",
             "--single-sentence",  # each test wav is one sentence, as the recipe's stage 4 scores it
             "--no-progress", "--batch-size", str(batch_size), "--num-threads", str(num_threads),
-            "--output-dir", str(output_dir), "--log-level", "WARNING"]
+            "--output-dir", str(output_dir), "--log-level", args.log_level]
     if args.max_utterances:
         argv += ["--max-utterances", str(args.max_utterances)]
     report = evaluate.run(evaluate.build_parser().parse_args(argv), argv)
@@ -73,13 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     a("--batch-size", type=int, default=32, help="streams stepped together, batched run")
     a("--num-threads", type=int, default=2, help="torch and Whisper threads, batched run")
     add_output_arguments(parser)
+    add_log_level_argument(parser, default="WARNING")
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    setup_logging("WARNING")
+    setup_logging(args.log_level)
     args.manifest = args.manifest or args.data_dir / "test_sampled.tsv"
     if args.batch_size < 1 or args.num_threads < 1:
         parser.error("--batch-size and --num-threads must be at least 1")

@@ -2,13 +2,14 @@
 """How many concurrent real-time streams ``echostream-serve`` sustains: batched steps against
 the same servers forced to batch 1, measured in the same run, on loopback.
 
-``--servers K`` server processes (one torch thread each; behind nginx with ``least_conn``, as
-docs/server.md configures it, when K > 1) serve N websocket clients (``--streams``), which run
-in this process: each streams joined test sentences at real-time pace (a 320 ms chunk every
-320 ms, their starts spread over the first chunk), then ends and reads everything back. The
-figure is the servers' chunk latency: from a chunk's arrival (its last sample, or the end
-message) to its outputs handed to the connection, which includes the wait for the batch and its
-compute. The streams are real time when its p95 over all servers stays within the chunk length.
+``--servers K`` server processes (``--num-threads`` torch threads each, default one; behind
+nginx with ``least_conn``, as docs/server.md configures it, when K > 1) serve N websocket
+clients (``--streams``), which run in this process: each streams joined test sentences at
+real-time pace (a 320 ms chunk every 320 ms, their starts spread over the first chunk), then
+ends and reads everything back. The figure is the servers' chunk latency: from a chunk's
+arrival (its last sample, or the end message) to its outputs handed to the connection, which
+includes the wait for the batch and its compute. The streams are real time when its p95 over
+all servers stays within the chunk length.
 
 Usage: python bench/server_load.py --checkpoint CKPT --data-dir DATA [--servers 1]
        [--streams 8,16,32,48,64] [--seconds 20] [--no-speech] [--output out.json]
@@ -25,6 +26,7 @@ import sys
 import tempfile
 import time
 from contextlib import ExitStack
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -87,10 +89,10 @@ def build_engine(args: argparse.Namespace) -> Tuple[StreamingS2ST, Path]:
     return engine, args.data_dir or Path(task.args.data)
 
 
-def server_process(argv: Optional[List[str]], control) -> None:
+def server_process(argv: Optional[List[str]], control: Connection) -> None:
     """One server process: serves a run for each ``(max_batch, max_connections)`` received on
     ``control`` (sending back its port, then, when told the run is over, its figures), until
-    ``None``."""
+    ``None`` (between runs or in one: the parent gave up)."""
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
     torch.set_num_threads(args.num_threads)
@@ -108,7 +110,8 @@ def server_process(argv: Optional[List[str]], control) -> None:
                                                                                      server):
                 cpu = time.process_time()
                 control.send(server.sockets[0].getsockname()[1])
-                await loop.run_in_executor(None, control.recv)  # the clients are done
+                if await loop.run_in_executor(None, control.recv) is None:
+                    return  # the parent stopped mid-run
                 control.send({"latencies": list(app.scheduler.chunk_latencies),
                               "steps": app.scheduler.steps,
                               "largest_batch": app.scheduler.largest_batch,
@@ -127,6 +130,7 @@ class ServerPool:
             ours, theirs = context.Pipe()
             process = context.Process(target=server_process, args=(argv, theirs), daemon=True)
             process.start()
+            theirs.close()  # only the child holds it: its death ends our recv with EOFError
             self.controls.append(ours)
             self.processes.append(process)
 
@@ -142,8 +146,14 @@ class ServerPool:
 
     def close(self) -> None:
         for control, process in zip(self.controls, self.processes):
-            control.send(None)
+            try:
+                control.send(None)
+            except (BrokenPipeError, OSError):
+                pass  # it is gone already
             process.join(30)
+            if process.is_alive():
+                process.terminate()
+                process.join()
 
 
 def load_run(pool: ServerPool, inputs: List[np.ndarray], chunk: int,
@@ -155,6 +165,8 @@ def load_run(pool: ServerPool, inputs: List[np.ndarray], chunk: int,
         port = ports[0]
         if len(ports) > 1:
             run_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nginx-")))
+            # each stream holds two of nginx's connections (client and upstream); headroom
+            # for the handshakes of clients that connect while others close
             port = stack.enter_context(run_nginx(run_dir, ports,
                                                  connections=4 * len(inputs) + 64))
 
@@ -197,12 +209,14 @@ def result_summary(rows: List[Dict[str, Any]], best: Dict[str, int], args: argpa
                            f"{'yes' if row['unbatched']['p95_ms'] <= args.chunk_ms else 'no'}"}
              for row in rows]
     speech = "off" if args.no_speech else "on"
+    threads = ("one torch thread" if args.num_threads == 1
+               else f"{args.num_threads} torch threads")
     servers = (f"{args.servers} `echostream-serve` processes behind nginx (least_conn), each"
                if args.servers > 1 else "one `echostream-serve` process")
     description = (
         f"N websocket clients on loopback ({label}) each stream {args.seconds:g} s of joined "
         f"test sentences at real-time pace in {args.chunk_ms} ms chunks, speech {speech}, to "
-        f"{servers} with one torch thread (the clients run in another process); the same "
+        f"{servers} with {threads} (the clients run in another process); the same "
         f"streams to the same {'servers' if args.servers > 1 else 'server'} forced to batch 1. "
         "Chunk latency: from a chunk's arrival "
         "to its outputs handed to the connection. Real-time streams (p95 within "
@@ -225,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--seconds", type=float, default=20.0, help="length of each stream")
     a("--streams", default="8,16,32,48,64", help="concurrent stream counts, comma-separated")
     a("--servers", type=int, default=1,
-      help="server processes (behind nginx when more than one; one torch thread each)")
+      help="server processes (behind nginx when more than one; --num-threads each)")
     a("--no-speech", action="store_true", help="text only (no T2U/vocoder)")
     add_num_threads_argument(parser, "torch threads")
     add_output_arguments(parser)
@@ -244,7 +258,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error(f"--seconds must be positive, got {args.seconds:g}")
     if args.servers < 1:
         parser.error(f"--servers must be at least 1, got {args.servers}")
-    _, data_dir = build_engine(args)  # the checkpoint is checked before the servers start
+    engine, data_dir = build_engine(args)  # the checkpoint is checked before the servers start
+    del engine  # the servers load their own
     chunk = SAMPLE_RATE * args.chunk_ms // 1000
     inputs = stream_inputs(data_dir, counts[-1], args.seconds)
     pool = ServerPool(args.servers, argv if argv is not None else sys.argv[1:])

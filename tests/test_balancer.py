@@ -7,14 +7,13 @@ import asyncio
 from typing import Any, Dict
 
 from echostream_fairseq.server.app import serve
-from echostream_fairseq.server.balancer import find_nginx, run_nginx
+from echostream_fairseq.server.balancer import run_nginx
 from test_server import _client, _solo, sources  # noqa: F401  (sources: a fixture)
 
 
 def test_two_servers_behind_nginx_each_serve_whole_streams(
         talkative_engine, sources, tmp_path):  # noqa: F811  (sources: the fixture)
     engine = talkative_engine
-    assert find_nginx(), "nginx is missing: scripts/install_system_deps.sh installs nginx-light"
     expected = [_solo(engine, samples)["text"] for samples in sources[:6]]
 
     async def main() -> Dict[str, Any]:

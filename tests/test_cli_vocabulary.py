@@ -21,7 +21,8 @@ NOT_COMMANDS = {"__init__", "common", "vocabulary"}
 COMMANDS = sorted(p.stem for p in CLI_DIR.glob("*.py") if p.stem not in NOT_COMMANDS)
 FILE_COMMANDS = ["bench/streaming_cost.py", "bench/long_stream_memory.py",
                  "bench/encoder_chunk_cost.py", "bench/batched_streams.py",
-                 "bench/sentence_cuts.py", "bench/server_load.py", "examples/stream_a_wav.py"]
+                 "bench/sentence_cuts.py", "bench/server_load.py", "bench/evaluation_speed.py",
+                 "examples/stream_a_wav.py"]
 AGENTS = ["echostream_fairseq.agents.speech_to_speech:EchoStreamSpeechToSpeechAgent",
           "echostream_fairseq.agents.speech_to_text:EchoStreamSpeechToTextAgent",
           "echostream_fairseq.agents.streaming_asr:EchoStreamASRAgent"]

@@ -71,6 +71,7 @@ FLAGS: Dict[str, str] = {
     "--results-file": "also write the run as a RESULTS.md section (a results/*.json file)",
     "--batch-sizes": "streams per batch to measure, comma-separated",
     "--streams": "concurrent stream counts to measure, comma-separated",
+    "--servers": "server processes to measure (behind nginx when more than one)",
     "--pause-ms": "sentence pause lengths to measure, comma-separated ms",
     "--gap-ms": "silence put between joined utterances, ms",
     "--max-update": "stop training after this many updates (fairseq's name)",

@@ -58,6 +58,7 @@ def find_nginx() -> Optional[Path]:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (the kernel's pick), for a balancer started next."""
     with socket.socket() as probe:
         probe.bind((host, 0))
         return probe.getsockname()[1]
@@ -84,9 +85,11 @@ def run_nginx(run_dir: Path, upstream_ports: Sequence[int], host: str = "127.0.0
     port = free_port(host)
     config = run_dir / "nginx.conf"
     config.write_text(nginx_config(run_dir, port, upstream_ports, host, connections))
-    process = subprocess.Popen([str(nginx), "-p", str(run_dir), "-c", str(config),
-                                "-g", "daemon off;"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stderr_log = run_dir / "stderr.log"  # a file, not a pipe: a foreground nginx never closes it
+    with open(stderr_log, "wb") as stderr:
+        process = subprocess.Popen([str(nginx), "-p", str(run_dir), "-c", str(config),
+                                    "-g", "daemon off;"],
+                                   stdout=subprocess.DEVNULL, stderr=stderr)
     try:
         deadline = time.monotonic() + start_timeout_s
         while True:
@@ -95,10 +98,14 @@ def run_nginx(run_dir: Path, upstream_ports: Sequence[int], host: str = "127.0.0
                 break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    error = process.stderr.read().decode(errors="replace").strip()
-                    raise RuntimeError(f"nginx did not start ({config}): {error}") from None
+                    message = stderr_log.read_text(errors="replace").strip()
+                    raise RuntimeError(f"nginx did not start ({config}): {message}") from None
                 time.sleep(0.05)
         yield port
     finally:
         process.terminate()
-        process.wait(10)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

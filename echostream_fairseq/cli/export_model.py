@@ -246,8 +246,9 @@ def render_card(card: Mapping[str, Any]) -> str:
     lines = [f"# {card['name']}", "", card.get("description", ""), "",
              "```bash",
              "make demo    # the first 10 test sentences, streamed speech to speech at 320 ms",
+             # each test wav is one sentence: scored as the card's results were
              f"echostream-evaluate --checkpoint {card['name']} "
-             "--manifest data/demo-test/test_sampled.tsv",
+             "--manifest data/demo-test/test_sampled.tsv --chunk-ms 320 --single-sentence",
              f"python examples/stream_a_wav.py --checkpoint {card['name']} "
              "--wav some_german.wav --output english.wav",
              f"echostream-serve --checkpoint {card['name']}",

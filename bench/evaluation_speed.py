@@ -28,8 +28,8 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from common import add_output_arguments, bench_command  # noqa: E402
 from echostream_fairseq.cli import evaluate  # noqa: E402
-from echostream_fairseq.cli.common import (add_log_level_argument, provenance,  # noqa: E402
-                                           setup_logging)
+from echostream_fairseq.cli.common import (add_log_level_argument,  # noqa: E402
+                                           positive_int, provenance, run_main, setup_logging)
 
 COLUMNS = [
     {"key": "run", "header": "run"},
@@ -69,10 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     a("--data-dir", type=Path, required=True, help="the corpus (its test set is evaluated)")
     a("--manifest", type=Path, default=None,
       help="test manifest (default: <data-dir>/test_sampled.tsv)")
-    a("--chunk-ms", type=int, default=320, help="source chunk size")
-    a("--max-utterances", type=int, default=None, help="only the first N test sentences")
-    a("--batch-size", type=int, default=32, help="streams stepped together, batched run")
-    a("--num-threads", type=int, default=2, help="torch and Whisper threads, batched run")
+    a("--chunk-ms", type=positive_int, default=320, help="source chunk size")
+    a("--max-utterances", type=positive_int, default=None,
+      help="only the first N test sentences")
+    a("--batch-size", type=positive_int, default=32, help="streams stepped together, batched run")
+    a("--num-threads", type=positive_int, default=2,
+      help="torch and Whisper threads, batched run")
     add_output_arguments(parser)
     add_log_level_argument(parser, default="WARNING")
     return parser
@@ -83,8 +85,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
     args.manifest = args.manifest or args.data_dir / "test_sampled.tsv"
-    if args.batch_size < 1 or args.num_threads < 1:
-        parser.error("--batch-size and --num-threads must be at least 1")
+    # bad input (manifest, wavs, checkpoint) is one line naming the file, exit 2, as in
+    # echostream-evaluate itself
+    return run_main(lambda: measure(args, argv), (OSError,))
+
+
+def measure(args: argparse.Namespace, argv: Optional[List[str]]) -> int:
+    """Both evaluations, the printed comparison and the files asked for; 1 if the texts
+    differ."""
     with tempfile.TemporaryDirectory(prefix="evaluation-speed-") as scratch:
         serial = evaluate_once(args, 1, 1, Path(scratch) / "serial")
         batched = evaluate_once(args, args.batch_size, args.num_threads,

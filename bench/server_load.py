@@ -80,13 +80,9 @@ async def client(url: str, samples: np.ndarray, chunk: int, delay_s: float) -> i
     return received
 
 
-def build_engine(args: argparse.Namespace) -> Tuple[StreamingS2ST, Path]:
-    """The servers' engine and the corpus whose test sentences the clients stream."""
-    model, task = load_model_and_task(str(args.checkpoint),
-                                      str(args.data_dir) if args.data_dir else None)
-    config = PipelineConfig.from_args(args, speech=not args.no_speech)
-    engine = StreamingS2ST.from_task(model, task, config.for_chunk(model, args.chunk_ms))
-    return engine, args.data_dir or Path(task.args.data)
+def load_checkpoint(args: argparse.Namespace) -> Tuple[Any, Any]:
+    return load_model_and_task(str(args.checkpoint),
+                               str(args.data_dir) if args.data_dir else None)
 
 
 def server_process(argv: Optional[List[str]], control: Connection) -> None:
@@ -96,7 +92,9 @@ def server_process(argv: Optional[List[str]], control: Connection) -> None:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
     torch.set_num_threads(args.num_threads)
-    engine, _ = build_engine(args)
+    model, task = load_checkpoint(args)
+    config = PipelineConfig.from_args(args, speech=not args.no_speech)
+    engine = StreamingS2ST.from_task(model, task, config.for_chunk(model, args.chunk_ms))
 
     async def serve_runs() -> None:
         loop = asyncio.get_running_loop()
@@ -258,10 +256,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error(f"--seconds must be positive, got {args.seconds:g}")
     if args.servers < 1:
         parser.error(f"--servers must be at least 1, got {args.servers}")
-    engine, data_dir = build_engine(args)  # the checkpoint is checked before the servers start
-    del engine  # the servers load their own
+    _, task = load_checkpoint(args)  # the checkpoint is checked before the servers start
     chunk = SAMPLE_RATE * args.chunk_ms // 1000
-    inputs = stream_inputs(data_dir, counts[-1], args.seconds)
+    # a shipped model's corpus is its cache folder, which holds no test set
+    inputs = stream_inputs(args.data_dir or Path(task.args.data), counts[-1], args.seconds)
+    del task
     pool = ServerPool(args.servers, argv if argv is not None else sys.argv[1:])
     rows = []
     try:

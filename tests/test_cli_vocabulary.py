@@ -128,3 +128,17 @@ def test_the_benches_refuse_a_bad_number_list_naming_the_option(bench, option, v
     assert exited.value.code == 2
     assert f"{option} needs positive integers, comma-separated, got {value!r}" in \
         capsys.readouterr().err
+
+
+def test_the_evaluation_speed_bench_refuses_bad_input_in_one_line(tmp_path, capsys):
+    module = _load_file("bench/evaluation_speed.py")
+    with pytest.raises(SystemExit) as exited:
+        module.main(["--checkpoint", "unused.pt", "--data-dir", str(tmp_path),
+                     "--batch-size", "0"])
+    assert exited.value.code == 2
+    assert "--batch-size: expected a positive integer, got 0" in capsys.readouterr().err
+
+    missing = tmp_path / "test_sampled.tsv"  # the default manifest of the corpus folder
+    assert module.main(["--checkpoint", "unused.pt", "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(missing) in err and "Traceback" not in err

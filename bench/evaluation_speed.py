@@ -3,11 +3,11 @@
 test sentences streamed speech to speech at one chunk size, evaluated twice in one run.
 
 Each test wav is one sentence (``--single-sentence``, as the recipe's stage 4 evaluates).
-Serial: ``--batch-size 1 --num-threads 1``; batched: ``--batch-size B --num-threads T`` (torch
-and Whisper threads; the piper voice keeps one). Each run's wall time is split into streaming
-and scoring (Whisper transcribing the speech for ASR-BLEU), so the ratio says which part binds;
-the texts of the two runs (English, German ASR, ST CTC) must be equal (the batched
-evaluation's contract), which the bench checks and prints.
+Serial: ``--batch-size 1 --num-threads 1``; batched: ``--batch-size B --num-threads T`` (T torch
+threads, T single-thread Whisper transcriptions and T voice calls at once). Each run's wall time
+is split into streaming and scoring (Whisper transcribing the speech for ASR-BLEU), so the ratio
+says which part binds; the texts of the two runs (English, German ASR, ST CTC) must be equal
+(the batched evaluation's contract), which the bench checks and prints.
 
 Usage: python bench/evaluation_speed.py --checkpoint CKPT --data-dir DATA [--batch-size 32]
        [--num-threads 2] [--chunk-ms 320] [--max-utterances N] [--results-file FILE]
@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
       help="only the first N test sentences")
     a("--batch-size", type=positive_int, default=32, help="streams stepped together, batched run")
     a("--num-threads", type=positive_int, default=2,
-      help="torch and Whisper threads, batched run")
+      help="torch threads, and Whisper transcriptions and voice calls at once, batched run")
     add_output_arguments(parser)
     add_log_level_argument(parser, default="WARNING")
     return parser
@@ -118,8 +118,9 @@ def measure(args: argparse.Namespace, argv: Optional[List[str]]) -> int:
             f"`echostream-evaluate` on {serial['num_utterances']} test sentences "
             f"({args.label or args.checkpoint}), {args.chunk_ms} ms chunks, speech to speech, "
             f"run twice in one process: serially (batch 1, one thread) and batched (batch "
-            f"{args.batch_size}, {args.num_threads} torch and Whisper threads; the piper voice "
-            f"keeps one). Serial / batched: x{ratio:.2f} ({parts}); Whisper's scoring is "
+            f"{args.batch_size}, {args.num_threads} torch threads, {args.num_threads} Whisper "
+            f"transcriptions and voice calls at once). Serial / batched: x{ratio:.2f} ({parts}); "
+            f"Whisper's scoring is "
             f"{100 * scoring_share:.0f} % of the serial evaluation. The two runs' texts "
             f"(English, German ASR, ST CTC) are {'equal' if same else 'NOT equal'}.")
         table = [{k: row[k] for k in ("run", "wall_s", "stream_s", "asr_s", "asr_bleu", "bleu")}

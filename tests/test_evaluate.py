@@ -309,24 +309,25 @@ def test_speech_latency_equals_a_hand_computation(tmp_path):
 
 def test_joined_speech_is_the_pieces_back_to_back_without_silence(monkeypatch):
     """What the recogniser gets for ``asr_bleu_joined``: the written pieces concatenated (no
-    silence, unlike SimulEval's layout of the same run), at the run's rate; no call for a run
-    that wrote no speech."""
+    silence, unlike SimulEval's layout of the same run), at 16 kHz; no call for a run that
+    wrote no speech."""
     from echostream_fairseq.evaluation import streaming_eval
+    from echostream_fairseq.scoring import asr_bleu
 
     heard = []
 
-    def fake_transcribe(model, audio, sample_rate):
+    def fake_transcribe_one(model, audio, sample_rate, beam_size):
         heard.append((audio.copy(), sample_rate))
         return "a b"
 
-    monkeypatch.setattr(streaming_eval, "transcribe", fake_transcribe)
+    monkeypatch.setattr(asr_bleu, "_transcribe_one", fake_transcribe_one)
     run = _synthetic_run()
     silent = UtteranceRun(TestUtterance(1, "silent", Path("silent.wav"), 500.0, "a", "a b"),
                           [StepRecord(500.0, 0.01)], 16000)
     scores, transcripts = streaming_eval._joined_speech_scores([run, silent], asr_model=None)
     [(audio, rate)] = heard
     pieces = [step.speech for step in run.steps if step.speech.size]
-    assert rate == run.speech_rate and np.array_equal(audio, np.concatenate(pieces))
+    assert rate == run.speech_rate == 16000 and np.array_equal(audio, np.concatenate(pieces))
     assert audio.size == 16000 * 600 // 1000  # 100 + 300 + 200 ms, the 400 ms gap left out
     assert transcripts == ["a b", ""] and scores["num_empty_joined"] == 1
 

@@ -243,7 +243,8 @@ def _same_outputs(batched, solo, stream: int) -> None:
 def test_batched_steps_give_every_stream_its_solo_output(tiny_corpus, talkative_checkpoint,
                                                          joined_wavs):
     """Streams that start at different rounds, have different lengths, chunk sizes and sentence
-    counts, and finish at different times: each one's outputs equal its solo run."""
+    counts, and finish at different times: each one's outputs equal its solo run, their speech
+    synthesised on three vocoder threads."""
     torch.set_num_threads(1)
     engine = StreamingS2ST.from_checkpoint(str(talkative_checkpoint),
                                            str(corpus_dir(tiny_corpus)),
@@ -256,6 +257,8 @@ def test_batched_steps_give_every_stream_its_solo_output(tiny_corpus, talkative_
                (samples[:len(samples) // 2], segment, 5), (first, 1234, 1), (second, segment, 0)]
     solo = [_solo(engine, audio, rate, chunk) for audio, chunk, _ in streams]
     assert max(len(_sentences(outs)) for outs in solo) >= 3
+    assert engine.vocoder_workers == 1
+    engine.vocoder_workers = 3
     states = [engine.init() for _ in streams]
     positions = [0] * len(streams)
     batched: List[list] = [[] for _ in streams]
@@ -282,6 +285,8 @@ def test_batched_steps_give_every_stream_its_solo_output(tiny_corpus, talkative_
         _same_outputs(ours, theirs, index)
     with pytest.raises(RuntimeError, match="finished"):
         engine.step_batch(states[:1], [samples[:100]], rate)
+    with pytest.raises(ValueError, match="vocoder_workers"):
+        engine.vocoder_workers = 0
 
 
 def test_batched_evaluation_streams_every_utterance_as_it_streams_alone(

@@ -68,6 +68,23 @@ def test_streaming_speaks_a_long_sentence_phrase_by_phrase(voice, vocoder):
         vocoder.synthesize_chunk([40], state, final=True)
 
 
+def test_whisper_workers_transcribe_at_once_and_hear_what_one_worker_hears(voice):
+    """The evaluation scores on every core with single-thread Whisper workers: the transcripts
+    are those of one transcription after another, in order, with the empty ones in place."""
+    from echostream_fairseq.scoring.asr_bleu import (load_whisper_tiny_en, transcribe,
+                                                     transcribe_all)
+
+    texts = ["The weather is nice today.", LONG, "Where is the station?", "I like green tea."]
+    audios = [voice(text) for text in texts]
+    one_worker = load_whisper_tiny_en(cpu_threads=1)
+    alone = [transcribe(one_worker, audio) for audio in audios]
+    workers = load_whisper_tiny_en(cpu_threads=1, workers=2)
+    assert workers.model.num_workers == 2
+    together = transcribe_all(workers, [audios[0], None, *audios[1:]])
+    assert together == [alone[0], "", *alone[1:]]
+    assert "weather" in together[0].lower() and "station" in together[3].lower()
+
+
 def test_the_data_config_sets_how_many_phonemes_streaming_holds_before_it_speaks(voice,
                                                                                  tmp_path):
     units = phoneme_units(LONG, voice)

@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--batch-size", type=positive_int, default=1,
       help="streams stepped together (same texts and units as 1; computation-aware latencies "
            "then count each batched step's whole time for every stream in it)")
-    add_num_threads_argument(parser, "torch and Whisper CPU threads")
+    add_num_threads_argument(parser, "torch CPU threads, and Whisper transcriptions (and, with "
+                             "--batch-size, voice calls) run at once")
     a("--no-offline", action="store_true", help="skip the whole-utterance (offline) condition")
     a("--no-speech", action="store_true", help="text only: no T2U/vocoder, no ASR-BLEU")
     a("--joined-speech-asr", action="store_true",
@@ -138,9 +139,11 @@ def run(opts: argparse.Namespace,
                                   speech=not opts.no_speech, save_wavs=max(0, opts.save_wavs),
                                   pipeline=decode,
                                   joined_speech_asr=opts.joined_speech_asr,
-                                  progress=not opts.no_progress, batch_size=opts.batch_size)
+                                  progress=not opts.no_progress, batch_size=opts.batch_size,
+                                  vocoder_workers=opts.num_threads)
     asr_model = functools.lru_cache(maxsize=None)(
-        lambda: load_whisper_tiny_en(opts.asr_model_dir, cpu_threads=opts.num_threads))
+        lambda: load_whisper_tiny_en(opts.asr_model_dir, cpu_threads=1,
+                                     workers=opts.num_threads))
     results = evaluate(model, task, utterances, settings, output_dir, asr_model)
     report = {
         "label": opts.label or _default_label(opts.checkpoint),

@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--output", "--out", dest="output", type=Path,
       help="JSON file for the scores (--out: deprecated spelling)")
     a("--save-wavs", type=Path, help="write the first 5 wavs under this folder")
-    add_num_threads_argument(parser, "torch and recogniser CPU threads")
+    add_num_threads_argument(parser, "torch CPU threads, and recogniser transcriptions at once")
     a("--asr-model-dir", type=Path, help="faster-whisper model folder (default: tiny.en)")
     add_pipeline_arguments(parser.add_argument_group("unit decoding (as the streaming pipeline)"))
     add_log_level_argument(parser)
@@ -107,7 +107,7 @@ def run(opts: argparse.Namespace,
     from echostream_fairseq.data.manifests import read_tsv
     from echostream_fairseq.data.validate import ManifestError, find_problems
     from echostream_fairseq.scoring.asr_bleu import (load_whisper_tiny_en, normalize_text,
-                                                     score_texts, transcribe)
+                                                     score_texts, transcribe_all)
     from echostream_fairseq.checkpoints import load_model_and_task as load_checkpoint
     from echostream_fairseq.shipped import checkpoint_file
     from echostream_fairseq.vocoder import build_vocoder
@@ -126,10 +126,10 @@ def run(opts: argparse.Namespace,
                                    decode.unit_blank_penalty, decode.unit_k2, decode.unit_n2)
     vocoder = build_vocoder(manifest.parent / task.args.config_yaml, manifest.parent)
     audios = [vocoder.synthesize(item["units"]) for item in decoded]
-    asr = load_whisper_tiny_en(opts.asr_model_dir, cpu_threads=opts.num_threads)
+    asr = load_whisper_tiny_en(opts.asr_model_dir, cpu_threads=1, workers=opts.num_threads)
     # a sentence without units has no audio to transcribe: it scores as an empty transcript
-    transcripts = [transcribe(asr, audio, vocoder.sample_rate) if audio.size else ""
-                   for audio in audios]
+    transcripts = transcribe_all(asr, [audio if audio.size else None for audio in audios],
+                                 vocoder.sample_rate)
     score = score_texts(transcripts, [r["tgt_text"] for r in rows],
                         num_empty=sum(not normalize_text(t) for t in transcripts))
     if opts.save_wavs:

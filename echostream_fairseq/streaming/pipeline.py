@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -281,6 +282,7 @@ class StreamingS2ST:
         frame_ms = self.geometry.encoder_frame_ms
         self.pause_frames = max(1, -(-config.sentence_pause_ms // frame_ms))
         self.max_sentence_frames = max(1, config.max_sentence_ms // frame_ms)
+        self._vocoder_pool: Optional[ThreadPoolExecutor] = None
 
     # ------------------------------------------------------------------------------ building
     @classmethod
@@ -393,11 +395,16 @@ class StreamingS2ST:
                               [job.budget for job in writing],
                               [self._max_len(job.sentence) for job in writing],
                               [job.source_finished for job in writing])
-        outs = [StepOutput() for _ in states]
+        emitted: List[List[Tuple[StepOutput, bool, bool]]] = [[] for _ in states]
         for job in jobs:
             if not job.silent:
-                outs[job.stream].extend(self._emit(states[job.stream], job.sentence,
-                                                   job.source_finished, job.written_before))
+                emitted[job.stream].append(self._emit(job.sentence, job.source_finished,
+                                                      job.written_before))
+        self._speak(states, emitted)
+        outs = [StepOutput() for _ in states]
+        for out, pieces in zip(outs, emitted):
+            for piece, _, _ in pieces:
+                out.extend(piece)
         for out, state, final in zip(outs, states, finals):
             out.finished = state.finished = final
         return outs
@@ -524,11 +531,13 @@ class StreamingS2ST:
             sentence.marks = (len(sentence.asr.tokens), len(sentence.st.tokens))
         return None if decision.is_read else decision.new_tokens
 
-    def _emit(self, state: UtteranceState, sentence: SentenceState, source_finished: bool,
-              written_before: int) -> StepOutput:
-        """Words, units and speech of what the sentence's MT wrote since ``written_before``
-        states; its :class:`SentenceEnd` when ``source_finished``."""
+    def _emit(self, sentence: SentenceState, source_finished: bool,
+              written_before: int) -> Tuple[StepOutput, bool, bool]:
+        """Words and units of what the sentence's MT wrote since ``written_before`` states; its
+        :class:`SentenceEnd` when ``source_finished``. With whether :meth:`_speak` is to voice
+        the units, and whether they end the sentence."""
         mt = sentence.mt
+        speaks = False
         out = StepOutput(asr_text=sentence.asr_words.new_words(sentence.asr.tokens,
                                                                source_finished),
                          # whole-word mode commits complete words only: none is held back
@@ -538,7 +547,7 @@ class StreamingS2ST:
             out.speech_sample_rate = self.vocoder.sample_rate
             if len(mt.states) > written_before or source_finished:
                 out.units = sentence.units.extend(mt.states[written_before:], source_finished)
-                out.speech = self._vocode(state, out.units, source_finished)
+                speaks = True
         if source_finished:
             frame_ms = self.geometry.encoder_frame_ms
             out.sentences.append(SentenceEnd(
@@ -546,7 +555,41 @@ class StreamingS2ST:
                 detokenize(sentence.st.tokens, self.dicts[ST_TASK]), sentence.mt_words.text,
                 sentence.start_frame * frame_ms,
                 (sentence.start_frame + sentence.num_frames) * frame_ms))
-        return out
+        return out, speaks, source_finished
+
+    def _speak(self, states: List[UtteranceState],
+               emitted: List[List[Tuple[StepOutput, bool, bool]]]) -> None:
+        """The vocoder over each stream's new units: in order within a stream (its state
+        carries on), streams at once on :attr:`vocoder_workers` threads."""
+        def speak(index: int) -> None:
+            for out, speaks, final in emitted[index]:
+                if speaks:
+                    out.speech = self._vocode(states[index], out.units, final)
+
+        speaking = [index for index, pieces in enumerate(emitted)
+                    if any(speaks for _, speaks, _ in pieces)]
+        if self._vocoder_pool is None or len(speaking) < 2:
+            for index in speaking:
+                speak(index)
+        else:
+            for _ in self._vocoder_pool.map(speak, speaking):  # raises the first error
+                pass
+
+    @property
+    def vocoder_workers(self) -> int:
+        """Streams whose speech :meth:`step_batch` synthesises at once (threads; default 1).
+        A voice call runs on one core and does not batch, so more workers spread a batch's
+        speech over the cores; every stream's speech is the same with any number."""
+        return self._vocoder_pool._max_workers if self._vocoder_pool is not None else 1
+
+    @vocoder_workers.setter
+    def vocoder_workers(self, workers: int) -> None:
+        if workers < 1:
+            raise ValueError(f"vocoder_workers must be at least 1, got {workers}")
+        if self._vocoder_pool is not None:
+            self._vocoder_pool.shutdown()
+        self._vocoder_pool = (ThreadPoolExecutor(workers, thread_name_prefix="vocoder")
+                              if workers > 1 else None)
 
     def _vocode(self, state: UtteranceState, units: List[int], final: bool) -> np.ndarray:
         if not units and not final:

@@ -52,7 +52,7 @@ from echostream_fairseq.corpus.tts import release_free_heap  # noqa: E402
 from echostream_fairseq.models.state import state_numel  # noqa: E402
 from echostream_fairseq.cli.common import (add_log_level_argument,  # noqa: E402
                                            add_num_threads_argument, provenance,
-                                           setup_logging)
+                                           run_main, setup_logging)
 from echostream_fairseq.streaming import PipelineConfig, StreamingS2STPipeline  # noqa: E402
 from echostream_fairseq.streaming.config import add_pipeline_arguments  # noqa: E402
 from echostream_fairseq.checkpoints import load_model_and_task as load_checkpoint  # noqa: E402
@@ -387,6 +387,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    # bad input (a checkpoint, corpus or wav that cannot be read) is one line naming the
+    # file and exit status 2, as in the commands themselves
+    return run_main(lambda: _run_bench(argv), (OSError,))
+
+
+def _run_bench(argv: Optional[List[str]]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.log_level)

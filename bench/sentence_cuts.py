@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from common import add_output_arguments, bench_command, positive_ints  # noqa: E402
 from echostream_fairseq.cli.common import (add_log_level_argument,  # noqa: E402
                                            add_num_threads_argument, provenance,
-                                           setup_logging)
+                                           run_main, setup_logging)
 from echostream_fairseq.data.audio import SAMPLE_RATE, read_wav  # noqa: E402
 from echostream_fairseq.streaming import PipelineConfig, StreamingS2STPipeline  # noqa: E402
 from echostream_fairseq.streaming.config import segment_length_for_chunk  # noqa: E402
@@ -128,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    # bad input (a checkpoint, corpus or wav that cannot be read) is one line naming the
+    # file and exit status 2, as in the commands themselves
+    return run_main(lambda: _run_bench(argv), (OSError,))
+
+
+def _run_bench(argv: Optional[List[str]]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     pauses = positive_ints(parser, "--pause-ms", args.pause_ms)

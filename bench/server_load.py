@@ -44,7 +44,7 @@ from streaming_cost import SAMPLE_RATE  # noqa: E402
 from echostream_fairseq.checkpoints import load_model_and_task  # noqa: E402
 from echostream_fairseq.cli.common import (add_log_level_argument,  # noqa: E402
                                            add_num_threads_argument, provenance,
-                                           setup_logging)
+                                           run_main, setup_logging)
 from echostream_fairseq.server.app import serve  # noqa: E402
 from echostream_fairseq.server.balancer import run_nginx  # noqa: E402
 from echostream_fairseq.server.protocol import ServerLimits, encode_pcm  # noqa: E402
@@ -247,6 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    # bad input (a checkpoint, corpus or wav that cannot be read) is one line naming the
+    # file and exit status 2, as in the commands themselves
+    return run_main(lambda: _run_bench(argv), (OSError,))
+
+
+def _run_bench(argv: Optional[List[str]]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.log_level)

@@ -26,7 +26,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 from echostream_fairseq.data.audio import SAMPLE_RATE  # noqa: E402
 from echostream_fairseq.cli.common import (add_log_level_argument,  # noqa: E402
                                            add_num_threads_argument, provenance,
-                                           setup_logging)
+                                           run_main, setup_logging)
 from echostream_fairseq.streaming import PipelineConfig, StreamingS2STPipeline  # noqa: E402
 from echostream_fairseq.streaming.config import add_pipeline_arguments  # noqa: E402
 from echostream_fairseq.checkpoints import load_model_and_task as load_checkpoint  # noqa: E402
@@ -106,9 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main() -> None:
+def main(argv: Optional[List[str]] = None) -> int:
+    # bad input (a checkpoint, corpus or wav that cannot be read) is one line naming the
+    # file and exit status 2, as in the commands themselves
+    return run_main(lambda: _run_bench(argv), (OSError,))
+
+
+def _run_bench(argv: Optional[List[str]]) -> None:
     parser = build_parser()
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     setup_logging(args.log_level)
     torch.set_num_threads(args.num_threads)
     checkpoint = args.checkpoint or default_checkpoint()
@@ -156,4 +162,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

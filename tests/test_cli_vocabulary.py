@@ -130,6 +130,18 @@ def test_the_benches_refuse_a_bad_number_list_naming_the_option(bench, option, v
         capsys.readouterr().err
 
 
+@pytest.mark.parametrize("bench", ["bench/batched_streams.py", "bench/server_load.py",
+                                   "bench/sentence_cuts.py", "bench/long_stream_memory.py",
+                                   "bench/streaming_cost.py"])
+def test_the_benches_refuse_an_unreadable_checkpoint_in_one_line(bench, tmp_path, capsys):
+    checkpoint = tmp_path / "broken.pt"
+    checkpoint.write_bytes(b"not a checkpoint")
+    module = _load_file(bench)
+    assert module.main(["--checkpoint", str(checkpoint), "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(checkpoint) in err and "Traceback" not in err
+
+
 def test_the_evaluation_speed_bench_refuses_bad_input_in_one_line(tmp_path, capsys):
     module = _load_file("bench/evaluation_speed.py")
     with pytest.raises(SystemExit) as exited:

@@ -5,21 +5,16 @@ count, so each rank is started explicitly with a tcp:// rendezvous. ``--ddp-back
 because PyTorch DDP's device_ids are GPU-only in fairseq's wrapper.
 """
 
-import socket
 import subprocess
 
 from _fairseq_cli import FAIRSEQ_TRAIN, REPO, TINY_MODEL, corpus_dir, data_args, json_logs, tail
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from echostream_fairseq.server.balancer import free_port
 
 
 def test_two_process_gloo_training_runs_both_ranks_and_saves(tiny_corpus, tmp_path):
     data = corpus_dir(tiny_corpus)
-    port = _free_port()
+    port = free_port()
     common = data_args(data, tmp_path) + [
         "--arch", "echostream_mini", *TINY_MODEL, "--multichunk", "--k1", "0", "--n1", "1",
         "--optimizer", "adam", "--lr", "0.001", "--max-tokens", "100000", "--max-update", "3",

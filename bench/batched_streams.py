@@ -36,13 +36,13 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from common import (add_output_arguments, add_randomise_argument, bench_command,  # noqa: E402
-                    positive_ints)
+                    positive_ints, run_bench)
 from long_stream_memory import percentile, pick_checkpoint, randomise  # noqa: E402
 from streaming_cost import SAMPLE_RATE, joined_test_sentences  # noqa: E402
 from echostream_fairseq.checkpoints import load_model_and_task as load_checkpoint  # noqa: E402
 from echostream_fairseq.cli.common import (add_log_level_argument,  # noqa: E402
                                            add_num_threads_argument, provenance,
-                                           run_main, setup_logging)
+                                           setup_logging)
 from echostream_fairseq.streaming import PipelineConfig  # noqa: E402
 from echostream_fairseq.streaming.config import add_pipeline_arguments  # noqa: E402
 from echostream_fairseq.streaming.pipeline import StreamingS2ST  # noqa: E402
@@ -191,9 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    # bad input (a checkpoint, corpus or wav that cannot be read) is one line naming the
-    # file and exit status 2, as in the commands themselves
-    return run_main(lambda: _run_bench(argv), (OSError,))
+    return run_bench(lambda: _run_bench(argv))
 
 
 def _run_bench(argv: Optional[List[str]]) -> int:

@@ -6,7 +6,7 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
-from typing import List, NoReturn, Optional
+from typing import Callable, List, NoReturn, Optional
 
 
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,3 +53,13 @@ def bench_command(script: str, argv: Optional[List[str]],
         return recipe_command
     return f"OMP_NUM_THREADS=1 python bench/{script} " + shlex.join(
         argv if argv is not None else sys.argv[1:])
+
+
+def run_bench(body: Callable[[], Optional[int]], reads_files_only: bool = True) -> int:
+    """Run a bench's body as the commands run theirs: bad input (a checkpoint, corpus or wav
+    that cannot be read) is one line naming the file and exit status 2. ``reads_files_only``:
+    an ``OSError`` is a file's; False where the bench also talks over sockets, whose errors are
+    not the user's input and keep their traceback."""
+    from echostream_fairseq.cli.common import run_main
+
+    return run_main(body, (OSError,) if reads_files_only else ())

@@ -7,7 +7,10 @@ Serial: ``--batch-size 1 --num-threads 1``; batched: ``--batch-size B --num-thre
 threads, T single-thread Whisper transcriptions and T voice calls at once). Each run's wall time
 is split into streaming and scoring (Whisper transcribing the speech for ASR-BLEU), so the ratio
 says which part binds; the texts of the two runs (English, German ASR, ST CTC) must be equal
-(the batched evaluation's contract), which the bench checks and prints.
+(the batched evaluation's contract), which the bench checks and prints. Last, Whisper's encoder
+is timed alone on one thread over one 30 s window and over a batch of 8 windows: one
+transcription encodes a whole window whatever the output's length, so unless batching makes a
+window cheaper, the scoring needs about the serial scoring's time over T cores.
 
 Usage: python bench/evaluation_speed.py --checkpoint CKPT --data-dir DATA [--batch-size 32]
        [--num-threads 2] [--chunk-ms 320] [--max-utterances N] [--results-file FILE]
@@ -20,16 +23,16 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from common import add_output_arguments, bench_command  # noqa: E402
+from common import add_output_arguments, bench_command, run_bench  # noqa: E402
 from echostream_fairseq.cli import evaluate  # noqa: E402
 from echostream_fairseq.cli.common import (add_log_level_argument,  # noqa: E402
-                                           positive_int, provenance, run_main, setup_logging)
+                                           positive_int, provenance, setup_logging)
 
 COLUMNS = [
     {"key": "run", "header": "run"},
@@ -62,6 +65,37 @@ def evaluate_once(args: argparse.Namespace, batch_size: int, num_threads: int,
             "num_utterances": report["num_utterances"], "outputs": outputs}
 
 
+#: how much faster than serial the long-form issue asked the evaluation to be
+AIMED_SPEEDUP = 5
+
+
+def whisper_encoder_ms(batches: Sequence[int], repeats: int = 8) -> Dict[int, float]:
+    """Milliseconds of Whisper tiny.en's encoder (the scorer's, one thread) per 30 s window,
+    for each number of windows a call (the median of ``repeats`` calls; the mel's content does
+    not change its cost)."""
+    import statistics
+    import time
+
+    import ctranslate2
+    import numpy as np
+
+    from echostream_fairseq.scoring.asr_bleu import load_whisper_tiny_en
+
+    model = load_whisper_tiny_en().model
+    per_window = {}
+    for batch in batches:
+        windows = ctranslate2.StorageView.from_array(
+            np.random.default_rng(0).standard_normal((batch, model.n_mels, 3000), np.float32))
+        model.encode(windows)  # the first call allocates
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model.encode(windows)
+            times.append(time.perf_counter() - start)
+        per_window[batch] = 1000.0 * statistics.median(times) / batch
+    return per_window
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     a = parser.add_argument
@@ -85,9 +119,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
     args.manifest = args.manifest or args.data_dir / "test_sampled.tsv"
-    # bad input (manifest, wavs, checkpoint) is one line naming the file, exit 2, as in
-    # echostream-evaluate itself
-    return run_main(lambda: measure(args, argv), (OSError,))
+    return run_bench(lambda: measure(args, argv))
 
 
 def measure(args: argparse.Namespace, argv: Optional[List[str]]) -> int:
@@ -98,6 +130,7 @@ def measure(args: argparse.Namespace, argv: Optional[List[str]]) -> int:
         batched = evaluate_once(args, args.batch_size, args.num_threads,
                                 Path(scratch) / "batched")
     same = serial.pop("outputs") == batched.pop("outputs")
+    encoder_ms = whisper_encoder_ms((1, 8))
     ratio = serial["wall_s"] / batched["wall_s"]
     parts = (f"streaming x{serial['stream_s'] / batched['stream_s']:.2f}, Whisper's scoring "
              f"x{serial['asr_s'] / batched['asr_s']:.2f}")
@@ -109,8 +142,16 @@ def measure(args: argparse.Namespace, argv: Optional[List[str]]) -> int:
         print(f"  {row['run']}: wall {row['wall_s']:.1f} s (streaming {row['stream_s']:.1f} s, "
               f"Whisper {row['asr_s']:.1f} s), ASR-BLEU {row['asr_bleu']:.2f}, "
               f"BLEU {row['bleu']:.2f}")
+    per_sentence_ms = 1000.0 * serial["asr_s"] / serial["num_utterances"]
+    floor = (f"Whisper's encoder over one 30 s window: {encoder_ms[1]:.0f} ms on one thread "
+             f"({encoder_ms[8]:.0f} ms a window in a batch of 8) of the serial scoring's "
+             f"{per_sentence_ms:.0f} ms a sentence; so the scoring alone needs about "
+             f"{serial['asr_s'] / args.num_threads:.0f} s on {args.num_threads} cores, against "
+             f"{serial['wall_s'] / AIMED_SPEEDUP:.0f} s for the whole evaluation "
+             f"{AIMED_SPEEDUP}x faster than serial")
     print(f"serial / batched: x{ratio:.2f} ({parts}); Whisper's scoring is "
           f"{100 * scoring_share:.0f} % of the serial run; the same texts: {same}")
+    print(floor)
     if args.results_file:
         from echostream_fairseq.cli.results import dump_summary, measured_summary
 
@@ -122,7 +163,7 @@ def measure(args: argparse.Namespace, argv: Optional[List[str]]) -> int:
             f"transcriptions and voice calls at once). Serial / batched: x{ratio:.2f} ({parts}); "
             f"Whisper's scoring is "
             f"{100 * scoring_share:.0f} % of the serial evaluation. The two runs' texts "
-            f"(English, German ASR, ST CTC) are {'equal' if same else 'NOT equal'}.")
+            f"(English, German ASR, ST CTC) are {'equal' if same else 'NOT equal'}. {floor}.")
         table = [{k: row[k] for k in ("run", "wall_s", "stream_s", "asr_s", "asr_bleu", "bleu")}
                  for row in rows]
         args.results_file.write_text(dump_summary(measured_summary(
@@ -133,6 +174,7 @@ def measure(args: argparse.Namespace, argv: Optional[List[str]]) -> int:
     if args.output:
         args.output.write_text(json.dumps({"rows": rows, "serial_over_batched": ratio,
                                            "outputs_equal": same,
+                                           "whisper_encoder_ms_per_window": encoder_ms,
                                            "provenance": provenance(argv)}, indent=2))
     return 0 if same else 1
 

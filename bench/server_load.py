@@ -38,13 +38,13 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from batched_streams import stream_inputs  # noqa: E402
-from common import add_output_arguments, bench_command, positive_ints  # noqa: E402
+from common import add_output_arguments, bench_command, positive_ints, run_bench  # noqa: E402
 from long_stream_memory import percentile  # noqa: E402
 from streaming_cost import SAMPLE_RATE  # noqa: E402
 from echostream_fairseq.checkpoints import load_model_and_task  # noqa: E402
 from echostream_fairseq.cli.common import (add_log_level_argument,  # noqa: E402
                                            add_num_threads_argument, provenance,
-                                           run_main, setup_logging)
+                                           setup_logging)
 from echostream_fairseq.server.app import serve  # noqa: E402
 from echostream_fairseq.server.balancer import run_nginx  # noqa: E402
 from echostream_fairseq.server.protocol import ServerLimits, encode_pcm  # noqa: E402
@@ -247,9 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    # bad input (a checkpoint, corpus or wav that cannot be read) is one line naming the
-    # file and exit status 2, as in the commands themselves
-    return run_main(lambda: _run_bench(argv), (OSError,))
+    return run_bench(lambda: _run_bench(argv), reads_files_only=False)
 
 
 def _run_bench(argv: Optional[List[str]]) -> int:

@@ -33,11 +33,13 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
+from common import run_bench  # noqa: E402
 from echostream_fairseq.data.audio import SAMPLE_RATE  # noqa: E402
 from echostream_fairseq.cli.common import (add_log_level_argument,  # noqa: E402
                                            add_num_threads_argument, provenance,
-                                           run_main, setup_logging)
+                                           setup_logging)
 from echostream_fairseq.streaming import PipelineConfig, StreamingS2STPipeline  # noqa: E402
 from echostream_fairseq.streaming.config import add_pipeline_arguments  # noqa: E402
 from echostream_fairseq.checkpoints import load_model_and_task as load_checkpoint  # noqa: E402
@@ -107,9 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    # bad input (a checkpoint, corpus or wav that cannot be read) is one line naming the
-    # file and exit status 2, as in the commands themselves
-    return run_main(lambda: _run_bench(argv), (OSError,))
+    return run_bench(lambda: _run_bench(argv))
 
 
 def _run_bench(argv: Optional[List[str]]) -> None:

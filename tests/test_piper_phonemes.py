@@ -76,9 +76,9 @@ def test_whisper_workers_transcribe_at_once_and_hear_what_one_worker_hears(voice
 
     texts = ["The weather is nice today.", LONG, "Where is the station?", "I like green tea."]
     audios = [voice(text) for text in texts]
-    one_worker = load_whisper_tiny_en(cpu_threads=1)
+    one_worker = load_whisper_tiny_en()
     alone = [transcribe(one_worker, audio) for audio in audios]
-    workers = load_whisper_tiny_en(cpu_threads=1, workers=2)
+    workers = load_whisper_tiny_en(workers=2)
     assert workers.model.num_workers == 2
     together = transcribe_all(workers, [audios[0], None, *audios[1:]])
     assert together == [alone[0], "", *alone[1:]]

@@ -51,6 +51,47 @@ def test_a_rerun_reuses_the_binarised_text_and_resumes_training(tiny_corpus, tex
     assert "Loaded checkpoint" in (work / "train.log").read_text(encoding="utf-8")
 
 
+def test_other_german_text_is_translated_as_the_gold_test_text_is(tiny_corpus, text_mt_run,
+                                                                    tmp_path, capsys):
+    """--source-text (e.g. a speech model's ASR transcripts) goes through the same model and
+    subwords: the gold German sentences given that way are translated exactly as the ceiling's
+    own test run translated them."""
+    work, result = text_mt_run
+    gold = tmp_path / "gold.de"
+    gold.write_text("".join(r["src_text"] + "\n"
+                            for r in read_tsv(tiny_corpus / "test_sampled.tsv")), encoding="utf-8")
+    out = tmp_path / "from_gold.json"
+    args = ["--data-dir", str(tiny_corpus), "--output-dir", str(work), "--max-update", "2",
+            "--no-speech"]
+    assert text_mt.main([*args, "--source-text", str(gold), "--output", str(out)]) == 0
+    again = json.loads(out.read_text(encoding="utf-8"))
+    assert again["source_text"] == str(gold) and again["examples"] == result["examples"]
+    assert again["text"]["bleu"] == result["text"]["bleu"]
+    logged = tmp_path / "utterances.jsonl"  # an evaluation's log: its streaming German ASR
+    test_id = read_tsv(tiny_corpus / "test_sampled.tsv")[0]["id"]
+    logged.write_text(json.dumps({"id": test_id, "asr_text": gold.read_text().strip()}) + "\n",
+                      encoding="utf-8")
+    assert text_mt.main([*args, "--source-text", str(logged), "--output", str(out)]) == 0
+    assert json.loads(out.read_text(encoding="utf-8"))["examples"] == result["examples"]
+
+    gold.write_text("\n", encoding="utf-8")  # the ASR heard no word: nothing to translate
+    assert text_mt.main([*args, "--source-text", str(gold), "--output", str(out)]) == 0
+    assert json.loads(out.read_text(encoding="utf-8"))["examples"][0]["hypothesis"] == ""
+
+    gold.write_text("one line\ntoo many\n", encoding="utf-8")
+    assert text_mt.main([*args, "--source-text", str(gold), "--output", str(out)]) == 2
+    assert f"{gold}: 2 sentences, but the test set has 1" in capsys.readouterr().err
+    logged.write_text(json.dumps({"id": test_id}) + "\n", encoding="utf-8")
+    assert text_mt.main([*args, "--source-text", str(logged), "--output", str(out)]) == 2
+    assert f"{logged}: not an utterances.jsonl with id and asr_text" in capsys.readouterr().err
+    logged.write_text(json.dumps({"id": "elsewhere", "asr_text": "ja"}) + "\n", encoding="utf-8")
+    assert text_mt.main([*args, "--source-text", str(logged), "--output", str(out)]) == 2
+    assert f"{logged}: 1 utterances, not the test set's 1 (missing ['{test_id}'])" in \
+        capsys.readouterr().err
+    assert text_mt.main([*args, "--source-text", str(gold)]) == 2
+    assert "--source-text needs --output" in capsys.readouterr().err
+
+
 def test_a_corpus_without_its_multitask_yaml_is_one_line(tiny_corpus, tmp_path, capsys):
     data = tmp_path / "data"
     shutil.copytree(tiny_corpus, data, ignore=shutil.ignore_patterns("fbank", "wav"))

@@ -142,8 +142,7 @@ def run(opts: argparse.Namespace,
                                   progress=not opts.no_progress, batch_size=opts.batch_size,
                                   vocoder_workers=opts.num_threads)
     asr_model = functools.lru_cache(maxsize=None)(
-        lambda: load_whisper_tiny_en(opts.asr_model_dir, cpu_threads=1,
-                                     workers=opts.num_threads))
+        lambda: load_whisper_tiny_en(opts.asr_model_dir, workers=opts.num_threads))
     results = evaluate(model, task, utterances, settings, output_dir, asr_model)
     report = {
         "label": opts.label or _default_label(opts.checkpoint),

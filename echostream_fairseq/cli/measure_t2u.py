@@ -126,7 +126,7 @@ def run(opts: argparse.Namespace,
                                    decode.unit_blank_penalty, decode.unit_k2, decode.unit_n2)
     vocoder = build_vocoder(manifest.parent / task.args.config_yaml, manifest.parent)
     audios = [vocoder.synthesize(item["units"]) for item in decoded]
-    asr = load_whisper_tiny_en(opts.asr_model_dir, cpu_threads=1, workers=opts.num_threads)
+    asr = load_whisper_tiny_en(opts.asr_model_dir, workers=opts.num_threads)
     # a sentence without units has no audio to transcribe: it scores as an empty transcript
     transcripts = transcribe_all(asr, [audio if audio.size else None for audio in audios],
                                  vocoder.sample_rate)

@@ -184,7 +184,7 @@ def _measure(args: argparse.Namespace, argv: Optional[Sequence[str]]) -> None:
     else:
         base = (load_centroid_vocoder(args.vocoder) if args.vocoder
                 else fit_centroid_vocoder(args.data_dir))
-    asr = load_whisper_tiny_en(cpu_threads=args.num_threads)
+    asr = load_whisper_tiny_en(workers=args.num_threads)
     results: dict[str, Any] = {
         "data_dir": str(args.data_dir), "manifest": args.manifest, "sentences": len(rows),
         "num_units": base.num_units,

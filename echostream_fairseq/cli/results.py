@@ -41,9 +41,9 @@ EXIT_STALE = 1
 _REPO = Path(__file__).resolve().parents[2]
 #: the order of the RESULTS.md sections; other summaries follow alphabetically
 SECTION_ORDER = ("shipped_model", "headline", "timings", "test100", "t2u_sweep", "training",
-                 "t2u_token_embeddings", "corpus", "model", "vocoder", "streaming_cost",
-                 "long_stream", "sentence_cuts", "batched_streams", "batched_streams_text",
-                 "server_load", "server_load_text", "server_load_2servers",
+                 "t2u_token_embeddings", "learning_curve", "corpus", "model", "vocoder",
+                 "streaming_cost", "long_stream", "sentence_cuts", "batched_streams",
+                 "batched_streams_text", "server_load", "server_load_text", "server_load_2servers",
                  "server_load_2servers_text", "evaluation_speed", "restarts",
                  "offline_decoding", "demo")
 KINDS = ("evaluations", "ceilings", "t2u", "table", "facts", "timings", "targets")

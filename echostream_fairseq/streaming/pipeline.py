@@ -283,6 +283,7 @@ class StreamingS2ST:
         self.pause_frames = max(1, -(-config.sentence_pause_ms // frame_ms))
         self.max_sentence_frames = max(1, config.max_sentence_ms // frame_ms)
         self._vocoder_pool: Optional[ThreadPoolExecutor] = None
+        self._vocoder_workers = 1
 
     # ------------------------------------------------------------------------------ building
     @classmethod
@@ -395,16 +396,13 @@ class StreamingS2ST:
                               [job.budget for job in writing],
                               [self._max_len(job.sentence) for job in writing],
                               [job.source_finished for job in writing])
-        emitted: List[List[Tuple[StepOutput, bool, bool]]] = [[] for _ in states]
+        jobs = [job for job in jobs if not job.silent]
         for job in jobs:
-            if not job.silent:
-                emitted[job.stream].append(self._emit(job.sentence, job.source_finished,
-                                                      job.written_before))
-        self._speak(states, emitted)
+            self._emit(job)
+        self._speak(states, jobs)
         outs = [StepOutput() for _ in states]
-        for out, pieces in zip(outs, emitted):
-            for piece, _, _ in pieces:
-                out.extend(piece)
+        for job in jobs:  # each stream's sentences in order
+            outs[job.stream].extend(job.output)
         for out, state, final in zip(outs, states, finals):
             out.finished = state.finished = final
         return outs
@@ -531,14 +529,13 @@ class StreamingS2ST:
             sentence.marks = (len(sentence.asr.tokens), len(sentence.st.tokens))
         return None if decision.is_read else decision.new_tokens
 
-    def _emit(self, sentence: SentenceState, source_finished: bool,
-              written_before: int) -> Tuple[StepOutput, bool, bool]:
-        """Words and units of what the sentence's MT wrote since ``written_before`` states; its
-        :class:`SentenceEnd` when ``source_finished``. With whether :meth:`_speak` is to voice
-        the units, and whether they end the sentence."""
-        mt = sentence.mt
-        speaks = False
-        out = StepOutput(asr_text=sentence.asr_words.new_words(sentence.asr.tokens,
+    def _emit(self, job: "_WriteJob") -> None:
+        """The job's output: words and units of what its sentence's MT wrote since
+        ``written_before`` states, its :class:`SentenceEnd` when the source is finished; and
+        whether :meth:`_speak` is to voice the units."""
+        sentence, source_finished, mt = job.sentence, job.source_finished, job.sentence.mt
+        written_before = job.written_before
+        out = job.output = StepOutput(asr_text=sentence.asr_words.new_words(sentence.asr.tokens,
                                                                source_finished),
                          # whole-word mode commits complete words only: none is held back
                          target_text=sentence.mt_words.new_words(
@@ -547,7 +544,7 @@ class StreamingS2ST:
             out.speech_sample_rate = self.vocoder.sample_rate
             if len(mt.states) > written_before or source_finished:
                 out.units = sentence.units.extend(mt.states[written_before:], source_finished)
-                speaks = True
+                job.speaks = True
         if source_finished:
             frame_ms = self.geometry.encoder_frame_ms
             out.sentences.append(SentenceEnd(
@@ -555,32 +552,34 @@ class StreamingS2ST:
                 detokenize(sentence.st.tokens, self.dicts[ST_TASK]), sentence.mt_words.text,
                 sentence.start_frame * frame_ms,
                 (sentence.start_frame + sentence.num_frames) * frame_ms))
-        return out, speaks, source_finished
 
-    def _speak(self, states: List[UtteranceState],
-               emitted: List[List[Tuple[StepOutput, bool, bool]]]) -> None:
+    def _speak(self, states: List[UtteranceState], jobs: List["_WriteJob"]) -> None:
         """The vocoder over each stream's new units: in order within a stream (its state
         carries on), streams at once on :attr:`vocoder_workers` threads."""
-        def speak(index: int) -> None:
-            for out, speaks, final in emitted[index]:
-                if speaks:
-                    out.speech = self._vocode(states[index], out.units, final)
+        by_stream: Dict[int, List[_WriteJob]] = {}
+        for job in jobs:
+            if job.speaks:
+                by_stream.setdefault(job.stream, []).append(job)
 
-        speaking = [index for index, pieces in enumerate(emitted)
-                    if any(speaks for _, speaks, _ in pieces)]
-        if self._vocoder_pool is None or len(speaking) < 2:
-            for index in speaking:
-                speak(index)
+        def speak(stream: int) -> None:
+            with torch.inference_mode():  # per thread: the pool's threads start without it
+                for job in by_stream[stream]:
+                    job.output.speech = self._vocode(states[stream], job.output.units,
+                                                     job.source_finished)
+
+        if self._vocoder_pool is None or len(by_stream) < 2:
+            for stream in by_stream:
+                speak(stream)
         else:
-            for _ in self._vocoder_pool.map(speak, speaking):  # raises the first error
+            for _ in self._vocoder_pool.map(speak, by_stream):  # raises the first error
                 pass
 
     @property
     def vocoder_workers(self) -> int:
         """Streams whose speech :meth:`step_batch` synthesises at once (threads; default 1).
-        A voice call runs on one core and does not batch, so more workers spread a batch's
+        A piper call runs on one thread and does not batch, so more workers spread a batch's
         speech over the cores; every stream's speech is the same with any number."""
-        return self._vocoder_pool._max_workers if self._vocoder_pool is not None else 1
+        return self._vocoder_workers
 
     @vocoder_workers.setter
     def vocoder_workers(self, workers: int) -> None:
@@ -588,6 +587,7 @@ class StreamingS2ST:
             raise ValueError(f"vocoder_workers must be at least 1, got {workers}")
         if self._vocoder_pool is not None:
             self._vocoder_pool.shutdown()
+        self._vocoder_workers = workers
         self._vocoder_pool = (ThreadPoolExecutor(workers, thread_name_prefix="vocoder")
                               if workers > 1 else None)
 
@@ -630,6 +630,8 @@ class _WriteJob:
     written_before: int = 0
     silent: bool = False
     budget: Optional[int] = None
+    output: StepOutput = field(default_factory=StepOutput)
+    speaks: bool = False  # new units (or the sentence's end) for the vocoder
 
 
 class ReencodingS2ST(StreamingS2ST):

@@ -49,6 +49,12 @@ def test_a_rerun_reuses_the_binarised_text_and_resumes_training(tiny_corpus, tex
     assert again["updates"] == 3 and "cascade" not in again
     assert (work / "preprocess.log").read_text(encoding="utf-8") == preprocess_log
     assert "Loaded checkpoint" in (work / "train.log").read_text(encoding="utf-8")
+    # at its --max-update already, a rerun does not train (fairseq-train would add an update)
+    train_log = (work / "train.log").read_text(encoding="utf-8")
+    assert text_mt.main(["--data-dir", str(tiny_corpus), "--output-dir", str(work),
+                         "--max-update", "3", "--no-speech", "--output", str(out)]) == 0
+    assert json.loads(out.read_text(encoding="utf-8"))["updates"] == 3
+    assert (work / "train.log").read_text(encoding="utf-8") == train_log
 
 
 def test_other_german_text_is_translated_as_the_gold_test_text_is(tiny_corpus, text_mt_run,

@@ -156,17 +156,26 @@ def binarise(folders: Dict[str, tuple], text_dir: Path, bin_dir: Path, threads: 
 
 
 def train(bin_dir: Path, save_dir: Path, max_update: int, device: str, threads: int) -> int:
-    """``fairseq-train`` (resumes from ``save_dir``); returns the updates of checkpoint_last."""
+    """``fairseq-train`` (resumes from ``save_dir``); returns the updates of checkpoint_last.
+    Not started when checkpoint_last has ``max_update`` already: resumed there, fairseq-train
+    takes one more update before it checks the limit."""
+    if (save_dir / "checkpoint_last.pt").is_file():
+        done = _updates(save_dir / "checkpoint_last.pt")
+        if done >= max_update:
+            return done
     command = [*_fairseq("train"), str(bin_dir), "--user-dir", str(_PACKAGE_DIR),
                *TRAIN_SETTINGS, "--max-update", str(max_update), "--save-dir", str(save_dir),
                "--num-workers", "0"]
     if device == "cpu":
         command.append("--cpu")
     _run(command, save_dir.parent / "train.log", threads)
+    return _updates(save_dir / "checkpoint_last.pt")
+
+
+def _updates(checkpoint: Path) -> int:
     from echostream_fairseq.checkpoint_safety import safe_torch_load
 
-    state = safe_torch_load(save_dir / "checkpoint_last.pt")
-    return int(state["optimizer_history"][-1]["num_updates"])
+    return int(safe_torch_load(checkpoint)["optimizer_history"][-1]["num_updates"])
 
 
 _HYPOTHESIS = re.compile(r"^D-(\d+)\t[^\t]*\t(.*)$")

@@ -179,6 +179,8 @@ def _updates(checkpoint: Path) -> int:
 
 
 _HYPOTHESIS = re.compile(r"^D-(\d+)\t[^\t]*\t(.*)$")
+#: how fairseq-generate and fairseq-interactive decode (the ceiling's and --source-text's)
+DECODING = ("--beam", "5", "--max-tokens", "8000", "--post-process", "sentencepiece", "--cpu")
 
 
 def generate(bin_dir: Path, checkpoint: Path, out_dir: Path, threads: int) -> List[str]:
@@ -187,8 +189,7 @@ def generate(bin_dir: Path, checkpoint: Path, out_dir: Path, threads: int) -> Li
     log = out_dir / "generate-test.txt"
     log.unlink(missing_ok=True)
     _run([*_fairseq("generate"), str(bin_dir), "--user-dir", str(_PACKAGE_DIR), "--path",
-          str(checkpoint), "--gen-subset", "test", "--beam", "5", "--max-tokens", "8000",
-          "--post-process", "sentencepiece", "--cpu", "--num-workers", "0",
+          str(checkpoint), "--gen-subset", "test", *DECODING, "--num-workers", "0",
           "--required-batch-size-multiple", "1"], log, threads)
     hypotheses = _read_hypotheses(log)
     return [hypotheses.get(i, "") for i in range(max(hypotheses, default=-1) + 1)]
@@ -207,9 +208,9 @@ def _read_hypotheses(log: Path) -> Dict[int, str]:
 def translate(bin_dir: Path, checkpoint: Path, spm_model: Path, sentences: Sequence[str],
               out_dir: Path, threads: int) -> List[str]:
     """``fairseq-interactive`` over German sentences, cut into the corpus's source subwords as
-    its multitask files are (beam 5, as :func:`generate`); the hypotheses in input order. A
-    sentence without a word is not translated (an empty hypothesis): the model would invent
-    one from nothing."""
+    its multitask files are (:data:`DECODING`, as :func:`generate`); the hypotheses in input
+    order. A sentence without a word is not translated (an empty hypothesis): the model would
+    invent one from nothing."""
     import sentencepiece as spm
 
     from echostream_fairseq.data.text import normalize_for_spm
@@ -225,8 +226,7 @@ def translate(bin_dir: Path, checkpoint: Path, spm_model: Path, sentences: Seque
     log.unlink(missing_ok=True)
     _run([*_fairseq("interactive"), str(bin_dir), "--user-dir", str(_PACKAGE_DIR), "--path",
           str(checkpoint), "--source-lang", "de", "--target-lang", "en", "--input", str(source),
-          "--beam", "5", "--buffer-size", "64", "--max-tokens", "8000",
-          "--post-process", "sentencepiece", "--cpu"], log, threads)
+          *DECODING, "--buffer-size", "64"], log, threads)
     hypotheses = _read_hypotheses(log)
     if sorted(hypotheses) != list(range(len(spoken))):
         raise RuntimeError(f"{log}: hypotheses for {len(hypotheses)} of the {len(spoken)} "
@@ -263,14 +263,14 @@ def run(opts: argparse.Namespace, argv: Optional[Sequence[str]] = None) -> Dict[
     test_ids = ids["test"]
     if opts.source_text is None:
         hypotheses = generate(out_dir / "bin", checkpoint, out_dir, opts.num_threads)
-    else:
+        if len(hypotheses) != len(test_ids):
+            raise RuntimeError(f"{out_dir / 'generate-test.txt'}: {len(hypotheses)} hypotheses "
+                               f"for {len(test_ids)} test sentences")
+    else:  # translate() checks its own count
         hypotheses = translate(out_dir / "bin", checkpoint,
                                folders[SOURCE_ENTRY][1].with_suffix(".model"), sources, out_dir,
                                opts.num_threads)
     references = {r["id"]: r["tgt_text"] for r in read_tsv(data_dir / f"{SPLIT_NAMES['test']}.tsv")}
-    if len(hypotheses) != len(test_ids):  # translate() checks its own
-        raise RuntimeError(f"{out_dir / 'generate-test.txt'}: {len(hypotheses)} hypotheses "
-                           f"for {len(test_ids)} test sentences")
     count = len(test_ids) if opts.max_utterances is None else min(opts.max_utterances,
                                                                    len(test_ids))
     hypotheses, refs = hypotheses[:count], [references[utt] for utt in test_ids[:count]]

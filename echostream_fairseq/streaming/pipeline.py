@@ -535,11 +535,11 @@ class StreamingS2ST:
         whether :meth:`_speak` is to voice the units."""
         sentence, source_finished, mt = job.sentence, job.source_finished, job.sentence.mt
         written_before = job.written_before
-        out = job.output = StepOutput(asr_text=sentence.asr_words.new_words(sentence.asr.tokens,
-                                                               source_finished),
-                         # whole-word mode commits complete words only: none is held back
-                         target_text=sentence.mt_words.new_words(
-                             mt.tokens, source_finished or self.whole_word))
+        out = job.output = StepOutput(
+            asr_text=sentence.asr_words.new_words(sentence.asr.tokens, source_finished),
+            # whole-word mode commits complete words only: none is held back
+            target_text=sentence.mt_words.new_words(mt.tokens,
+                                                    source_finished or self.whole_word))
         if self.vocoder is not None:
             out.speech_sample_rate = self.vocoder.sample_rate
             if len(mt.states) > written_before or source_finished:

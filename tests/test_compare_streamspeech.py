@@ -264,6 +264,45 @@ def test_echostreams_side_evaluates_measures_and_tabulates_on_the_tiny_corpus(
     assert saved["parameters"]["echostream"]["encoder"] > 0
     assert (tmp_path / "plot.png").stat().st_size > 10_000
 
+    # another decoding's rows (the frame lead-in), labelled, beside the main ones
+    lead_in = tmp_path / "lead_in"
+    assert cmp.main(["evaluate", "--data-dir", str(data), "--output-dir", str(lead_in),
+                     "--systems", "echostream", "--checkpoint", str(talkative_checkpoint),
+                     "--decode-config", str(decode.with_name("streamspeech_lead_in.yaml")),
+                     "--chunk-ms", "320", "--no-offline", "--text-output"]) == 0
+    variant = json.loads((lead_in / "eval" / "test" / "echostream" / "320" / "summary.json"
+                          ).read_text())
+    assert variant["decode_config"].endswith("streamspeech_lead_in.yaml")
+    assert cmp.main(["table", "--output-dir", str(exp), "--doc", str(doc), "--variant",
+                     f"lead-in={lead_in}", "--output", str(tmp_path / "r.json")]) == 0
+    rows = json.loads((tmp_path / "r.json").read_text())
+    assert [r["system"] for r in rows["quality_latency"]] == [
+        "echostream", "echostream", "echostream, lead-in"]
+    assert [r["system"] for r in rows["text_latency"]][-1] == "echostream, lead-in"
+    assert "| echostream, lead-in | " in doc.read_text()
+    # sentence by sentence, the lead-in's first output against the main rows'
+    shifts = {row["output"]: row for row in rows["variant_shifts"]}
+    assert sorted(shifts) == ["speech", "text"] and shifts["text"]["chunk"] == "320"
+    for output, row in shifts.items():
+        first = [json.loads((run / "eval" / "test" / "echostream" /
+                             ("" if output == "speech" else "text") / "320" / "instances.log"
+                             ).read_text().splitlines()[0])["delays"][0] for run in (exp, lead_in)]
+        assert row["sentences"] == 1 and row["silent_in_either"] == 0
+        assert row["median_first_shift_ms"] == first[1] - first[0]
+        assert (row["earlier"], row["later"]) == (int(first[1] < first[0]),
+                                                 int(first[1] > first[0]))
+    assert "| lead-in | text | 320 ms | " in doc.read_text()
+    # a folder without compute runs shows another's
+    assert cmp.main(["table", "--output-dir", str(lead_in), "--output",
+                     str(tmp_path / "l.json")]) == 0
+    assert not json.loads((tmp_path / "l.json").read_text())["compute"]
+    assert cmp.main(["table", "--output-dir", str(lead_in), "--compute-from", str(exp),
+                     "--output", str(tmp_path / "l.json")]) == 0
+    # (the 3 s run above reaches none of the 20/60/180 s rows: its update count shows it read)
+    assert json.loads((tmp_path / "l.json").read_text())["compute_updates"]["echostream"] >= 1
+    assert cmp.main(["table", "--output-dir", str(exp), "--variant",
+                     f"none={tmp_path / 'nowhere'}"]) == 2
+
 
 @needs_streamspeech
 def test_streamspeech_trains_with_its_own_code_and_its_agent_runs_under_simuleval(
@@ -292,6 +331,17 @@ def test_streamspeech_trains_with_its_own_code_and_its_agent_runs_under_simuleva
                           "summary.json").read_text())
     assert written["output"] == "text" and written["updates"] == 2
     assert "BLEU" in written["scores"] and "text_BLEU" in written["scores"]
+    # its CTC heads' emission times, measured in a process of its own as its agent sets it up
+    output = tmp_path / "timing.json"
+    proc = subprocess.run([sys.executable, str(HARNESS / "ctc_emission_timing.py"),
+                           "--data-dir", str(data), "--streamspeech-src", STREAMSPEECH_SRC,
+                           "--streamspeech-run", f"streamspeech={checkpoint}",
+                           "--output", str(output)],
+                          capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, tail(proc)
+    row = json.loads(output.read_text())["runs"]["streamspeech"]["ctc_target_unigram"]
+    assert row["sentences"] == 1 and row["tokens_per_sentence"] >= 0
 
 
 def test_ctc_emission_timing_dates_each_greedy_token_by_its_segment(tiny_corpus,
@@ -319,3 +369,30 @@ def test_ctc_emission_timing_dates_each_greedy_token_by_its_segment(tiny_corpus,
         assert row["tokens_per_sentence"] > 0  # the talkative model writes on every frame
         assert 0.0 <= row["share_before_last_segment"] <= 1.0
         assert 0.0 < row["median_point"] <= 1.0
+        assert 0.0 < row["median_first_token_point"] <= 1.0
+
+
+def test_first_write_timing_dates_the_first_subword_and_the_first_word(tiny_corpus,
+                                                                       talkative_checkpoint,
+                                                                       tmp_path):
+    data = corpus_dir(tiny_corpus)
+    command = [sys.executable, str(HARNESS / "first_write_timing.py"), "--data-dir", str(data),
+               "--wav-list", str(data / "simuleval" / "test" / "wav_list.txt"),
+               "--decode-config", str(REPO / "configs" / "decode" / "streamspeech_lead_in.yaml"),
+               "--run", f"talkative={talkative_checkpoint}"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    output = tmp_path / "first.json"
+    proc = subprocess.run([*command, "--output", str(output)], capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert proc.returncode == 0, tail(proc)
+    saved = json.loads(output.read_text())
+    row = saved["runs"]["talkative"]
+    assert saved["chunk_ms"] == 320 and row["sentences"] == 1
+    # a word comes out once the next has started: never before its first subword
+    assert 0 < row["median_first_subword_ms"] <= row["median_first_word_ms"] \
+        <= row["median_length_ms"]
+    assert row["median_first_subword_ms"] % 320 == 0 or row["first_subword_only_at_the_end"]
+    missing = subprocess.run([*command[:5], str(tmp_path / "none.txt"), *command[6:]],
+                             capture_output=True, text=True, timeout=300, env=env)
+    assert missing.returncode == 2 and "none.txt" in missing.stderr
+    assert "Traceback" not in missing.stderr

@@ -31,6 +31,17 @@ def test_the_mini_models_choice_changes_only_the_unit_decoding():
     assert chosen.replace(unit_blank_penalty=0.0, unit_k2=0) == PipelineConfig()
 
 
+def test_the_comparisons_decodings_change_only_the_lead_in_and_whole_words():
+    lead_in = PipelineConfig.from_yaml(DECODE / "streamspeech_lead_in.yaml")
+    assert lead_in == PipelineConfig(frame_lead_in=True)
+    assert PipelineConfig.from_yaml(DECODE / "whole_words.yaml") == lead_in.replace(
+        whole_word=True)
+    assert _parse("--frame-lead-in").frame_lead_in
+    assert not _parse("--decode-config", str(DECODE / "streamspeech.yaml")).frame_lead_in
+    assert not _parse("--decode-config", str(DECODE / "whole_words.yaml"),
+                      "--no-frame-lead-in").frame_lead_in
+
+
 def test_options_override_the_file_which_overrides_the_defaults(tmp_path):
     assert _parse() == PipelineConfig()
     path = tmp_path / "decode.yaml"

@@ -13,7 +13,7 @@ import torch
 
 from _fairseq_cli import corpus_dir
 from echostream_fairseq.data.audio import RESAMPLE_BLOCK_S, read_wav, resample
-from echostream_fairseq.data.features import compute_fbank
+from echostream_fairseq.data.features import FRAME_LENGTH_MS, FRAME_SHIFT_MS, compute_fbank
 from echostream_fairseq.streaming import (
     CtcPolicy,
     PipelineConfig,
@@ -85,6 +85,25 @@ def test_incremental_fbank_equals_offline_fbank():
     online = torch.cat(frames).numpy()
     assert online.shape == offline.shape
     np.testing.assert_allclose(online, offline, atol=1e-4)
+
+
+def test_fbank_lead_in_frames_end_on_the_shift_grid_and_equal_the_padded_offline_fbank():
+    rate = 16000
+    samples = _synthetic(0.96, rate)
+    lead = int(rate * (FRAME_LENGTH_MS - FRAME_SHIFT_MS) / 1000)  # 240 samples
+    shift = int(rate * FRAME_SHIFT_MS / 1000)
+    fbank = StreamingFbank(rate, lead_in=True)
+    chunk = 32 * shift  # one 320 ms segment of the mini model: 32 frames
+    frames = []
+    for start in range(0, len(samples), chunk):
+        frames.append(fbank.push(samples[start:start + chunk], rate))
+        assert sum(f.size(0) for f in frames) == (start + chunk) // shift
+    plain = StreamingFbank(rate)
+    assert plain.push(samples[:chunk], rate).size(0) == 32 - 2  # its last two wait for 15 ms
+    padded = compute_fbank(np.concatenate([np.zeros(lead, np.float32), samples]), rate)
+    np.testing.assert_allclose(torch.cat(frames).numpy(), padded, atol=1e-4)
+    fbank.reset()  # every utterance starts with the lead-in
+    np.testing.assert_allclose(fbank.push(samples, rate, final=True).numpy(), padded, atol=1e-4)
 
 
 @pytest.mark.parametrize("rate", [8000, 22050, 44100, 48000])
@@ -373,10 +392,16 @@ def test_pipeline_passes_its_blank_penalty_to_the_unit_decoder(pipeline, tiny_co
     assert sum(len(o.units) for o in quiet + [quiet_last]) == 0
 
 
+@pytest.mark.parametrize("lead_in", [False, True])
 def test_reencoding_baseline_writes_exactly_what_the_incremental_pipeline_writes(pipeline,
-                                                                               tiny_corpus):
+                                                                               tiny_corpus,
+                                                                               lead_in):
+    if lead_in:
+        pipeline = StreamingS2STPipeline(pipeline.model, pipeline.dicts, pipeline.features.cmvn,
+                                         pipeline.vocoder, PipelineConfig(frame_lead_in=True))
     baseline = StreamingS2STPipeline(pipeline.model, pipeline.dicts, pipeline.features.cmvn,
-                                     pipeline.vocoder, PipelineConfig(reencode=True))
+                                     pipeline.vocoder,
+                                     PipelineConfig(reencode=True, frame_lead_in=lead_in))
     samples, rate = read_wav(corpus_wavs(corpus_dir(tiny_corpus))[0])
     samples = resample(samples, rate, 48000)  # any rate: both resample the same way
     chunk = 48000 * 32 // 100
@@ -391,6 +416,31 @@ def test_reencoding_baseline_writes_exactly_what_the_incremental_pipeline_writes
     mt = baseline.state.sentence.mt
     assert isinstance(mt, RecomputeMT) and mt.tokens
     assert all(store.length == 0 for store in mt.self_stores + mt.cross_stores)
+
+
+def test_frame_lead_in_encodes_each_segment_when_its_chunk_arrives(pipeline, tiny_corpus):
+    samples, rate = read_wav(corpus_wavs(corpus_dir(tiny_corpus))[0])
+    segment = pipeline.geometry.segment_samples
+    led = StreamingS2STPipeline(pipeline.model, pipeline.dicts, pipeline.features.cmvn,
+                                pipeline.vocoder, PipelineConfig(frame_lead_in=True))
+    frames = {}
+    for pipe in (pipeline, led):
+        pipe.reset()
+        frames[pipe] = []
+        for start in range(0, 4 * segment, segment):
+            pipe.push(samples[start:start + segment], rate)
+            frames[pipe].append(pipe.encoder_frames)
+    per_segment = pipeline.geometry.segment_frames
+    assert frames[led] == [per_segment * k for k in range(1, 5)]
+    assert frames[pipeline] == [per_segment * k for k in range(0, 4)]  # one segment late
+    # the encoder hears the lead-in's zeros as its first 15 ms: the same frames as offline
+    features = StreamingFbank(16000, *pipeline.features.cmvn, lead_in=True)
+    fbank = features.push(samples, rate, final=True).unsqueeze(0)
+    _, last = stream(led, samples, rate, segment)
+    with torch.inference_mode():
+        enc = led.model.encoder(fbank, torch.tensor([fbank.size(1)]))["encoder_out"][0]
+        labels = led.model.source_unigram_decoder(enc)["encoder_out"][:, 0].argmax(-1).tolist()
+    assert led.asr_tokens == [b for a, b in zip([0] + labels, labels) if b != a and b != 0]
 
 
 def _prefers_word_starts(model, mt_dict, factor: float = 1.4):

@@ -377,6 +377,45 @@ def evaluate_one(system: str, chunk: str, agent_options: List[str], lists: tuple
     return summary
 
 
+def first_output_shifts(main_dir: Path, variant_runs: Sequence[Path]) -> List[dict]:
+    """Sentence by sentence, how a variant's evaluation moved the first output against the main
+    one of the same segment size (``main_dir/<segment>`` or ``main_dir/text/<segment>``): the
+    median of (variant - main) first delays over the sentences both put something out for, how
+    many of those started earlier and later, how many put out nothing in either run, and how
+    many translations (the agents' ``st.txt``) are identical. An aggregate such as AL also moves
+    with what is written; this isolates when the output starts."""
+    import statistics
+
+    def instances(run: Path) -> Dict[int, dict]:
+        lines = (run / "instances.log").read_text().splitlines()
+        return {item["index"]: item for item in map(json.loads, filter(str.strip, lines))}
+
+    def translations(run: Path) -> List[str]:
+        return (run / "extra" / "st.txt").read_text().splitlines()
+
+    rows = []
+    for run in sorted(variant_runs, key=lambda r: (r.parent.name == TEXT, segment_ms(r.name))):
+        main = main_dir / (TEXT if run.parent.name == TEXT else "") / run.name
+        if run.name == OFFLINE or not (main / "summary.json").is_file():
+            continue
+        ours, theirs = instances(main), instances(run)
+        if sorted(ours) != sorted(theirs):
+            raise UserError(f"{run}: its sentences are not those of {main} (another "
+                            "--max-utterances or test set)")
+        firsts = [(ours[i]["delays"][0], theirs[i]["delays"][0]) for i in sorted(ours)
+                  if ours[i]["delays"] and theirs[i]["delays"]]
+        rows.append({"chunk": run.name, "output": TEXT if run.parent.name == TEXT else "speech",
+                     "sentences": len(ours),
+                     "median_first_shift_ms": (statistics.median(b - a for a, b in firsts)
+                                               if firsts else None),
+                     "earlier": sum(b < a for a, b in firsts),
+                     "later": sum(b > a for a, b in firsts),
+                     "silent_in_either": len(ours) - len(firsts),
+                     "identical_translations": sum(
+                         a == b for a, b in zip(translations(main), translations(run)))})
+    return rows
+
+
 def _updates(checkpoint: Path) -> Optional[int]:
     from echostream_fairseq.checkpoints import read_model_state
     return read_model_state(checkpoint)[1]["num_updates"]
@@ -529,11 +568,11 @@ def dev_losses_at_equal_updates(logs: Dict[str, Path], valid_subset: str) -> Lis
 
 
 def parse_run(text: str) -> tuple:
-    """argparse type of ``--run LABEL=LOGFILE``."""
-    label, sep, log = text.partition("=")
-    if not sep or not label or not log:
-        raise argparse.ArgumentTypeError(f"expected LABEL=LOGFILE, got {text!r}")
-    return label, Path(log)
+    """argparse type of ``--run LABEL=LOGFILE`` and ``--variant LABEL=OUTPUT_DIR``."""
+    label, sep, path = text.partition("=")
+    if not sep or not label or not path:
+        raise argparse.ArgumentTypeError(f"expected LABEL=PATH, got {text!r}")
+    return label, Path(path)
 
 
 def training_progress(run_dir: Path) -> Optional[dict]:
@@ -614,6 +653,17 @@ def render_markdown(results: dict) -> str:
     if results.get("text_latency"):
         out += ["### Latency of the text output (each system's speech->text agent, ms)", "",
                 *_run_rows(results["text_latency"], TEXT_COLUMNS), ""]
+    if results.get("variant_shifts"):
+        out += ["### When each variant starts, sentence by sentence (against the echostream rows)",
+                "", "| variant | output | segment | median shift of the first output (ms) | "
+                "earlier | later | silent in either | identical translations | sentences |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        for row in results["variant_shifts"]:
+            out.append(f"| {row['variant']} | {row['output']} | {row['chunk']} ms | "
+                       f"{_fmt(row['median_first_shift_ms'], 0)} | {row['earlier']} | "
+                       f"{row['later']} | {row['silent_in_either']} | "
+                       f"{row['identical_translations']} | {row['sentences']} |")
+        out.append("")
     if results.get("compute"):
         out += ["### Compute per 320 ms chunk against stream length (CPU ms, one thread)", "",
                 "| system | updates | stream | chunk p50 | chunk p95 | chunk max | compute RTF |",
@@ -657,7 +707,8 @@ def render_summary(results: dict) -> str:
                      f"{progress['of']:,} updates), its rows come when it is done")
     lines = [f"At 320 ms on the first {results['utterances']} test sentences: "
              + "; ".join(parts) + "."]
-    text_320 = [r for r in results.get("text_latency", []) if r["chunk"] == "320"]
+    text_320 = [r for r in results.get("text_latency", [])
+                if r["chunk"] == "320" and r["system"] in SYSTEMS]
     if text_320:
         lines.append("Their text, written by each system's speech->text agent: " + "; ".join(
             f"{r['system']} AL {_fmt(r['scores'].get('AL'), 0)} ms, AL_CA "
@@ -677,8 +728,11 @@ def plot(results: dict, path: Path) -> None:
 
     figure, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     markers = {"streamspeech": "s-", "echostream": "o-"}
+    systems = list(dict.fromkeys(r["system"] for r in results["quality_latency"]))
+    for system in systems:  # variants: EchoStream's marker, dashed
+        markers.setdefault(system, "o--")
     for axis, latency in zip(axes[:2], ("AL", "AL_CA")):
-        for system in markers:
+        for system in systems:
             runs = [r for r in results["quality_latency"] if r["system"] == system
                     and r["chunk"] != OFFLINE]
             runs.sort(key=lambda r: int(r["chunk"]))
@@ -694,7 +748,7 @@ def plot(results: dict, path: Path) -> None:
         axis.set_xlabel(f"{latency} (ms)")
         axis.set_ylabel("ASR-BLEU")
         axis.set_title(f"quality vs {latency}")
-        axis.legend()
+        axis.legend(loc="upper left", fontsize=8)  # the low-latency corner holds points
     for system, result in results.get("compute_raw", {}).items():
         axes[2].plot(result["positions_s"], [c * 1000 for c in result["chunk_cpu_s"]],
                      markers[system][0], markersize=2,
@@ -724,14 +778,25 @@ def cmd_table(args: argparse.Namespace) -> int:
         return sorted(runs, key=lambda r: (SYSTEMS.index(r["system"]), order.get(r["chunk"], 99)))
 
     runs = ordered(summaries)
+    checkpoints = {r["system"]: r["checkpoint"] for r in runs}  # before the variants' rows
     text_runs = ordered(sorted((exp / "eval" / tag).glob(f"*/{TEXT}/*/summary.json")))
-    checkpoints = {r["system"]: r["checkpoint"] for r in runs}
+    shifts = []
+    for label, variant_dir in args.variant:  # EchoStream's rows of another decoding or model
+        found = sorted((variant_dir / "eval" / tag / "echostream").glob("*/summary.json"))
+        if not found:
+            raise UserError(f"{variant_dir / 'eval' / tag / 'echostream'}: no finished "
+                            f"evaluation (--variant {label})")
+        for rows, paths in ((runs, found), (text_runs, sorted(
+                (variant_dir / "eval" / tag / "echostream" / TEXT).glob("*/summary.json")))):
+            rows += [{**run, "system": f"echostream, {label}"} for run in ordered(paths)]
+            shifts += [{"variant": label, **row} for row in first_output_shifts(
+                exp / "eval" / tag / "echostream", [p.parent for p in paths])]
     results = {"eval_tag": summaries[0].parts[-4], "utterances": runs[0]["utterances"],
                "quality_latency": runs, "text_latency": text_runs,
                "parameters": {s: _parameters(_shipped(c)) for s, c in checkpoints.items()},
-               "compute": {}, "compute_raw": {}}
+               "compute": {}, "compute_raw": {}, "variant_shifts": shifts}
     for system in SYSTEMS:
-        found = sorted((exp / "compute").glob(f"{system}_*s_*ms.json"))
+        found = sorted(((args.compute_from or exp) / "compute").glob(f"{system}_*s_*ms.json"))
         if found:
             raw = json.loads(found[-1].read_text())
             results["compute"][system] = chunk_cost_summary(raw)
@@ -745,7 +810,7 @@ def cmd_table(args: argparse.Namespace) -> int:
     markdown = render_markdown(results)
     # every page is rewritten in memory first: a bad --doc or --readme leaves every file as it was
     pages = {path: _with_block(path, block, content) for path, block, content in (
-        (args.doc, DOC_BLOCK, markdown), (args.readme, README_BLOCK, render_summary(results)))
+        (args.doc, args.doc_block, markdown), (args.readme, README_BLOCK, render_summary(results)))
         if path is not None}
     if args.plot:
         plot(results, args.plot)
@@ -814,8 +879,9 @@ def build_parser() -> argparse.ArgumentParser:
           help="EchoStream's checkpoint or shipped model name (default echostream-mini-de-en)")
         a("--streamspeech-checkpoint", type=Path,
           help="default: OUTPUT_DIR/streamspeech/checkpoints/checkpoint_last.pt")
-        a("--decode-config", type=Path, default=Path("configs/decode/streamspeech.yaml"),
-          help="EchoStream's decoding (default StreamSpeech's own)")
+        a("--decode-config", type=Path, default=Path("configs/decode/streamspeech_lead_in.yaml"),
+          help="EchoStream's decoding (default StreamSpeech's own with EchoStream's frame "
+               "lead-in)")
         a("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
     a = commands["evaluate"].add_argument
     a("--chunk-ms", nargs="+", type=positive_int, default=[160, 320, 640, 1280],
@@ -834,10 +900,19 @@ def build_parser() -> argparse.ArgumentParser:
     a("--train-log", type=Path, help="EchoStream's training log: dev losses at equal updates")
     a("--run", type=parse_run, action="append", default=[],
       help="LABEL=LOGFILE: another EchoStream run (an ablation) in the dev-loss table")
+    a("--compute-from", type=Path,
+      help="another comparison folder whose compute runs (the compute subcommand) the tables "
+           "show, labelled with their update counts (default: --output-dir's)")
+    a("--variant", type=parse_run, action="append", default=[],
+      help="LABEL=OUTPUT_DIR: EchoStream's rows of another evaluation (the evaluate subcommand "
+           "with another --decode-config or --checkpoint into OUTPUT_DIR), labelled 'echostream, "
+           "LABEL'")
     a("--valid-subset", default="dev_sampled.units")
     a("--output", type=Path, help="the results as JSON")
     a("--plot", type=Path, help="PNG: quality against AL and AL_CA, compute per chunk")
-    a("--doc", type=Path, help=f"a Markdown page whose {DOC_BLOCK!r} block is rewritten")
+    a("--doc", type=Path, help="a Markdown page whose --doc-block block is rewritten")
+    a("--doc-block", default=DOC_BLOCK,
+      help=f"the generated block of --doc: <!-- NAME:begin/end --> (default {DOC_BLOCK})")
     a("--readme", type=Path, help=f"a README whose {README_BLOCK!r} block is rewritten")
     return parser
 

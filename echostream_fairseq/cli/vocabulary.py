@@ -89,6 +89,8 @@ FLAGS: Dict[str, str] = {
     "--unit-k2": "unit decoder mask at inference: extra T2U states each step waits for",
     "--unit-n2": "unit decoder mask at inference: block size",
     "--unit-blank-penalty": "subtracted from the unit CTC blank's log-probability",
+    "--frame-lead-in": "15 ms of zeros before the stream: a segment is encoded when its chunk is",
+    "--no-frame-lead-in": "no lead-in: a segment-sized chunk reaches the encoder one chunk late",
     "--reencode": "StreamSpeech's re-encoding method (the baseline)",
     "--single-sentence": "one sentence per stream (SimulEval's per-sentence evaluation)",
     "--sentence-pause-ms": "ASR blanks that end a sentence, in ms",
@@ -137,6 +139,9 @@ FLAGS: Dict[str, str] = {
     "--systems": "which systems to run",
     "--plot": "a PNG plot to write",
     "--doc": "a Markdown page whose generated block is rewritten",
+    "--doc-block": "the name of --doc's generated block",
+    "--variant": "LABEL=OUTPUT_DIR of another evaluation shown beside the main one",
+    "--compute-from": "another comparison folder whose compute runs are shown",
     "--extra-output-dir": "agents: final ASR, translation and units a line per input "
                           "(StreamSpeech's agents' option)",
     # benchmarks

@@ -48,6 +48,12 @@ class PipelineConfig:
         whole_word: write only complete target words (StreamSpeech's mode: one subword more
             per write, the trailing possibly-incomplete word dropped and re-decoded later);
             None = on for segments of 640 ms or more, as StreamSpeech's agents.
+        frame_lead_in: start every stream with the fbank window's overhang (window - shift: 15
+            ms) of zeros, so each fbank frame ends on the shift grid and a segment's encoder
+            frames are complete as soon as its audio is in. Without it, the last frame of a
+            segment needs the first 15 ms of the next one, and with segment-sized source chunks
+            every segment is encoded one chunk late (the features shift by 15 ms: the model
+            hears 15 ms more silence before the stream).
         reencode: StreamSpeech's method (everything over the whole prefix at every step), the
             baseline of ``bench/streaming_cost.py`` (one sentence per stream, as StreamSpeech).
         single_sentence: one sentence per stream, as the models are trained (SimulEval's
@@ -68,6 +74,7 @@ class PipelineConfig:
     unit_n2: int = 1
     unit_blank_penalty: float = 0.0
     whole_word: Optional[bool] = None
+    frame_lead_in: bool = False
     reencode: bool = False
     single_sentence: bool = False
     sentence_pause_ms: int = 480
@@ -130,8 +137,8 @@ class PipelineConfig:
 
 # fields that add_pipeline_arguments exposes (speech is each command's own choice)
 _CLI_FIELDS = ("segment_length", "stride_n", "lagging_k1", "max_len_a", "max_len_b", "whole_word",
-               "unit_k2", "unit_n2", "unit_blank_penalty", "reencode", "single_sentence",
-               "sentence_pause_ms", "max_sentence_ms")
+               "unit_k2", "unit_n2", "unit_blank_penalty", "frame_lead_in", "reencode",
+               "single_sentence", "sentence_pause_ms", "max_sentence_ms")
 _DEFAULTS = PipelineConfig()
 
 
@@ -165,6 +172,10 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser | Any) -> None:
       help=f"unit decoder mask at inference: block size (default {_DEFAULTS.unit_n2})")
     a("--unit-blank-penalty", type=float, default=None,
       help=f"{UNIT_BLANK_PENALTY_HELP} (default {_DEFAULTS.unit_blank_penalty:g})")
+    a("--frame-lead-in", action=argparse.BooleanOptionalAction, default=None,
+      help="start the stream with 15 ms of zeros so a segment is encoded as soon as its audio "
+           "is in (otherwise one source chunk later when chunks are segment-sized; default "
+           f"{'on' if _DEFAULTS.frame_lead_in else 'off'})")
     a("--reencode", action="store_true", default=None,
       help="StreamSpeech's method as a baseline: fbank, encoder and CTC over the whole prefix, "
            "units over the whole text, every step")

@@ -107,6 +107,9 @@ class StreamingFbank:
     Args:
         sample_rate: the model's feature rate (``StreamingGeometry.sample_rate``).
         cmvn_mean, cmvn_std: global CMVN stats, each (80,); ``None`` = no normalisation.
+        lead_in: every utterance starts with ``window - shift`` zero samples, so frame ``i``
+            ends at sample ``(i + 1) * shift`` of the audio pushed: the frames equal
+            ``compute_fbank`` of the audio after those zeros (see ``PipelineConfig.frame_lead_in``).
 
     Example:
         >>> fbank = StreamingFbank(16000, mean, std)
@@ -114,8 +117,9 @@ class StreamingFbank:
     """
 
     def __init__(self, sample_rate: int, cmvn_mean: Optional[np.ndarray] = None,
-                 cmvn_std: Optional[np.ndarray] = None) -> None:
+                 cmvn_std: Optional[np.ndarray] = None, lead_in: bool = False) -> None:
         self.sample_rate = sample_rate
+        self.lead_in = lead_in
         self._window = int(sample_rate * FRAME_LENGTH_MS / 1000)
         self._shift = int(sample_rate * FRAME_SHIFT_MS / 1000)
         self._mean = None if cmvn_mean is None else torch.as_tensor(cmvn_mean, dtype=torch.float32)
@@ -129,7 +133,9 @@ class StreamingFbank:
 
     def reset(self) -> None:
         """Start a new utterance."""
-        self._pending = np.zeros(0, dtype=np.float32)  # samples from the next frame's start on
+        # samples from the next frame's start on
+        self._pending = np.zeros(self._window - self._shift if self.lead_in else 0,
+                                 dtype=np.float32)
         self._resampler: Optional[StreamingResampler] = None
         self.input_rate: Optional[int] = None
 

@@ -308,7 +308,8 @@ class StreamingS2ST:
     def init(self) -> UtteranceState:
         """The state of a new stream."""
         return UtteranceState(
-            features=StreamingFbank(self.geometry.sample_rate, *self.cmvn),
+            features=StreamingFbank(self.geometry.sample_rate, *self.cmvn,
+                                    lead_in=self.config.frame_lead_in),
             encoder=self.model.encoder.init_state(1, segment_length=self.geometry.segment_frames),
             sentence=self._new_sentence(0, 0))
 
@@ -663,7 +664,8 @@ class ReencodingS2ST(StreamingS2ST):
         empty = torch.zeros(0, 1, self.model.encoder.embed_dim)
         if not state.source_samples:
             return empty
-        features = StreamingFbank(self.geometry.sample_rate, *self.cmvn)
+        features = StreamingFbank(self.geometry.sample_rate, *self.cmvn,
+                                  lead_in=self.config.frame_lead_in)
         fbank = features.push(np.concatenate(state.source_samples), sample_rate, final)
         if final:
             keep = int(self.model.encoder.output_lengths(torch.tensor([fbank.size(0)])))

@@ -21,6 +21,7 @@ import torch
 
 from _fairseq_cli import REPO, corpus_dir, tail
 from echostream_fairseq.cli import compare_streamspeech as cmp
+from echostream_fairseq.models.echostream import ASR_TASK, ST_TASK
 from echostream_fairseq.shipped import file_sha256
 
 HARNESS = REPO / "recipes" / "streamspeech_compare"
@@ -354,6 +355,8 @@ def test_ctc_emission_timing_dates_each_greedy_token_by_its_segment(tiny_corpus,
     # blank, a, a (repeat), blank, a (new after a blank), b
     logits = torch.nn.functional.one_hot(torch.tensor([0, 5, 5, 0, 5, 6]), 8).float()
     assert timing.emissions(logits) == [1, 4, 5]
+    # its head names are spelled out (StreamSpeech's side may not import ours): the same
+    assert timing.HEADS == (ASR_TASK, ST_TASK)
 
     output = tmp_path / "timing.json"
     proc = subprocess.run([sys.executable, str(HARNESS / "ctc_emission_timing.py"),

@@ -79,7 +79,6 @@ def timing(sentences: int, segment: int,
 
 def measure_echostream(checkpoint: str, data_dir: Path, subset: str, segment: int,
                        max_sentences: int) -> Dict[str, dict]:
-    sys.path.insert(0, str(REPO))
     from echostream_fairseq.checkpoints import load_model_and_task
 
     model, task = load_model_and_task(checkpoint, data_dir)
@@ -115,14 +114,12 @@ def measure_streamspeech(checkpoint: str, src: Path, data_dir: Path, subset: str
         return json.loads(output.read_text())
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text}: must be a positive integer")
-    return value
-
-
 def main(argv: Optional[List[str]] = None) -> int:
+    # here, not at the top: streamspeech_ctc_timing.py imports this module beside StreamSpeech's
+    # code, which must never meet echostream_fairseq in one process
+    sys.path.insert(0, str(REPO))
+    from echostream_fairseq.cli.common import positive_int
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--run", action="append", default=[], metavar="LABEL=CHECKPOINT",
@@ -132,9 +129,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--streamspeech-src", type=Path,
                         help="a StreamSpeech checkout (needed with --streamspeech-run)")
     parser.add_argument("--subset", default="dev_sampled.units")
-    parser.add_argument("--segment", type=_positive, default=8,
+    parser.add_argument("--segment", type=positive_int, default=8,
                         help="encoder frames (8: 320 ms)")
-    parser.add_argument("--max-sentences", type=_positive, default=200)
+    parser.add_argument("--max-sentences", type=positive_int, default=200)
     parser.add_argument("--output", type=Path)
     args = parser.parse_args(argv)
     if not args.run and not args.streamspeech_run:

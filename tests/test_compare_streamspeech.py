@@ -399,3 +399,22 @@ def test_first_write_timing_dates_the_first_subword_and_the_first_word(tiny_corp
                              capture_output=True, text=True, timeout=300, env=env)
     assert missing.returncode == 2 and "none.txt" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_a_variant_of_other_sentences_is_one_error_not_a_silent_pairing(tmp_path):
+    def evaluation(root: Path, indices: list) -> Path:
+        run = root / "320"
+        (run / "extra").mkdir(parents=True)
+        (run / "summary.json").write_text("{}")
+        (run / "instances.log").write_text("".join(
+            json.dumps({"index": i, "delays": [320.0 * (i + 1)]}) + "\n" for i in indices))
+        (run / "extra" / "st.txt").write_text("".join(f"s{i}\n" for i in indices))
+        return run
+
+    main = evaluation(tmp_path / "main", [0, 1])
+    same = evaluation(tmp_path / "same", [1, 0])  # another order: paired by index
+    [row] = cmp.first_output_shifts(main.parent, [same])
+    assert (row["median_first_shift_ms"], row["earlier"], row["later"]) == (0, 0, 0)
+    other = evaluation(tmp_path / "other", [0, 2])
+    with pytest.raises(cmp.UserError, match="not those of"):
+        cmp.first_output_shifts(main.parent, [other])
